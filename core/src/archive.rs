@@ -1,0 +1,443 @@
+//! The archive store: where recordings' audio and documents live.
+//!
+//! Keys are relative paths such as `<recording-id>/tracks/<track-id>.opus`. The store is a
+//! trait so that the same code runs on local disk now and on object storage later; the
+//! in-memory twin serves tests and benchmarks. One test suite runs against both.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::{Error, Result};
+
+/// A file being appended to (a live track).
+pub trait AppendFile: Send + Debug {
+    /// Appends `data` at the end.
+    fn append(&mut self, data: &[u8]) -> Result<()>;
+    /// Makes everything appended so far durable.
+    fn sync(&mut self) -> Result<()>;
+}
+
+/// Storage for archives. All methods take keys checked by [`check_key`].
+pub trait ArchiveStore: Send + Sync + Debug {
+    /// Replaces `key` with `data` atomically: readers see the old or the new bytes, never a mix,
+    /// and after a crash the file is one or the other.
+    fn put_atomic(&self, key: &str, data: &[u8]) -> Result<()>;
+    /// The whole of `key`.
+    fn get(&self, key: &str) -> Result<Vec<u8>>;
+    /// `len` bytes of `key` from `offset` (fewer at the end).
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// Size of `key` in bytes.
+    fn size(&self, key: &str) -> Result<u64>;
+    /// Whether `key` exists.
+    fn exists(&self, key: &str) -> Result<bool>;
+    /// Opens `key` for appending, creating it if needed.
+    fn open_append(&self, key: &str) -> Result<Box<dyn AppendFile>>;
+    /// Cuts `key` to `len` bytes and overwrites `patch` at `patch_offset` (crash recovery).
+    fn truncate_and_patch(&self, key: &str, len: u64, patch_offset: u64, patch: &[u8]) -> Result<()>;
+    /// Every key that starts with `prefix`, sorted.
+    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Removes every key under `prefix/`.
+    fn delete_dir(&self, prefix: &str) -> Result<()>;
+    /// A path on local disk for `key`, when the store has one (for serving files and tools).
+    fn local_path(&self, key: &str) -> Option<PathBuf>;
+}
+
+/// Rejects keys that could escape the store: absolute paths, `..`, odd characters.
+pub fn check_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key.len() <= 512
+        && !key.starts_with('/')
+        && key.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("invalid archive key {key:?}")))
+    }
+}
+
+/// Archives on local disk under one root directory.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// A store rooted at `root` (created if missing).
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root).map_err(|e| Error::io("create", &root, e))?;
+        Ok(LocalStore { root })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn parent_dir(path: &Path) -> Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    // Making the rename durable needs the directory synced; where the platform refuses
+    // (some file systems do), the data itself is still synced.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+impl ArchiveStore for LocalStore {
+    fn put_atomic(&self, key: &str, data: &[u8]) -> Result<()> {
+        let path = self.path(key)?;
+        Self::parent_dir(&path)?;
+        let tmp = path.with_extension(format!(
+            "{}.tmp-{}",
+            path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+            std::process::id()
+        ));
+        let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        f.write_all(data).map_err(|e| Error::io("write", &tmp, e))?;
+        f.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent);
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let path = self.path(key)?;
+        std::fs::read(&path).map_err(|e| not_found_or_io(key, "read", &path, e))
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let path = self.path(key)?;
+        let mut f = File::open(&path).map_err(|e| not_found_or_io(key, "open", &path, e))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| Error::io("seek", &path, e))?;
+        let mut out = Vec::new();
+        f.take(len)
+            .read_to_end(&mut out)
+            .map_err(|e| Error::io("read", &path, e))?;
+        Ok(out)
+    }
+
+    fn size(&self, key: &str) -> Result<u64> {
+        let path = self.path(key)?;
+        std::fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| not_found_or_io(key, "stat", &path, e))
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.path(key)?.is_file())
+    }
+
+    fn open_append(&self, key: &str) -> Result<Box<dyn AppendFile>> {
+        let path = self.path(key)?;
+        Self::parent_dir(&path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent);
+        }
+        Ok(Box::new(LocalAppend { file, path }))
+    }
+
+    fn truncate_and_patch(&self, key: &str, len: u64, patch_offset: u64, patch: &[u8]) -> Result<()> {
+        let path = self.path(key)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| not_found_or_io(key, "open", &path, e))?;
+        f.set_len(len).map_err(|e| Error::io("truncate", &path, e))?;
+        if !patch.is_empty() {
+            f.seek(SeekFrom::Start(patch_offset))
+                .map_err(|e| Error::io("seek", &path, e))?;
+            f.write_all(patch).map_err(|e| Error::io("write", &path, e))?;
+        }
+        f.sync_all().map_err(|e| Error::io("sync", &path, e))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let start = if prefix.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(prefix.trim_end_matches('/'))
+        };
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => continue,
+                Err(e) => return Err(Error::io("list", &dir, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(rel) = path.strip_prefix(&self.root) {
+                    let key = rel.to_string_lossy().replace('\\', "/");
+                    if key.starts_with(prefix) && !key.contains(".tmp-") {
+                        out.push(key);
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete_dir(&self, prefix: &str) -> Result<()> {
+        let path = self.path(prefix.trim_end_matches('/'))?;
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("delete", &path, e)),
+        }
+    }
+
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.path(key).ok()
+    }
+}
+
+fn not_found_or_io(key: &str, op: &'static str, path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::NotFound(format!("archive file {key}"))
+    } else {
+        Error::io(op, path, e)
+    }
+}
+
+#[derive(Debug)]
+struct LocalAppend {
+    file: File,
+    path: PathBuf,
+}
+
+impl AppendFile for LocalAppend {
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        self.file
+            .write_all(data)
+            .map_err(|e| Error::io("append", &self.path, e))
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("sync", &self.path, e))
+    }
+}
+
+type Files = Arc<Mutex<BTreeMap<String, Arc<Mutex<Vec<u8>>>>>>;
+
+/// Archives in memory, for tests and benchmarks.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    files: Files,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn files(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Mutex<Vec<u8>>>>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn file(&self, key: &str) -> Result<Arc<Mutex<Vec<u8>>>> {
+        check_key(key)?;
+        self.files()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("archive file {key}")))
+    }
+}
+
+fn lock(v: &Mutex<Vec<u8>>) -> MutexGuard<'_, Vec<u8>> {
+    v.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ArchiveStore for MemoryStore {
+    fn put_atomic(&self, key: &str, data: &[u8]) -> Result<()> {
+        check_key(key)?;
+        self.files()
+            .insert(key.to_string(), Arc::new(Mutex::new(data.to_vec())));
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let f = self.file(key)?;
+        let data = lock(&f).clone();
+        Ok(data)
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let f = self.file(key)?;
+        let data = lock(&f);
+        let start = (offset as usize).min(data.len());
+        let end = start.saturating_add(len as usize).min(data.len());
+        Ok(data[start..end].to_vec())
+    }
+
+    fn size(&self, key: &str) -> Result<u64> {
+        let f = self.file(key)?;
+        let len = lock(&f).len() as u64;
+        Ok(len)
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        Ok(self.files().contains_key(key))
+    }
+
+    fn open_append(&self, key: &str) -> Result<Box<dyn AppendFile>> {
+        check_key(key)?;
+        let file = self.files().entry(key.to_string()).or_default().clone();
+        Ok(Box::new(MemoryAppend { file }))
+    }
+
+    fn truncate_and_patch(&self, key: &str, len: u64, patch_offset: u64, patch: &[u8]) -> Result<()> {
+        let f = self.file(key)?;
+        let mut data = lock(&f);
+        data.resize(len as usize, 0);
+        let start = patch_offset as usize;
+        let end = start + patch.len();
+        if end > data.len() {
+            data.resize(end, 0);
+        }
+        data[start..end].copy_from_slice(patch);
+        Ok(())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .files()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+
+    fn delete_dir(&self, prefix: &str) -> Result<()> {
+        check_key(prefix.trim_end_matches('/'))?;
+        let dir = format!("{}/", prefix.trim_end_matches('/'));
+        self.files().retain(|k, _| !k.starts_with(&dir));
+        Ok(())
+    }
+
+    fn local_path(&self, _key: &str) -> Option<PathBuf> {
+        None
+    }
+}
+
+#[derive(Debug)]
+struct MemoryAppend {
+    file: Arc<Mutex<Vec<u8>>>,
+}
+
+impl AppendFile for MemoryAppend {
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        lock(&self.file).extend_from_slice(data);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one suite every store must pass.
+    fn suite(store: &dyn ArchiveStore) {
+        assert!(!store.exists("r1/manifest.json").unwrap());
+        assert!(store.get("r1/manifest.json").unwrap_err().is_not_found());
+
+        store.put_atomic("r1/manifest.json", b"{\"a\":1}").unwrap();
+        store.put_atomic("r1/manifest.json", b"{\"a\":2}").unwrap();
+        assert_eq!(store.get("r1/manifest.json").unwrap(), b"{\"a\":2}");
+
+        let mut a = store.open_append("r1/tracks/t1.opus").unwrap();
+        a.append(b"OggS-one").unwrap();
+        a.append(b"-two").unwrap();
+        a.sync().unwrap();
+        drop(a);
+        let mut a = store.open_append("r1/tracks/t1.opus").unwrap();
+        a.append(b"-three").unwrap();
+        drop(a);
+        assert_eq!(store.get("r1/tracks/t1.opus").unwrap(), b"OggS-one-two-three");
+        assert_eq!(store.size("r1/tracks/t1.opus").unwrap(), 18);
+        assert_eq!(store.get_range("r1/tracks/t1.opus", 4, 4).unwrap(), b"-one");
+        assert_eq!(store.get_range("r1/tracks/t1.opus", 16, 100).unwrap(), b"ee");
+
+        store
+            .truncate_and_patch("r1/tracks/t1.opus", 8, 0, b"oggs")
+            .unwrap();
+        assert_eq!(store.get("r1/tracks/t1.opus").unwrap(), b"oggs-one");
+
+        store.put_atomic("r2/manifest.json", b"{}").unwrap();
+        assert_eq!(
+            store.list("r1/").unwrap(),
+            vec!["r1/manifest.json".to_string(), "r1/tracks/t1.opus".to_string()]
+        );
+        store.delete_dir("r1").unwrap();
+        assert!(store.list("r1/").unwrap().is_empty());
+        assert!(store.exists("r2/manifest.json").unwrap());
+
+        for bad in ["../x", "/etc/passwd", "a//b", "a/./b", "a b", ""] {
+            assert!(store.put_atomic(bad, b"x").is_err(), "{bad:?} accepted");
+            assert!(store.get(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn local_store_passes_the_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().join("archives")).unwrap();
+        suite(&store);
+        // No temporary files are left behind by atomic writes.
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("archives/r2"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("manifest.json")]);
+    }
+
+    #[test]
+    fn memory_store_passes_the_suite() {
+        suite(&MemoryStore::new());
+    }
+}

@@ -1,0 +1,216 @@
+//! Settings: built-in defaults, then a TOML file, then `ROOMTAPE_*` environment variables.
+//!
+//! Every key of the TOML file has an environment twin: the section and key joined by `_`,
+//! upper-cased, behind `ROOMTAPE_`. `[server] listen = "…"` is `ROOMTAPE_SERVER_LISTEN`;
+//! `data_dir` is `ROOMTAPE_DATA_DIR`. Command-line flags, applied by the binary, win over all.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// All settings. The TOML file may hold any subset; missing keys keep their defaults.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the catalog, archives, models and index live.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub recorder: RecorderConfig,
+    pub import: ImportConfig,
+}
+
+/// `[server]`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the HTTP listener.
+    pub listen: String,
+}
+
+/// `[recorder]`: how live RTP becomes Ogg/Opus.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecorderConfig {
+    /// How long a packet may wait for earlier ones before gaps are filled.
+    pub jitter_ms: u32,
+    /// Longest time between two Ogg pages; bounds what a crash can lose.
+    pub flush_ms: u32,
+}
+
+/// `[import]`: how files become tracks.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImportConfig {
+    /// Opus bit rate of imported speech tracks, bits per second.
+    pub bitrate: i32,
+    /// Opus bit rate of the replay mix, bits per second.
+    pub mix_bitrate: i32,
+    /// Longest file accepted, in seconds of audio.
+    pub max_seconds: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
+            recorder: RecorderConfig::default(),
+            import: ImportConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        RecorderConfig {
+            jitter_ms: 200,
+            flush_ms: 1000,
+        }
+    }
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        ImportConfig {
+            bitrate: 32_000,
+            mix_bitrate: 48_000,
+            max_seconds: 12 * 3600,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(file, &vars)
+    }
+
+    /// Like [`Config::load`] with an explicit environment, for tests.
+    pub fn load_with_env(file: Option<&Path>, env: &[(String, String)]) -> Result<Config> {
+        let mut table = toml::Table::try_from(Config::default())
+            .map_err(|e| Error::Config(format!("defaults: {e}")))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+            let from_file: toml::Table = toml::from_str(&text)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            merge(&mut table, from_file);
+        }
+        for (key, value) in env {
+            let Some(name) = key.strip_prefix("ROOMTAPE_") else {
+                continue;
+            };
+            apply_env(&mut table, &name.to_ascii_lowercase(), value)
+                .map_err(|e| Error::Config(format!("{key}: {e}")))?;
+        }
+        let what = file.map_or_else(|| "settings".to_string(), |p| p.display().to_string());
+        table
+            .try_into()
+            .map_err(|e| Error::Config(format!("{what}: {e}")))
+    }
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Sets `name` (`section_key` or `key`) in `table` if such a key exists; unknown names are
+/// ignored so that unrelated `ROOMTAPE_*` variables (e.g. `ROOMTAPE_LOG`) do no harm.
+fn apply_env(table: &mut toml::Table, name: &str, raw: &str) -> Result<(), String> {
+    if let Some(current) = table.get(name) {
+        if !current.is_table() {
+            let v = typed_like(current, raw)?;
+            table.insert(name.to_string(), v);
+        }
+        return Ok(());
+    }
+    for (section, inner) in table.iter_mut() {
+        let Some(rest) = name
+            .strip_prefix(section.as_str())
+            .and_then(|r| r.strip_prefix('_'))
+        else {
+            continue;
+        };
+        if let toml::Value::Table(t) = inner {
+            return apply_env(t, rest, raw);
+        }
+    }
+    Ok(())
+}
+
+fn typed_like(current: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    Ok(match current {
+        toml::Value::Integer(_) => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("expected an integer, got {raw:?}"))?,
+        ),
+        toml::Value::Float(_) => toml::Value::Float(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("expected a number, got {raw:?}"))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(match raw.trim() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => return Err(format!("expected true or false, got {raw:?}")),
+        }),
+        _ => toml::Value::String(raw.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("roomtape.toml");
+        std::fs::write(&path, "[server]\nlisten = \"0.0.0.0:9000\"\n[recorder]\njitter_ms = 50\n")
+            .unwrap();
+        let env = vec![
+            ("ROOMTAPE_RECORDER_JITTER_MS".to_string(), "80".to_string()),
+            ("ROOMTAPE_DATA_DIR".to_string(), "/srv/rt".to_string()),
+            ("ROOMTAPE_LOG".to_string(), "debug".to_string()),
+        ];
+        let c = Config::load_with_env(Some(&path), &env).unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:9000");
+        assert_eq!(c.recorder.jitter_ms, 80);
+        assert_eq!(c.recorder.flush_ms, 1000);
+        assert_eq!(c.data_dir, PathBuf::from("/srv/rt"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let env = vec![("ROOMTAPE_RECORDER_FLUSH_MS".to_string(), "soon".to_string())];
+        let err = Config::load_with_env(None, &env).unwrap_err().to_string();
+        assert!(err.contains("ROOMTAPE_RECORDER_FLUSH_MS"), "{err}");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[server]\nlisten_on = \"x\"\n").unwrap();
+        let err = Config::load_with_env(Some(&path), &[]).unwrap_err().to_string();
+        assert!(err.contains("listen_on"), "{err}");
+    }
+}

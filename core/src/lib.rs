@@ -1,0 +1,67 @@
+//! `roomtape-core`: the pieces every other roomtape crate shares.
+//!
+//! - [`RecordingId`] and friends: time-ordered ids;
+//! - [`Recording`], [`Track`], [`Manifest`]: the domain;
+//! - [`Config`]: settings from defaults, a TOML file and `ROOMTAPE_*` variables;
+//! - [`Catalog`]: the SQLite catalog;
+//! - [`ArchiveStore`]: where audio lives, on disk ([`LocalStore`]) or in memory ([`MemoryStore`]).
+
+mod archive;
+mod catalog;
+mod config;
+mod error;
+mod id;
+mod types;
+
+pub use archive::{AppendFile, ArchiveStore, LocalStore, MemoryStore, check_key};
+pub use catalog::Catalog;
+pub use config::{Config, ImportConfig, RecorderConfig, ServerConfig};
+pub use error::{Error, Result};
+pub use id::{RecordingId, RoomId, SpeakerId, TrackId, UserId};
+pub use types::{
+    MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingSource, RecordingState, Speaker,
+    Timestamp, Track,
+};
+
+/// Shortens untrusted text for an error message (at most 64 characters, no control characters).
+pub fn truncate_for_message(s: &str) -> String {
+    let mut out: String = s.chars().filter(|c| !c.is_control()).take(64).collect();
+    if s.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
+
+/// Where things live inside the data directory.
+pub mod layout {
+    use std::path::{Path, PathBuf};
+
+    /// The catalog database file.
+    pub fn catalog(data: &Path) -> PathBuf {
+        data.join("catalog.sqlite")
+    }
+    /// The root of the archive store.
+    pub fn archives(data: &Path) -> PathBuf {
+        data.join("archives")
+    }
+    /// Installed Whisper models.
+    pub fn models(data: &Path) -> PathBuf {
+        data.join("models")
+    }
+    /// Archive key of a recording's manifest.
+    pub fn manifest_key(rec: crate::RecordingId) -> String {
+        format!("{rec}/manifest.json")
+    }
+    /// Archive key of a file inside a recording's archive (`tracks/<id>.opus`, `mix.opus`, …).
+    pub fn file_key(rec: crate::RecordingId, file: &str) -> String {
+        format!("{rec}/{file}")
+    }
+    /// File name of a track inside its archive.
+    pub fn track_file(track: crate::TrackId) -> String {
+        format!("tracks/{track}.opus")
+    }
+    /// The replay mix inside an archive.
+    pub const MIX_FILE: &str = "mix.opus";
+    /// The waveform peaks inside an archive.
+    pub const PEAKS_FILE: &str = "peaks.json";
+}
