@@ -40,6 +40,8 @@ pub trait ArchiveStore: Send + Sync + Debug {
     fn truncate_and_patch(&self, key: &str, len: u64, patch_offset: u64, patch: &[u8]) -> Result<()>;
     /// Every key that starts with `prefix`, sorted.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Removes one key; a missing key is not an error.
+    fn delete(&self, key: &str) -> Result<()>;
     /// Removes every key under `prefix/`.
     fn delete_dir(&self, prefix: &str) -> Result<()>;
     /// A path on local disk for `key`, when the store has one (for serving files and tools).
@@ -215,6 +217,15 @@ impl ArchiveStore for LocalStore {
         Ok(out)
     }
 
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("delete", &path, e)),
+        }
+    }
+
     fn delete_dir(&self, prefix: &str) -> Result<()> {
         let path = self.path(prefix.trim_end_matches('/'))?;
         match std::fs::remove_dir_all(&path) {
@@ -349,6 +360,12 @@ impl ArchiveStore for MemoryStore {
             .collect())
     }
 
+    fn delete(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        self.files().remove(key);
+        Ok(())
+    }
+
     fn delete_dir(&self, prefix: &str) -> Result<()> {
         check_key(prefix.trim_end_matches('/'))?;
         let dir = format!("{}/", prefix.trim_end_matches('/'));
@@ -407,6 +424,11 @@ mod tests {
             .truncate_and_patch("r1/tracks/t1.opus", 8, 0, b"oggs")
             .unwrap();
         assert_eq!(store.get("r1/tracks/t1.opus").unwrap(), b"oggs-one");
+
+        store.put_atomic("r1/gone.json", b"{}").unwrap();
+        store.delete("r1/gone.json").unwrap();
+        store.delete("r1/gone.json").unwrap();
+        assert!(!store.exists("r1/gone.json").unwrap());
 
         store.put_atomic("r2/manifest.json", b"{}").unwrap();
         assert_eq!(

@@ -1,0 +1,582 @@
+//! One function per command. Each opens what it needs, calls into the crates, and prints.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+
+use roomtape_core::{
+    ArchiveStore, Catalog, Config, LocalStore, Manifest, MemoryStore, Recording, RecordingId,
+    RecordingSource, RecordingState, Speaker, SpeakerId, Timestamp, Track, layout,
+};
+use roomtape_ingest::{ImportOptions, LiveRecording, RecorderSettings, RtpPacket};
+
+/// What every command gets.
+pub struct Context {
+    pub config: Config,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+impl Context {
+    pub fn new(config: Config, json: bool, quiet: bool) -> Self {
+        Context {
+            config,
+            json,
+            quiet,
+        }
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    async fn catalog(&self) -> anyhow::Result<Catalog> {
+        let path = layout::catalog(self.data_dir());
+        Catalog::open(&path)
+            .await
+            .with_context(|| format!("opening the catalog {}", path.display()))
+    }
+
+    fn store(&self) -> anyhow::Result<Arc<dyn ArchiveStore>> {
+        Ok(Arc::new(LocalStore::new(layout::archives(self.data_dir()))?))
+    }
+
+    fn print_json(&self, v: &impl serde::Serialize) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, v)?;
+        writeln!(out)?;
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The audio file
+    file: PathBuf,
+    /// Title of the recording [default: the file name]
+    #[arg(long)]
+    title: Option<String>,
+    /// Speaker name; repeat for each track in order (with --split-channels, one per channel)
+    #[arg(long = "speaker", value_name = "NAME")]
+    speakers: Vec<String>,
+    /// One track per channel (separate microphones recorded on one file)
+    #[arg(long)]
+    split_channels: bool,
+}
+
+pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
+    let what = format!("import {}", args.file.display());
+    let catalog = ctx.catalog().await.context(what.clone())?;
+    let store = ctx.store()?;
+    let mut opts = ImportOptions::from_config(&ctx.config.import);
+    opts.title = args.title.clone();
+    opts.speakers = args.speakers.clone();
+    opts.split_channels = args.split_channels;
+    let file = args.file.clone();
+    let bar = (!ctx.quiet && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} importing [{bar:30}] {pos}/{len} s ({eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let bar2 = bar.clone();
+    let store2 = store.clone();
+    let manifest = tokio::task::spawn_blocking(move || {
+        roomtape_ingest::import_file(&file, store2.as_ref(), &opts, &mut |p| {
+            if let Some(bar) = &bar2 {
+                if let Some(t) = p.total_seconds {
+                    bar.set_length(t as u64);
+                }
+                bar.set_position(p.done_seconds as u64);
+            }
+        })
+    })
+    .await?
+    .context(what.clone())?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let rec = Recording {
+        id: manifest.recording_id,
+        room_id: None,
+        title: manifest.title.clone(),
+        source: RecordingSource::Import,
+        state: RecordingState::Recorded,
+        recovered: false,
+        error: None,
+        started_at: manifest.started_at,
+        ended_at: manifest.ended_at,
+        duration_ms: Some(manifest.duration_ms()),
+    };
+    if let Err(e) = catalog.create_recording(&rec, &manifest.catalog_tracks()).await {
+        let _ = store.delete_dir(&rec.id.to_string());
+        return Err(e).context(what);
+    }
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({
+            "id": rec.id,
+            "title": rec.title,
+            "duration_ms": rec.duration_ms,
+            "tracks": manifest.tracks,
+        }))?;
+    } else if !ctx.quiet {
+        println!(
+            "imported {} \"{}\": {} track(s), {}",
+            rec.id,
+            rec.title,
+            manifest.tracks.len(),
+            format_ms(manifest.duration_ms())
+        );
+    }
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RecordingsCommand {
+    /// List recordings, newest first
+    List,
+    /// Show one recording (--json prints its manifest)
+    Show {
+        /// Recording id (or a unique prefix)
+        id: String,
+    },
+    /// Write decoded audio as a WAV file (the mix, or one track)
+    Audio {
+        /// Recording id (or a unique prefix)
+        id: String,
+        /// Track id, id prefix, speaker name, or position (1, 2, …); the mix when absent
+        #[arg(long)]
+        track: Option<String>,
+        /// Output WAV file
+        #[arg(short = 'o', long = "output", value_name = "FILE.wav")]
+        output: PathBuf,
+    },
+    /// Delete a recording and its archive
+    Delete {
+        /// Recording id (or a unique prefix)
+        id: String,
+    },
+}
+
+#[derive(serde::Serialize)]
+struct RecordingOut {
+    #[serde(flatten)]
+    recording: Recording,
+    tracks: Vec<Track>,
+}
+
+pub async fn recordings(ctx: &Context, cmd: RecordingsCommand) -> anyhow::Result<()> {
+    let catalog = ctx.catalog().await?;
+    let store = ctx.store()?;
+    match cmd {
+        RecordingsCommand::List => {
+            let recs = catalog.recordings().await?;
+            if ctx.json {
+                let mut out = Vec::new();
+                for r in recs {
+                    let tracks = catalog.tracks(r.id).await?;
+                    out.push(RecordingOut { recording: r, tracks });
+                }
+                return ctx.print_json(&out);
+            }
+            println!("{:<36}  {:<12}  {:<20}  {:>10}  TITLE", "ID", "STATE", "STARTED", "LENGTH");
+            for r in recs {
+                let started = r.started_at.to_rfc3339();
+                println!(
+                    "{:<36}  {:<12}  {:<20}  {:>10}  {}",
+                    r.id,
+                    r.state.as_str(),
+                    &started[..started.len().min(19)],
+                    r.duration_ms.map(format_ms).unwrap_or_else(|| "-".into()),
+                    sanitize(&r.title)
+                );
+            }
+        }
+        RecordingsCommand::Show { id } => {
+            let r = catalog.find_recording(&id).await?;
+            if ctx.json {
+                let bytes = store
+                    .get(&layout::manifest_key(r.id))
+                    .with_context(|| format!("recording {}: reading its manifest", r.id))?;
+                let m = Manifest::from_json(&bytes)?;
+                return ctx.print_json(&m);
+            }
+            let tracks = catalog.tracks(r.id).await?;
+            println!("id:        {}", r.id);
+            println!("title:     {}", sanitize(&r.title));
+            println!("state:     {}{}", r.state, if r.recovered { " (recovered after a crash)" } else { "" });
+            println!("source:    {}", r.source.as_str());
+            println!("started:   {}", r.started_at);
+            if let Some(d) = r.duration_ms {
+                println!("length:    {}", format_ms(d));
+            }
+            if let Some(e) = &r.error {
+                println!("error:     {}", sanitize(e));
+            }
+            println!("tracks:");
+            for (i, t) in tracks.iter().enumerate() {
+                println!(
+                    "  {}. {}  {}  from {}  for {}  {}",
+                    i + 1,
+                    t.id,
+                    sanitize(&t.speaker.name),
+                    format_ms(t.offset_ms),
+                    format_ms(t.duration_ms),
+                    t.file
+                );
+            }
+        }
+        RecordingsCommand::Audio { id, track, output } => {
+            let r = catalog.find_recording(&id).await?;
+            let file = match track {
+                None => layout::MIX_FILE.to_string(),
+                Some(sel) => {
+                    let tracks = catalog.tracks(r.id).await?;
+                    pick_track(&tracks, &sel)?.file.clone()
+                }
+            };
+            let bytes = store
+                .get(&layout::file_key(r.id, &file))
+                .with_context(|| format!("recording {}: reading {file}", r.id))?;
+            let out = output.clone();
+            let n = tokio::task::spawn_blocking(move || write_wav(&bytes, &out)).await??;
+            if !ctx.quiet {
+                println!("wrote {} ({})", output.display(), format_ms((n / 48) as i64));
+            }
+        }
+        RecordingsCommand::Delete { id } => {
+            let r = catalog.find_recording(&id).await?;
+            catalog.delete_recording(r.id).await?;
+            store.delete_dir(&r.id.to_string())?;
+            if !ctx.quiet {
+                println!("deleted {}", r.id);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pick_track<'a>(tracks: &'a [Track], sel: &str) -> anyhow::Result<&'a Track> {
+    let s = sel.trim();
+    if let Ok(n) = s.parse::<usize>() {
+        if n >= 1 && n <= tracks.len() {
+            return Ok(&tracks[n - 1]);
+        }
+    }
+    let matches: Vec<&Track> = tracks
+        .iter()
+        .filter(|t| t.id.to_string().starts_with(&s.to_ascii_lowercase()) && s.len() >= 4 || t.speaker.name == s)
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => bail!("no track {:?} in this recording", roomtape_core::truncate_for_message(s)),
+        _ => bail!("{:?} matches several tracks; give the track id", roomtape_core::truncate_for_message(s)),
+    }
+}
+
+fn write_wav(opus: &[u8], path: &Path) -> anyhow::Result<u64> {
+    let mut reader = roomtape_ingest::PcmReader::new(std::io::Cursor::new(opus), 48_000)?;
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).with_context(|| format!("creating {}", path.display()))?;
+    let mut buf = vec![0.0f32; 4800];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for &s in &buf[..n] {
+            w.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16)?;
+        }
+        total += n as u64;
+    }
+    w.finalize()?;
+    Ok(total)
+}
+
+pub async fn recover(ctx: &Context) -> anyhow::Result<()> {
+    let catalog = ctx.catalog().await?;
+    let store = ctx.store()?;
+    let report = roomtape_ingest::recover_all(&catalog, store.as_ref(), ctx.config.import.mix_bitrate).await?;
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({
+            "recovered": report.recovered.iter().map(|m| serde_json::json!({
+                "id": m.recording_id,
+                "duration_ms": m.duration_ms(),
+                "tracks": m.tracks,
+            })).collect::<Vec<_>>(),
+            "failed": report.failed.iter().map(|(r, why)| serde_json::json!({"id": r.id, "reason": why})).collect::<Vec<_>>(),
+            "orphans_removed": report.orphans_removed,
+        }));
+    }
+    if !ctx.quiet {
+        for m in &report.recovered {
+            println!("recovered {}: {} track(s), {}", m.recording_id, m.tracks.len(), format_ms(m.duration_ms()));
+        }
+        for (r, why) in &report.failed {
+            println!("failed {}: {why}", r.id);
+        }
+        for o in &report.orphans_removed {
+            println!("removed unfinished import {o}");
+        }
+        if report.recovered.is_empty() && report.failed.is_empty() && report.orphans_removed.is_empty() {
+            println!("nothing to recover");
+        }
+    }
+    Ok(())
+}
+
+pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
+    let catalog = ctx.catalog().await?;
+    let store = ctx.store()?;
+    let report = roomtape_ingest::recover_all(&catalog, store.as_ref(), ctx.config.import.mix_bitrate)
+        .await
+        .context("recovering unfinished recordings")?;
+    for m in &report.recovered {
+        tracing::warn!(id = %m.recording_id, "recovered a recording left open by a crash");
+    }
+    let addr = listen.unwrap_or_else(|| ctx.config.server.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!("listening on http://{local}");
+    if !ctx.quiet {
+        println!("roomtape listening on http://{local}");
+    }
+    let app = roomtape_web::app(roomtape_web::AppState { catalog: catalog.clone(), store });
+    roomtape_web::serve(listener, app, shutdown_signal()).await?;
+    catalog.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Recorder throughput, Ogg overhead and import speed
+    Ingest {
+        /// Simultaneous speakers fed through the recorder
+        #[arg(long, default_value_t = 50)]
+        speakers: u32,
+        /// Seconds of audio per speaker (50 packets each)
+        #[arg(long, default_value_t = 800)]
+        seconds: u32,
+        /// Length of the WAV file imported, in minutes
+        #[arg(long, default_value_t = 10)]
+        import_minutes: u32,
+    },
+}
+
+pub async fn bench(ctx: &Context, cmd: BenchCommand) -> anyhow::Result<()> {
+    let BenchCommand::Ingest { speakers, seconds, import_minutes } = cmd;
+    let json = ctx.json;
+    tokio::task::spawn_blocking(move || bench_ingest(speakers, seconds, import_minutes, json)).await?
+}
+
+fn bench_ingest(speakers: u32, seconds: u32, import_minutes: u32, json: bool) -> anyhow::Result<()> {
+    use roomtape_ingest::bench::bench_recorder;
+    let per = seconds * 50;
+    println!("recorder: {speakers} speakers x {seconds} s (20 ms Opus at 32 kb/s), 2% reordered, 1% lost, 0.5% duplicated, 200 ms jitter window");
+    let mem = bench_recorder(Arc::new(MemoryStore::new()), speakers, per, 32_000, 7)?;
+    let dir = tempfile::tempdir()?;
+    let files = bench_recorder(Arc::new(LocalStore::new(dir.path())?), speakers, per, 32_000, 7)?;
+    for (name, r) in [("in-memory store", &mem), ("real files (page cache, no fsync)", &files)] {
+        println!(
+            "  {name:<34} {:>12.0} packets/s per core  ({} packets in {:.2} s CPU, {:.2} s wall) = {:.0} live speakers per core at 50 packets/s",
+            r.packets_per_cpu_second(),
+            r.packets,
+            r.cpu.as_secs_f64(),
+            r.wall.as_secs_f64(),
+            r.packets_per_cpu_second() / 50.0
+        );
+    }
+    println!(
+        "  written {} packets, {} duplicates dropped, {} late, {} silent frames filled",
+        mem.written, mem.duplicates, mem.late, mem.filled_frames
+    );
+    println!(
+        "  Ogg overhead: {:.2}% of {} payload bytes (page headers and lacing; plus {} header-page bytes per track)",
+        mem.ogg_overhead_percent(),
+        mem.payload_bytes,
+        mem.header_bytes / u64::from(speakers.max(1))
+    );
+
+    let minutes = import_minutes.max(1);
+    let wav = dir.path().join("bench.wav");
+    write_bench_wav(&wav, minutes * 60, 44_100)?;
+    let store = LocalStore::new(dir.path().join("import"))?;
+    let opts = ImportOptions::from_config(&roomtape_core::ImportConfig::default());
+    let cpu0 = cpu_time::ProcessTime::now();
+    let t0 = Instant::now();
+    let m = roomtape_ingest::import_file(&wav, &store, &opts, &mut |_| {})?;
+    let wall = t0.elapsed();
+    let cpu = cpu0.elapsed();
+    let audio = f64::from(minutes * 60);
+    println!(
+        "import: {minutes}-minute 44.1 kHz WAV -> 48 kHz Opus track + mix + peaks in {:.2} s wall ({:.2} s CPU) = {:.0}x real time",
+        wall.as_secs_f64(),
+        cpu.as_secs_f64(),
+        audio / wall.as_secs_f64()
+    );
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "recorder_memory_pps_per_core": mem.packets_per_cpu_second(),
+                "recorder_files_pps_per_core": files.packets_per_cpu_second(),
+                "speakers_per_core": mem.packets_per_cpu_second() / 50.0,
+                "ogg_overhead_percent": mem.ogg_overhead_percent(),
+                "import_realtime_factor": audio / wall.as_secs_f64(),
+                "import_duration_ms": m.duration_ms(),
+            })
+        );
+    }
+    Ok(())
+}
+
+fn write_bench_wav(path: &Path, seconds: u32, rate: u32) -> anyhow::Result<()> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec)?;
+    let mut voice = roomtape_ingest::synth::Voice::new(rate, 130.0);
+    let mut buf = vec![0.0f32; rate as usize];
+    for _ in 0..seconds {
+        voice.fill(&mut buf);
+        for &s in &buf {
+            w.write_sample((s * 32767.0) as i16)?;
+        }
+    }
+    w.finalize()?;
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DebugCommand {
+    /// Record synthetic live speakers in real time (for the crash test); prints the id first
+    RecordSynthetic {
+        /// Number of speakers; the second joins one second in
+        #[arg(long, default_value_t = 2)]
+        speakers: u32,
+        /// Stop after this many seconds (0: run until killed)
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+        #[arg(long, default_value = "Synthetic room")]
+        title: String,
+    },
+}
+
+pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
+    let DebugCommand::RecordSynthetic { speakers, seconds, title } = cmd;
+    let catalog = ctx.catalog().await?;
+    let store = ctx.store()?;
+    let id = RecordingId::new();
+    let started_at = Timestamp::now();
+    catalog
+        .create_recording(
+            &Recording {
+                id,
+                room_id: None,
+                title: title.clone(),
+                source: RecordingSource::Live,
+                state: RecordingState::Recording,
+                recovered: false,
+                error: None,
+                started_at,
+                ended_at: None,
+                duration_ms: None,
+            },
+            &[],
+        )
+        .await?;
+    let origin = Instant::now();
+    let settings = RecorderSettings::from(&ctx.config.recorder);
+    let mut live = LiveRecording::start(store.clone(), id, None, &title, settings, Duration::ZERO, started_at)?;
+    let mut people = Vec::new();
+    for i in 0..speakers {
+        let s = Speaker { id: SpeakerId::new(), name: format!("Speaker {}", i + 1) };
+        live.add_speaker(s.clone());
+        let pool = roomtape_ingest::synth::opus_packets(250, 32_000, 110.0 + 40.0 * i as f32)?;
+        people.push((s.id, pool));
+    }
+    println!("recording {id}");
+    std::io::stdout().flush()?;
+    let mut interval = tokio::time::interval(Duration::from_millis(20));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut n: u32 = 0;
+    loop {
+        interval.tick().await;
+        let now = origin.elapsed();
+        if seconds > 0 && now >= Duration::from_secs(u64::from(seconds)) {
+            break;
+        }
+        for (i, (speaker, pool)) in people.iter().enumerate() {
+            // Speaker i joins i seconds in.
+            let Some(k) = n.checked_sub(50 * i as u32) else { continue };
+            let pkt = RtpPacket {
+                ssrc: 0x1000 + i as u32,
+                sequence: k as u16,
+                timestamp: k.wrapping_mul(960),
+                payload: &pool[k as usize % pool.len()],
+            };
+            live.push(*speaker, pkt, now)?;
+        }
+        live.tick(now)?;
+        if let Some(m) = live.take_manifest_changed() {
+            catalog.set_tracks(id, &m.catalog_tracks()).await?;
+        }
+        n += 1;
+    }
+    let manifest = live.finish(origin.elapsed(), Timestamp::now())?;
+    roomtape_ingest::complete_recording(&catalog, store.as_ref(), &manifest, ctx.config.import.mix_bitrate).await?;
+    println!("finished {id}: {}", format_ms(manifest.duration_ms()));
+    Ok(())
+}
+
+/// `h:mm:ss.mmm`, or `m:ss.mmm` under an hour.
+pub fn format_ms(ms: i64) -> String {
+    let ms = ms.max(0);
+    let (h, m, s, f) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}.{f:03}")
+    } else {
+        format!("{m}:{s:02}.{f:03}")
+    }
+}
+
+/// Untrusted text for a terminal: control characters (escape sequences) removed.
+fn sanitize(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
+}
