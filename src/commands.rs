@@ -521,15 +521,17 @@ pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
             &[],
         )
         .await?;
-    let origin = Instant::now();
-    let settings = RecorderSettings::from(&ctx.config.recorder);
-    let mut live = LiveRecording::start(store.clone(), id, None, &title, settings, Duration::ZERO, started_at)?;
     let mut people = Vec::new();
     for i in 0..speakers {
         let s = Speaker { id: SpeakerId::new(), name: format!("Speaker {}", i + 1) };
-        live.add_speaker(s.clone());
         let pool = roomtape_ingest::synth::opus_packets(250, 32_000, 110.0 + 40.0 * i as f32)?;
-        people.push((s.id, pool));
+        people.push((s, pool));
+    }
+    let origin = Instant::now();
+    let settings = RecorderSettings::from(&ctx.config.recorder);
+    let mut live = LiveRecording::start(store.clone(), id, None, &title, settings, Duration::ZERO, started_at)?;
+    for (s, _) in &people {
+        live.add_speaker(s.clone());
     }
     println!("recording {id}");
     std::io::stdout().flush()?;
@@ -551,7 +553,7 @@ pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
                 timestamp: k.wrapping_mul(960),
                 payload: &pool[k as usize % pool.len()],
             };
-            live.push(*speaker, pkt, now)?;
+            live.push(speaker.id, pkt, now)?;
         }
         live.tick(now)?;
         if let Some(m) = live.take_manifest_changed() {

@@ -21,6 +21,9 @@ pub const RATE: u64 = 48_000;
 /// How far a packet's timestamp may disagree with its arrival time before the stream is
 /// re-anchored: one second.
 pub const RESYNC_SAMPLES: i64 = RATE as i64;
+/// Pre-skip written in OpusHead: libopus' encoder look-ahead at 48 kHz (6.5 ms), which is what
+/// a WebRTC sender's encoder puts in front of the audio.
+pub const PRE_SKIP: u16 = 312;
 /// Packets waiting in the jitter buffer at most; more means the window is full of junk.
 const MAX_BUFFERED: usize = 1024;
 
@@ -164,6 +167,8 @@ pub struct TrackRecorder {
     recent: [i64; 256],
     last_flush_pos: u64,
     last_flush_at: Duration,
+    /// The latest time seen in `push` or `tick`.
+    now: Duration,
     events: Vec<RecorderEvent>,
     stats: RecorderStats,
     finished: bool,
@@ -173,7 +178,7 @@ impl TrackRecorder {
     /// A recorder whose track will carry `tags` (e.g. `SPEAKER=…`). `serial` is the Ogg
     /// stream serial number.
     pub fn new(settings: RecorderSettings, tags: Vec<(String, String)>, serial: u32) -> Self {
-        let writer = TrackWriter::new(&OpusHead::mono(0, RATE as u32), &OpusTags::new(tags), serial);
+        let writer = TrackWriter::new(&OpusHead::mono(PRE_SKIP, RATE as u32), &OpusTags::new(tags), serial);
         TrackRecorder {
             settings,
             jitter_samples: samples_of(settings.jitter),
@@ -186,6 +191,7 @@ impl TrackRecorder {
             recent: [-1; 256],
             last_flush_pos: 0,
             last_flush_at: Duration::ZERO,
+            now: Duration::ZERO,
             events: Vec::new(),
             stats: RecorderStats::default(),
             finished: false,
@@ -204,9 +210,9 @@ impl TrackRecorder {
         self.start
     }
 
-    /// Samples (48 kHz) written so far: the track's length.
+    /// Samples (48 kHz) written so far, as they will play (pre-skip removed): the track's length.
     pub fn written_samples(&self) -> u64 {
-        self.written
+        self.written.saturating_sub(u64::from(PRE_SKIP))
     }
 
     fn wall_pos(&self, now: Duration) -> u64 {
@@ -233,6 +239,7 @@ impl TrackRecorder {
                 return Ok(());
             }
         };
+        self.now = self.now.max(now);
         if self.start.is_none() {
             self.start = Some(now);
             self.last_flush_at = now;
@@ -330,16 +337,19 @@ impl TrackRecorder {
         if self.finished || self.start.is_none() {
             return Ok(());
         }
+        self.now = self.now.max(now);
         self.release(now)?;
         let horizon = self.wall_pos(now).saturating_sub(self.jitter_samples);
         let limit = self.buffer.first().map_or(horizon, |b| b.pos.min(horizon));
         if limit > self.written {
             self.fill_to(limit)?;
         }
+        // Pages close every `flush` of audio as it is written (see `emit`); audio follows the
+        // wall clock within the jitter window, so this only catches a stalled stream.
         if self.written > self.last_flush_pos
-            && now.saturating_sub(self.last_flush_at) >= self.settings.flush
+            && now.saturating_sub(self.last_flush_at) >= self.settings.flush + self.settings.jitter
         {
-            self.flush(now)?;
+            self.flush_page();
         }
         Ok(())
     }
@@ -352,7 +362,8 @@ impl TrackRecorder {
         }
         self.drain_all()?;
         if self.start.is_some() {
-            let end = self.wall_pos(now);
+            // Decoders drop the pre-skip, so the track holds that much more than it plays.
+            let end = self.wall_pos(now) + u64::from(PRE_SKIP);
             if end > self.written {
                 self.fill_to(end)?;
             }
@@ -449,13 +460,8 @@ impl TrackRecorder {
         // Flushing into a Vec cannot fail.
         let _ = self.writer.flush();
         self.last_flush_pos = self.written;
+        self.last_flush_at = self.now;
         self.stats.pages += 1;
-    }
-
-    fn flush(&mut self, now: Duration) -> Result<()> {
-        self.flush_page();
-        self.last_flush_at = now;
-        Ok(())
     }
 }
 
@@ -516,7 +522,12 @@ mod tests {
             last = p.start;
             total += u64::from(p.samples);
         }
-        total
+        total - u64::from(PRE_SKIP)
+    }
+
+    /// Gaps are filled in steps of 2.5 ms, so lengths are exact to within 120 samples.
+    fn assert_close(got: u64, want: u64) {
+        assert!(got.abs_diff(want) < 120, "length {got} samples, want {want}");
     }
 
     #[test]
@@ -524,8 +535,8 @@ mod tests {
         let pkts: Vec<_> = (0..100u32).map(|i| (5, i as u16, i * 960, u64::from(i) * 20)).collect();
         let (bytes, stats) = run(&pkts, 2000);
         assert_eq!(stats.written, 100);
-        assert_eq!(stats.filled_frames, 0);
-        assert_eq!(duration_samples(&bytes), 100 * 960);
+        assert!(stats.filled_frames <= 1, "only the pre-skip pad at the end");
+        assert_close(duration_samples(&bytes), 100 * 960);
     }
 
     #[test]
@@ -535,7 +546,7 @@ mod tests {
         pkts.extend((0..50u32).map(|i| (5, (50 + i) as u16, (1550 + i) * 960, 31_000 + u64::from(i) * 20)));
         let (bytes, stats) = run(&pkts, 32_000);
         assert_eq!(stats.written, 100);
-        assert_eq!(duration_samples(&bytes), 32 * 48_000);
+        assert_close(duration_samples(&bytes), 32 * 48_000);
     }
 
     #[test]
@@ -545,7 +556,7 @@ mod tests {
         let (bytes, stats) = run(&pkts, 6_000);
         assert_eq!(stats.written, 100);
         assert_eq!(stats.resyncs, 1);
-        assert_eq!(duration_samples(&bytes), 6 * 48_000);
+        assert_close(duration_samples(&bytes), 6 * 48_000);
     }
 
     #[test]
