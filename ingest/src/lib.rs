@@ -14,7 +14,7 @@ pub mod toc;
 
 pub use error::{Error, Result};
 pub use recorder::{
-    RATE, RecorderEvent, RecorderOutput, RecorderSettings, RecorderStats, RtpPacket, TrackRecorder,
+    PRE_SKIP, RATE, RecorderEvent, RecorderOutput, RecorderSettings, RecorderStats, RtpPacket, TrackRecorder,
 };
 
 mod decode;

@@ -78,6 +78,8 @@ pub struct RecorderStats {
     pub oversized: u64,
     /// Packets refused for a malformed TOC or framing.
     pub malformed: u64,
+    /// Packets whose timestamp lies far ahead of the wall clock without being new.
+    pub implausible: u64,
     /// Silent frames written to fill gaps.
     pub filled_frames: u64,
     /// Samples (48 kHz) of filled gaps.
@@ -284,6 +286,12 @@ impl TrackRecorder {
             anchor.max_seq = ext_seq;
         }
         self.anchor = Some(anchor);
+        if pos > wall + RESYNC_SAMPLES {
+            // An old sequence number with a timestamp far in the future: a forged or corrupt
+            // packet. Accepting it would fill the track with silence up to its timestamp.
+            self.stats.implausible += 1;
+            return Ok(());
+        }
 
         if pos < 0 || self.recent[(ext_seq & 255) as usize] == ext_seq {
             if self.recent[(ext_seq & 255) as usize] == ext_seq {
