@@ -8,7 +8,7 @@ pub enum Error {
     #[error(transparent)]
     Core(#[from] roomtape_core::Error),
     /// Plain I/O on a file outside the store.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// An Ogg/Opus stream is malformed; the message says where and how.
     #[error("ogg/opus: {0}")]

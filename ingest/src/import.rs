@@ -8,7 +8,9 @@ use std::path::Path;
 
 use rubato::{FftFixedIn, Resampler};
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
+use symphonia::core::codecs::{
+    CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3, CODEC_TYPE_NULL, DecoderOptions,
+};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::MediaSourceStream;
@@ -177,6 +179,16 @@ fn import_into(
     if decoded == 0 {
         return Err(Error::Decode("the file holds no audio".into()));
     }
+    if input.is_mpeg_audio() {
+        // MP3 rarely states its length; a cut file shows as a last frame running past the end.
+        let bytes = std::fs::read(path)?;
+        if let Some(at) = mpeg_audio_cut(&bytes) {
+            return Err(Error::Decode(format!(
+                "truncated: the last MP3 frame (at byte {at}) runs past the end of the file; {} could be decoded",
+                hms(decoded, rate)
+            )));
+        }
+    }
     if let Some(n) = total {
         // Decoders may stop a frame or so short of the declared length; more is a cut file.
         if decoded + u64::from(rate) / 10 < n {
@@ -333,6 +345,7 @@ enum Input {
         rate: u32,
         channels: usize,
         frames: Option<u64>,
+        mpeg: bool,
         planes: Vec<Vec<f32>>,
         sample_buf: Option<SampleBuffer<f32>>,
         errors: u32,
@@ -393,9 +406,10 @@ impl Input {
         let probed = symphonia::default::get_probe()
             .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
             .map_err(|e| match e {
-                SymError::Unsupported(_) => {
+                SymError::Unsupported(m) if m.contains("no suitable") => {
                     Error::Decode("not a recognised audio file (no known container or codec signature)".into())
                 }
+                SymError::Unsupported(m) => Error::Unsupported(m.to_string()),
                 other => sym_error("reading the container", other),
             })?;
         let format = probed.format;
@@ -432,6 +446,7 @@ impl Input {
             rate,
             channels,
             frames: params.n_frames,
+            mpeg: [CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3].contains(&params.codec),
             planes: vec![Vec::new(); channels],
             sample_buf: None,
             errors: 0,
@@ -449,6 +464,10 @@ impl Input {
         match self {
             Input::Symphonia { channels, .. } | Input::Opus { channels, .. } => *channels,
         }
+    }
+
+    fn is_mpeg_audio(&self) -> bool {
+        matches!(self, Input::Symphonia { mpeg: true, .. })
     }
 
     fn expected_frames(&self) -> Option<u64> {
@@ -543,6 +562,109 @@ impl Input {
                 return Ok(Some(planes));
             },
         }
+    }
+}
+
+/// Walks the MPEG audio frames of a file (ISO 11172-3 §2.4.2.3 headers, after any ID3v2 tag) and
+/// returns the offset of a last frame that runs past the end of the data, if there is one.
+fn mpeg_audio_cut(data: &[u8]) -> Option<usize> {
+    let mut pos = 0usize;
+    if data.len() >= 10 && &data[..3] == b"ID3" {
+        let size = data[6..10]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 7) | usize::from(b & 0x7f));
+        pos = 10 + size + if data[5] & 0x10 != 0 { 10 } else { 0 };
+    }
+    // Find the first frame.
+    while pos + 4 <= data.len() && mpeg_frame_len(&data[pos..]).is_none() {
+        pos += 1;
+    }
+    let mut frames = 0;
+    while pos < data.len() {
+        let rest = &data[pos..];
+        if rest.starts_with(b"TAG") || rest.starts_with(b"APETAGEX") || rest.starts_with(b"LYRICS") {
+            return None;
+        }
+        let Some(len) = mpeg_frame_len(rest) else {
+            // Not a frame header: trailing junk after the audio, or a header cut short.
+            return (frames > 0 && rest.len() < 4 && rest[0] == 0xff).then_some(pos);
+        };
+        if len > rest.len() {
+            return Some(pos);
+        }
+        pos += len;
+        frames += 1;
+    }
+    None
+}
+
+/// Length in bytes of the MPEG audio frame whose header starts `b`.
+fn mpeg_frame_len(b: &[u8]) -> Option<usize> {
+    if b.len() < 4 || b[0] != 0xff || b[1] & 0xe0 != 0xe0 {
+        return None;
+    }
+    let version = (b[1] >> 3) & 3; // 0: MPEG 2.5, 2: MPEG 2, 3: MPEG 1
+    let layer = (b[1] >> 1) & 3; // 1: III, 2: II, 3: I
+    let bitrate_index = usize::from(b[2] >> 4);
+    let rate_index = usize::from((b[2] >> 2) & 3);
+    let padding = usize::from((b[2] >> 1) & 1);
+    if version == 1 || layer == 0 || bitrate_index == 0 || bitrate_index == 15 || rate_index == 3 {
+        return None;
+    }
+    const RATES: [[usize; 3]; 4] = [[11_025, 12_000, 8_000], [0, 0, 0], [22_050, 24_000, 16_000], [44_100, 48_000, 32_000]];
+    const V1: [[usize; 15]; 3] = [
+        [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320],
+        [0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384],
+        [0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448],
+    ];
+    const V2: [[usize; 15]; 3] = [
+        [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
+        [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
+        [0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256],
+    ];
+    let rate = RATES[usize::from(version)][rate_index];
+    let table = if version == 3 { &V1 } else { &V2 };
+    let kbps = table[usize::from(layer) - 1][bitrate_index] * 1000;
+    Some(match layer {
+        3 => (12 * kbps / rate + padding) * 4,
+        1 if version != 3 => 72 * kbps / rate + padding,
+        _ => 144 * kbps / rate + padding,
+    })
+}
+
+/// The `wFormatTag` of a RIFF/WAVE file's `fmt ` chunk.
+fn wav_format_tag(path: &Path) -> Option<u16> {
+    let mut head = [0u8; 4096];
+    let n = read_up_to(&mut File::open(path).ok()?, &mut head).ok()?;
+    let head = &head[..n];
+    if head.len() < 12 || &head[..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+        return None;
+    }
+    let mut pos = 12;
+    while pos + 8 <= head.len() {
+        let size = u32::from_le_bytes([head[pos + 4], head[pos + 5], head[pos + 6], head[pos + 7]]) as usize;
+        if &head[pos..pos + 4] == b"fmt " {
+            return head.get(pos + 8..pos + 10).map(|b| u16::from_le_bytes([b[0], b[1]]));
+        }
+        pos += 8 + size + (size & 1);
+    }
+    None
+}
+
+fn wav_tag_name(tag: u16) -> String {
+    let name = match tag {
+        0x0031 => "GSM 6.10",
+        0x0040 => "G.721 ADPCM",
+        0x0050 | 0x0055 => "MPEG audio",
+        0x0092 => "Dolby AC-3",
+        0x0160 | 0x0161 | 0x0162 | 0x0163 => "Windows Media Audio",
+        0x0022 => "DSP Group TrueSpeech",
+        _ => "",
+    };
+    if name.is_empty() {
+        format!("0x{tag:04x}")
+    } else {
+        format!("0x{tag:04x} ({name})")
     }
 }
 
