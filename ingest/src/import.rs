@@ -409,7 +409,10 @@ impl Input {
                 SymError::Unsupported(m) if m.contains("no suitable") => {
                     Error::Decode("not a recognised audio file (no known container or codec signature)".into())
                 }
-                SymError::Unsupported(m) => Error::Unsupported(m.to_string()),
+                SymError::Unsupported(m) => match wav_format_tag(path) {
+                    Some(tag) => Error::Unsupported(format!("WAV audio encoding {}", wav_tag_name(tag))),
+                    None => Error::Unsupported(m.to_string()),
+                },
                 other => sym_error("reading the container", other),
             })?;
         let format = probed.format;
