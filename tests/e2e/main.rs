@@ -1,0 +1,9 @@
+//! End-to-end tests of the `roomtape` binary: real files, real SQLite, real Ogg/Opus checked by
+//! `opusinfo` and decoded by `opusdec`, speech made by `espeak-ng` and `sox`.
+
+mod support;
+
+mod archive;
+mod bad_input;
+mod crash;
+mod serve;
