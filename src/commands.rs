@@ -42,7 +42,9 @@ impl Context {
     }
 
     fn store(&self) -> anyhow::Result<Arc<dyn ArchiveStore>> {
-        Ok(Arc::new(LocalStore::new(layout::archives(self.data_dir()))?))
+        Ok(Arc::new(LocalStore::new(layout::archives(
+            self.data_dir(),
+        ))?))
     }
 
     fn print_json(&self, v: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -80,9 +82,11 @@ pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
     let bar = (!ctx.quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} importing [{bar:30}] {pos}/{len} s ({eta})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} importing [{bar:30}] {pos}/{len} s ({eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar
     });
@@ -115,7 +119,10 @@ pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
         ended_at: manifest.ended_at,
         duration_ms: Some(manifest.duration_ms()),
     };
-    if let Err(e) = catalog.create_recording(&rec, &manifest.catalog_tracks()).await {
+    if let Err(e) = catalog
+        .create_recording(&rec, &manifest.catalog_tracks())
+        .await
+    {
         let _ = store.delete_dir(&rec.id.to_string());
         return Err(e).context(what);
     }
@@ -182,11 +189,17 @@ pub async fn recordings(ctx: &Context, cmd: RecordingsCommand) -> anyhow::Result
                 let mut out = Vec::new();
                 for r in recs {
                     let tracks = catalog.tracks(r.id).await?;
-                    out.push(RecordingOut { recording: r, tracks });
+                    out.push(RecordingOut {
+                        recording: r,
+                        tracks,
+                    });
                 }
                 return ctx.print_json(&out);
             }
-            println!("{:<36}  {:<12}  {:<20}  {:>10}  TITLE", "ID", "STATE", "STARTED", "LENGTH");
+            println!(
+                "{:<36}  {:<12}  {:<20}  {:>10}  TITLE",
+                "ID", "STATE", "STARTED", "LENGTH"
+            );
             for r in recs {
                 let started = r.started_at.to_rfc3339();
                 println!(
@@ -211,7 +224,15 @@ pub async fn recordings(ctx: &Context, cmd: RecordingsCommand) -> anyhow::Result
             let tracks = catalog.tracks(r.id).await?;
             println!("id:        {}", r.id);
             println!("title:     {}", sanitize(&r.title));
-            println!("state:     {}{}", r.state, if r.recovered { " (recovered after a crash)" } else { "" });
+            println!(
+                "state:     {}{}",
+                r.state,
+                if r.recovered {
+                    " (recovered after a crash)"
+                } else {
+                    ""
+                }
+            );
             println!("source:    {}", r.source.as_str());
             println!("started:   {}", r.started_at);
             if let Some(d) = r.duration_ms {
@@ -248,7 +269,11 @@ pub async fn recordings(ctx: &Context, cmd: RecordingsCommand) -> anyhow::Result
             let out = output.clone();
             let n = tokio::task::spawn_blocking(move || write_wav(&bytes, &out)).await??;
             if !ctx.quiet {
-                println!("wrote {} ({})", output.display(), format_ms((n / 48) as i64));
+                println!(
+                    "wrote {} ({})",
+                    output.display(),
+                    format_ms((n / 48) as i64)
+                );
             }
         }
         RecordingsCommand::Delete { id } => {
@@ -265,19 +290,28 @@ pub async fn recordings(ctx: &Context, cmd: RecordingsCommand) -> anyhow::Result
 
 fn pick_track<'a>(tracks: &'a [Track], sel: &str) -> anyhow::Result<&'a Track> {
     let s = sel.trim();
-    if let Ok(n) = s.parse::<usize>() {
-        if n >= 1 && n <= tracks.len() {
-            return Ok(&tracks[n - 1]);
-        }
+    if let Ok(n) = s.parse::<usize>()
+        && (1..=tracks.len()).contains(&n)
+    {
+        return Ok(&tracks[n - 1]);
     }
     let matches: Vec<&Track> = tracks
         .iter()
-        .filter(|t| t.id.to_string().starts_with(&s.to_ascii_lowercase()) && s.len() >= 4 || t.speaker.name == s)
+        .filter(|t| {
+            t.id.to_string().starts_with(&s.to_ascii_lowercase()) && s.len() >= 4
+                || t.speaker.name == s
+        })
         .collect();
     match matches.as_slice() {
         [one] => Ok(one),
-        [] => bail!("no track {:?} in this recording", roomtape_core::truncate_for_message(s)),
-        _ => bail!("{:?} matches several tracks; give the track id", roomtape_core::truncate_for_message(s)),
+        [] => bail!(
+            "no track {:?} in this recording",
+            roomtape_core::truncate_for_message(s)
+        ),
+        _ => bail!(
+            "{:?} matches several tracks; give the track id",
+            roomtape_core::truncate_for_message(s)
+        ),
     }
 }
 
@@ -289,7 +323,8 @@ fn write_wav(opus: &[u8], path: &Path) -> anyhow::Result<u64> {
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let mut w = hound::WavWriter::create(path, spec).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = hound::WavWriter::create(path, spec)
+        .with_context(|| format!("creating {}", path.display()))?;
     let mut buf = vec![0.0f32; 4800];
     let mut total = 0u64;
     loop {
@@ -309,7 +344,9 @@ fn write_wav(opus: &[u8], path: &Path) -> anyhow::Result<u64> {
 pub async fn recover(ctx: &Context) -> anyhow::Result<()> {
     let catalog = ctx.catalog().await?;
     let store = ctx.store()?;
-    let report = roomtape_ingest::recover_all(&catalog, store.as_ref(), ctx.config.import.mix_bitrate).await?;
+    let report =
+        roomtape_ingest::recover_all(&catalog, store.as_ref(), ctx.config.import.mix_bitrate)
+            .await?;
     if ctx.json {
         return ctx.print_json(&serde_json::json!({
             "recovered": report.recovered.iter().map(|m| serde_json::json!({
@@ -323,7 +360,12 @@ pub async fn recover(ctx: &Context) -> anyhow::Result<()> {
     }
     if !ctx.quiet {
         for m in &report.recovered {
-            println!("recovered {}: {} track(s), {}", m.recording_id, m.tracks.len(), format_ms(m.duration_ms()));
+            println!(
+                "recovered {}: {} track(s), {}",
+                m.recording_id,
+                m.tracks.len(),
+                format_ms(m.duration_ms())
+            );
         }
         for (r, why) in &report.failed {
             println!("failed {}: {why}", r.id);
@@ -331,7 +373,10 @@ pub async fn recover(ctx: &Context) -> anyhow::Result<()> {
         for o in &report.orphans_removed {
             println!("removed unfinished import {o}");
         }
-        if report.recovered.is_empty() && report.failed.is_empty() && report.orphans_removed.is_empty() {
+        if report.recovered.is_empty()
+            && report.failed.is_empty()
+            && report.orphans_removed.is_empty()
+        {
             println!("nothing to recover");
         }
     }
@@ -341,9 +386,10 @@ pub async fn recover(ctx: &Context) -> anyhow::Result<()> {
 pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
     let catalog = ctx.catalog().await?;
     let store = ctx.store()?;
-    let report = roomtape_ingest::recover_all(&catalog, store.as_ref(), ctx.config.import.mix_bitrate)
-        .await
-        .context("recovering unfinished recordings")?;
+    let report =
+        roomtape_ingest::recover_all(&catalog, store.as_ref(), ctx.config.import.mix_bitrate)
+            .await
+            .context("recovering unfinished recordings")?;
     for m in &report.recovered {
         tracing::warn!(id = %m.recording_id, "recovered a recording left open by a crash");
     }
@@ -356,7 +402,10 @@ pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
     if !ctx.quiet {
         println!("roomtape listening on http://{local}");
     }
-    let app = roomtape_web::app(roomtape_web::AppState { catalog: catalog.clone(), store });
+    let app = roomtape_web::app(roomtape_web::AppState {
+        catalog: catalog.clone(),
+        store,
+    });
     roomtape_web::serve(listener, app, shutdown_signal()).await?;
     catalog.close().await;
     Ok(())
@@ -397,19 +446,40 @@ pub enum BenchCommand {
 }
 
 pub async fn bench(ctx: &Context, cmd: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Ingest { speakers, seconds, import_minutes } = cmd;
+    let BenchCommand::Ingest {
+        speakers,
+        seconds,
+        import_minutes,
+    } = cmd;
     let json = ctx.json;
-    tokio::task::spawn_blocking(move || bench_ingest(speakers, seconds, import_minutes, json)).await?
+    tokio::task::spawn_blocking(move || bench_ingest(speakers, seconds, import_minutes, json))
+        .await?
 }
 
-fn bench_ingest(speakers: u32, seconds: u32, import_minutes: u32, json: bool) -> anyhow::Result<()> {
+fn bench_ingest(
+    speakers: u32,
+    seconds: u32,
+    import_minutes: u32,
+    json: bool,
+) -> anyhow::Result<()> {
     use roomtape_ingest::bench::bench_recorder;
     let per = seconds * 50;
-    println!("recorder: {speakers} speakers x {seconds} s (20 ms Opus at 32 kb/s), 2% reordered, 1% lost, 0.5% duplicated, 200 ms jitter window");
+    println!(
+        "recorder: {speakers} speakers x {seconds} s (20 ms Opus at 32 kb/s), 2% reordered, 1% lost, 0.5% duplicated, 200 ms jitter window"
+    );
     let mem = bench_recorder(Arc::new(MemoryStore::new()), speakers, per, 32_000, 7)?;
     let dir = tempfile::tempdir()?;
-    let files = bench_recorder(Arc::new(LocalStore::new(dir.path())?), speakers, per, 32_000, 7)?;
-    for (name, r) in [("in-memory store", &mem), ("real files (page cache, no fsync)", &files)] {
+    let files = bench_recorder(
+        Arc::new(LocalStore::new(dir.path())?),
+        speakers,
+        per,
+        32_000,
+        7,
+    )?;
+    for (name, r) in [
+        ("in-memory store", &mem),
+        ("real files (page cache, no fsync)", &files),
+    ] {
         println!(
             "  {name:<34} {:>12.0} packets/s per core  ({} packets in {:.2} s CPU, {:.2} s wall) = {:.0} live speakers per core at 50 packets/s",
             r.packets_per_cpu_second(),
@@ -499,7 +569,11 @@ pub enum DebugCommand {
 }
 
 pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
-    let DebugCommand::RecordSynthetic { speakers, seconds, title } = cmd;
+    let DebugCommand::RecordSynthetic {
+        speakers,
+        seconds,
+        title,
+    } = cmd;
     let catalog = ctx.catalog().await?;
     let store = ctx.store()?;
     let id = RecordingId::new();
@@ -523,13 +597,24 @@ pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
         .await?;
     let mut people = Vec::new();
     for i in 0..speakers {
-        let s = Speaker { id: SpeakerId::new(), name: format!("Speaker {}", i + 1) };
+        let s = Speaker {
+            id: SpeakerId::new(),
+            name: format!("Speaker {}", i + 1),
+        };
         let pool = roomtape_ingest::synth::opus_packets(250, 32_000, 110.0 + 40.0 * i as f32)?;
         people.push((s, pool));
     }
     let origin = Instant::now();
     let settings = RecorderSettings::from(&ctx.config.recorder);
-    let mut live = LiveRecording::start(store.clone(), id, None, &title, settings, Duration::ZERO, started_at)?;
+    let mut live = LiveRecording::start(
+        store.clone(),
+        id,
+        None,
+        &title,
+        settings,
+        Duration::ZERO,
+        started_at,
+    )?;
     for (s, _) in &people {
         live.add_speaker(s.clone());
     }
@@ -546,7 +631,9 @@ pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
         }
         for (i, (speaker, pool)) in people.iter().enumerate() {
             // Speaker i joins i seconds in.
-            let Some(k) = n.checked_sub(50 * i as u32) else { continue };
+            let Some(k) = n.checked_sub(50 * i as u32) else {
+                continue;
+            };
             let pkt = RtpPacket {
                 ssrc: 0x1000 + i as u32,
                 sequence: k as u16,
@@ -562,7 +649,13 @@ pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
         n += 1;
     }
     let manifest = live.finish(origin.elapsed(), Timestamp::now())?;
-    roomtape_ingest::complete_recording(&catalog, store.as_ref(), &manifest, ctx.config.import.mix_bitrate).await?;
+    roomtape_ingest::complete_recording(
+        &catalog,
+        store.as_ref(),
+        &manifest,
+        ctx.config.import.mix_bitrate,
+    )
+    .await?;
     println!("finished {id}: {}", format_ms(manifest.duration_ms()));
     Ok(())
 }

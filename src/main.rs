@@ -58,7 +58,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("roomtape: cannot start the async runtime: {e}");
@@ -96,7 +99,8 @@ fn init_logging(cli: &Cli) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut config = roomtape_core::Config::load(cli.config.as_deref()).context("loading settings")?;
+    let mut config =
+        roomtape_core::Config::load(cli.config.as_deref()).context("loading settings")?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
     }

@@ -37,7 +37,13 @@ pub trait ArchiveStore: Send + Sync + Debug {
     /// Opens `key` for appending, creating it if needed.
     fn open_append(&self, key: &str) -> Result<Box<dyn AppendFile>>;
     /// Cuts `key` to `len` bytes and overwrites `patch` at `patch_offset` (crash recovery).
-    fn truncate_and_patch(&self, key: &str, len: u64, patch_offset: u64, patch: &[u8]) -> Result<()>;
+    fn truncate_and_patch(
+        &self,
+        key: &str,
+        len: u64,
+        patch_offset: u64,
+        patch: &[u8],
+    ) -> Result<()>;
     /// Every key that starts with `prefix`, sorted.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// Removes one key; a missing key is not an error.
@@ -170,17 +176,25 @@ impl ArchiveStore for LocalStore {
         Ok(Box::new(LocalAppend { file, path }))
     }
 
-    fn truncate_and_patch(&self, key: &str, len: u64, patch_offset: u64, patch: &[u8]) -> Result<()> {
+    fn truncate_and_patch(
+        &self,
+        key: &str,
+        len: u64,
+        patch_offset: u64,
+        patch: &[u8],
+    ) -> Result<()> {
         let path = self.path(key)?;
         let mut f = OpenOptions::new()
             .write(true)
             .open(&path)
             .map_err(|e| not_found_or_io(key, "open", &path, e))?;
-        f.set_len(len).map_err(|e| Error::io("truncate", &path, e))?;
+        f.set_len(len)
+            .map_err(|e| Error::io("truncate", &path, e))?;
         if !patch.is_empty() {
             f.seek(SeekFrom::Start(patch_offset))
                 .map_err(|e| Error::io("seek", &path, e))?;
-            f.write_all(patch).map_err(|e| Error::io("write", &path, e))?;
+            f.write_all(patch)
+                .map_err(|e| Error::io("write", &path, e))?;
         }
         f.sync_all().map_err(|e| Error::io("sync", &path, e))
     }
@@ -338,7 +352,13 @@ impl ArchiveStore for MemoryStore {
         Ok(Box::new(MemoryAppend { file }))
     }
 
-    fn truncate_and_patch(&self, key: &str, len: u64, patch_offset: u64, patch: &[u8]) -> Result<()> {
+    fn truncate_and_patch(
+        &self,
+        key: &str,
+        len: u64,
+        patch_offset: u64,
+        patch: &[u8],
+    ) -> Result<()> {
         let f = self.file(key)?;
         let mut data = lock(&f);
         data.resize(len as usize, 0);
@@ -415,10 +435,16 @@ mod tests {
         let mut a = store.open_append("r1/tracks/t1.opus").unwrap();
         a.append(b"-three").unwrap();
         drop(a);
-        assert_eq!(store.get("r1/tracks/t1.opus").unwrap(), b"OggS-one-two-three");
+        assert_eq!(
+            store.get("r1/tracks/t1.opus").unwrap(),
+            b"OggS-one-two-three"
+        );
         assert_eq!(store.size("r1/tracks/t1.opus").unwrap(), 18);
         assert_eq!(store.get_range("r1/tracks/t1.opus", 4, 4).unwrap(), b"-one");
-        assert_eq!(store.get_range("r1/tracks/t1.opus", 16, 100).unwrap(), b"ee");
+        assert_eq!(
+            store.get_range("r1/tracks/t1.opus", 16, 100).unwrap(),
+            b"ee"
+        );
 
         store
             .truncate_and_patch("r1/tracks/t1.opus", 8, 0, b"oggs")
@@ -433,7 +459,10 @@ mod tests {
         store.put_atomic("r2/manifest.json", b"{}").unwrap();
         assert_eq!(
             store.list("r1/").unwrap(),
-            vec!["r1/manifest.json".to_string(), "r1/tracks/t1.opus".to_string()]
+            vec![
+                "r1/manifest.json".to_string(),
+                "r1/tracks/t1.opus".to_string()
+            ]
         );
         store.delete_dir("r1").unwrap();
         assert!(store.list("r1/").unwrap().is_empty());

@@ -5,10 +5,15 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 
-use crate::{Error, Recording, RecordingId, RecordingSource, RecordingState, Result, RoomId, Speaker, SpeakerId, Timestamp, Track, TrackId};
+use crate::{
+    Error, Recording, RecordingId, RecordingSource, RecordingState, Result, RoomId, Speaker,
+    SpeakerId, Timestamp, Track, TrackId,
+};
 
 /// A handle on the catalog database; cheap to clone.
 #[derive(Clone, Debug)]
@@ -161,11 +166,13 @@ impl Catalog {
 
     /// One recording.
     pub async fn recording(&self, id: RecordingId) -> Result<Recording> {
-        let row = sqlx::query(&format!("SELECT {RECORDING_COLUMNS} FROM recordings WHERE id = ?"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("recording {id}")))?;
+        let row = sqlx::query(&format!(
+            "SELECT {RECORDING_COLUMNS} FROM recordings WHERE id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("recording {id}")))?;
         recording_from_row(&row)
     }
 
@@ -349,7 +356,9 @@ mod tests {
         let mut t2 = tracks.clone();
         t2[1].duration_ms = 5000;
         t2[1].offset_ms = 250;
-        cat.finish_recording(rec.id, &t2, Timestamp::now(), true).await.unwrap();
+        cat.finish_recording(rec.id, &t2, Timestamp::now(), true)
+            .await
+            .unwrap();
         let got = cat.recording(rec.id).await.unwrap();
         assert_eq!(got.state, RecordingState::Recorded);
         assert!(got.recovered);
@@ -362,13 +371,22 @@ mod tests {
         // Reopening runs no migration twice and keeps everything.
         let cat = Catalog::open(&path).await.unwrap();
         assert_eq!(cat.recordings().await.unwrap().len(), 1);
-        let wal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(cat.pool()).await.unwrap();
+        let wal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(cat.pool())
+            .await
+            .unwrap();
         assert_eq!(wal, "wal");
-        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(cat.pool()).await.unwrap();
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(cat.pool())
+            .await
+            .unwrap();
         assert_eq!(fk, 1);
 
         cat.delete_recording(rec.id).await.unwrap();
-        assert!(cat.tracks(rec.id).await.unwrap().is_empty(), "tracks cascade");
+        assert!(
+            cat.tracks(rec.id).await.unwrap().is_empty(),
+            "tracks cascade"
+        );
         assert!(cat.recording(rec.id).await.unwrap_err().is_not_found());
     }
 
@@ -376,7 +394,9 @@ mod tests {
     async fn tracks_of_an_unknown_recording_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let cat = Catalog::open(&dir.path().join("c.sqlite")).await.unwrap();
-        let err = cat.set_tracks(RecordingId::new(), &[track(RecordingId::new(), "x")]).await;
+        let err = cat
+            .set_tracks(RecordingId::new(), &[track(RecordingId::new(), "x")])
+            .await;
         assert!(err.is_err(), "foreign keys are enforced");
     }
 }

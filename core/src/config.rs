@@ -184,8 +184,11 @@ mod tests {
     fn file_then_env_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("roomtape.toml");
-        std::fs::write(&path, "[server]\nlisten = \"0.0.0.0:9000\"\n[recorder]\njitter_ms = 50\n")
-            .unwrap();
+        std::fs::write(
+            &path,
+            "[server]\nlisten = \"0.0.0.0:9000\"\n[recorder]\njitter_ms = 50\n",
+        )
+        .unwrap();
         let env = vec![
             ("ROOMTAPE_RECORDER_JITTER_MS".to_string(), "80".to_string()),
             ("ROOMTAPE_DATA_DIR".to_string(), "/srv/rt".to_string()),
@@ -210,7 +213,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "[server]\nlisten_on = \"x\"\n").unwrap();
-        let err = Config::load_with_env(Some(&path), &[]).unwrap_err().to_string();
+        let err = Config::load_with_env(Some(&path), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listen_on"), "{err}");
     }
 }

@@ -92,7 +92,9 @@ impl FromStr for RecordingSource {
         match s {
             "live" => Ok(RecordingSource::Live),
             "import" => Ok(RecordingSource::Import),
-            other => Err(Error::Invalid(format!("unknown recording source {other:?}"))),
+            other => Err(Error::Invalid(format!(
+                "unknown recording source {other:?}"
+            ))),
         }
     }
 }

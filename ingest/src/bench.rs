@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use roomtape_core::{ArchiveStore, RecordingId, Speaker, SpeakerId, Timestamp, layout};
 
+use crate::Result;
 use crate::oggopus::scan_pages;
 use crate::recorder::{RecorderSettings, RtpPacket};
 use crate::room::LiveRecording;
 use crate::synth::{Impairment, opus_packets, schedule};
-use crate::Result;
 
 /// What one recorder run measured.
 #[derive(Clone, Debug)]
@@ -39,7 +39,9 @@ impl RecorderBench {
 
     /// Ogg framing (page headers and lacing) in percent of the audio payload.
     pub fn ogg_overhead_percent(&self) -> f64 {
-        let framing = self.file_bytes.saturating_sub(self.header_bytes + self.payload_bytes);
+        let framing = self
+            .file_bytes
+            .saturating_sub(self.header_bytes + self.payload_bytes);
         100.0 * framing as f64 / self.payload_bytes.max(1) as f64
     }
 }
@@ -54,7 +56,13 @@ pub fn bench_recorder(
     seed: u64,
 ) -> Result<RecorderBench> {
     let pool = opus_packets(500, bitrate, 140.0)?;
-    let plan = schedule(streams, per_stream, pool.len() as u32, Impairment::BENCH, seed);
+    let plan = schedule(
+        streams,
+        per_stream,
+        pool.len() as u32,
+        Impairment::BENCH,
+        seed,
+    );
     let id = RecordingId::new();
     let mut live = LiveRecording::start(
         store.clone(),

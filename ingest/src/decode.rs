@@ -67,7 +67,12 @@ impl<R: Read + Seek> PcmReader<R> {
     }
 
     fn decode_next(&mut self) -> Result<bool> {
-        let Some(ReadPacket { data, start, samples }) = self.reader.next_packet()? else {
+        let Some(ReadPacket {
+            data,
+            start,
+            samples,
+        }) = self.reader.next_packet()?
+        else {
             return Ok(false);
         };
         let n = self

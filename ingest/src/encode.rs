@@ -2,8 +2,8 @@
 
 use roomtape_core::{AppendFile, ArchiveStore};
 
-use crate::oggopus::{OpusHead, OpusTags, TrackWriter};
 use crate::Result;
+use crate::oggopus::{OpusHead, OpusTags, TrackWriter};
 
 const FRAME: usize = 960;
 /// Packets per page: one second.
@@ -51,7 +51,11 @@ impl OpusTrackEncoder {
             }
             h
         };
-        let writer = TrackWriter::new(&OpusHead::mono(pre_skip as u16, 48_000), &OpusTags::new(tags), serial);
+        let writer = TrackWriter::new(
+            &OpusHead::mono(pre_skip as u16, 48_000),
+            &OpusTags::new(tags),
+            serial,
+        );
         store.delete(key)?;
         let file = store.open_append(key)?;
         Ok(OpusTrackEncoder {
@@ -94,9 +98,8 @@ impl OpusTrackEncoder {
         let n = self.enc.encode_float(frame, &mut self.packet)?;
         self.encoded += FRAME as u64;
         self.packets += 1;
-        self.writer
-            .push(self.packet[..n].to_vec(), self.encoded)?;
-        if self.packets % PACKETS_PER_PAGE == 0 {
+        self.writer.push(self.packet[..n].to_vec(), self.encoded)?;
+        if self.packets.is_multiple_of(PACKETS_PER_PAGE) {
             self.writer.flush()?;
             self.file.append(&self.writer.take_output())?;
         }

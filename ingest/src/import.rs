@@ -93,14 +93,14 @@ fn import_into(
     let channels = input.channels();
     let total = input.expected_frames();
     let max_frames = u64::from(opts.max_seconds) * u64::from(rate);
-    if let Some(n) = total {
-        if n > max_frames {
-            return Err(Error::Limit(format!(
-                "the file holds {} of audio; the limit is {}",
-                hms(n, rate),
-                hms(max_frames, rate)
-            )));
-        }
+    if let Some(n) = total
+        && n > max_frames
+    {
+        return Err(Error::Limit(format!(
+            "the file holds {} of audio; the limit is {}",
+            hms(n, rate),
+            hms(max_frames, rate)
+        )));
     }
     let outputs = if opts.split_channels { channels } else { 1 };
     let mut sinks = Vec::with_capacity(outputs);
@@ -404,13 +404,20 @@ impl Input {
             hint.with_extension(ext);
         }
         let probed = symphonia::default::get_probe()
-            .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+            .format(
+                &hint,
+                mss,
+                &FormatOptions::default(),
+                &MetadataOptions::default(),
+            )
             .map_err(|e| match e {
-                SymError::Unsupported(m) if m.contains("no suitable") => {
-                    Error::Decode("not a recognised audio file (no known container or codec signature)".into())
-                }
+                SymError::Unsupported(m) if m.contains("no suitable") => Error::Decode(
+                    "not a recognised audio file (no known container or codec signature)".into(),
+                ),
                 SymError::Unsupported(m) => match wav_format_tag(path) {
-                    Some(tag) => Error::Unsupported(format!("WAV audio encoding {}", wav_tag_name(tag))),
+                    Some(tag) => {
+                        Error::Unsupported(format!("WAV audio encoding {}", wav_tag_name(tag)))
+                    }
                     None => Error::Unsupported(m.to_string()),
                 },
                 other => sym_error("reading the container", other),
@@ -426,10 +433,9 @@ impl Input {
         let decoder = symphonia::default::get_codecs()
             .make(&params, &DecoderOptions::default())
             .map_err(|e| match e {
-                SymError::Unsupported(what) => Error::Unsupported(format!(
-                    "codec {} ({what})",
-                    codec_name(params.codec)
-                )),
+                SymError::Unsupported(what) => {
+                    Error::Unsupported(format!("codec {} ({what})", codec_name(params.codec)))
+                }
                 other => sym_error("opening the decoder", other),
             })?;
         let rate = params
@@ -509,7 +515,9 @@ impl Input {
                         // A damaged frame or two is survivable; many are a broken file.
                         *errors += 1;
                         if *errors > 16 {
-                            return Err(Error::Decode(format!("too many undecodable frames ({msg})")));
+                            return Err(Error::Decode(format!(
+                                "too many undecodable frames ({msg})"
+                            )));
                         }
                         continue;
                     }
@@ -549,7 +557,10 @@ impl Input {
                     return Ok(None);
                 };
                 let n = decoder.decode_float(&p.data, buf, false).map_err(|e| {
-                    Error::Decode(format!("undecodable Opus packet at {:.3} s: {e}", p.start as f64 / 48_000.0))
+                    Error::Decode(format!(
+                        "undecodable Opus packet at {:.3} s: {e}",
+                        p.start as f64 / 48_000.0
+                    ))
                 })?;
                 let keep = n.min(p.samples as usize);
                 let from = (*skip).min(keep);
@@ -585,7 +596,8 @@ fn mpeg_audio_cut(data: &[u8]) -> Option<usize> {
     let mut frames = 0;
     while pos < data.len() {
         let rest = &data[pos..];
-        if rest.starts_with(b"TAG") || rest.starts_with(b"APETAGEX") || rest.starts_with(b"LYRICS") {
+        if rest.starts_with(b"TAG") || rest.starts_with(b"APETAGEX") || rest.starts_with(b"LYRICS")
+        {
             return None;
         }
         let Some(len) = mpeg_frame_len(rest) else {
@@ -614,16 +626,29 @@ fn mpeg_frame_len(b: &[u8]) -> Option<usize> {
     if version == 1 || layer == 0 || bitrate_index == 0 || bitrate_index == 15 || rate_index == 3 {
         return None;
     }
-    const RATES: [[usize; 3]; 4] = [[11_025, 12_000, 8_000], [0, 0, 0], [22_050, 24_000, 16_000], [44_100, 48_000, 32_000]];
+    const RATES: [[usize; 3]; 4] = [
+        [11_025, 12_000, 8_000],
+        [0, 0, 0],
+        [22_050, 24_000, 16_000],
+        [44_100, 48_000, 32_000],
+    ];
     const V1: [[usize; 15]; 3] = [
-        [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320],
-        [0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384],
-        [0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448],
+        [
+            0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+        ],
+        [
+            0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384,
+        ],
+        [
+            0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448,
+        ],
     ];
     const V2: [[usize; 15]; 3] = [
         [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
         [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
-        [0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256],
+        [
+            0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256,
+        ],
     ];
     let rate = RATES[usize::from(version)][rate_index];
     let table = if version == 3 { &V1 } else { &V2 };
@@ -645,9 +670,12 @@ fn wav_format_tag(path: &Path) -> Option<u16> {
     }
     let mut pos = 12;
     while pos + 8 <= head.len() {
-        let size = u32::from_le_bytes([head[pos + 4], head[pos + 5], head[pos + 6], head[pos + 7]]) as usize;
+        let size = u32::from_le_bytes([head[pos + 4], head[pos + 5], head[pos + 6], head[pos + 7]])
+            as usize;
         if &head[pos..pos + 4] == b"fmt " {
-            return head.get(pos + 8..pos + 10).map(|b| u16::from_le_bytes([b[0], b[1]]));
+            return head
+                .get(pos + 8..pos + 10)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]));
         }
         pos += 8 + size + (size & 1);
     }
@@ -660,7 +688,7 @@ fn wav_tag_name(tag: u16) -> String {
         0x0040 => "G.721 ADPCM",
         0x0050 | 0x0055 => "MPEG audio",
         0x0092 => "Dolby AC-3",
-        0x0160 | 0x0161 | 0x0162 | 0x0163 => "Windows Media Audio",
+        0x0160..=0x0163 => "Windows Media Audio",
         0x0022 => "DSP Group TrueSpeech",
         _ => "",
     };

@@ -14,7 +14,8 @@ pub mod toc;
 
 pub use error::{Error, Result};
 pub use recorder::{
-    PRE_SKIP, RATE, RecorderEvent, RecorderOutput, RecorderSettings, RecorderStats, RtpPacket, TrackRecorder,
+    PRE_SKIP, RATE, RecorderEvent, RecorderOutput, RecorderSettings, RecorderStats, RtpPacket,
+    TrackRecorder,
 };
 
 mod decode;

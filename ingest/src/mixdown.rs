@@ -66,7 +66,11 @@ impl Limiter {
 }
 
 /// Builds `mix.opus` and `peaks.json` for a finished manifest and stores both.
-pub fn build_mix_and_peaks(store: &dyn ArchiveStore, manifest: &Manifest, bitrate: i32) -> Result<Peaks> {
+pub fn build_mix_and_peaks(
+    store: &dyn ArchiveStore,
+    manifest: &Manifest,
+    bitrate: i32,
+) -> Result<Peaks> {
     let id = manifest.recording_id;
     let total = (manifest.duration_ms().max(0) as u64 * 48) as usize;
     struct Input {
@@ -81,8 +85,9 @@ pub fn build_mix_and_peaks(store: &dyn ArchiveStore, manifest: &Manifest, bitrat
     let mut inputs = Vec::new();
     for t in &manifest.tracks {
         let bytes = store.get(&layout::file_key(id, &t.file))?;
-        let reader = PcmReader::new(std::io::Cursor::new(bytes), 48_000)
-            .map_err(|e| Error::Decode(format!("track {} ({}): {e}", t.track_id, t.speaker_name)))?;
+        let reader = PcmReader::new(std::io::Cursor::new(bytes), 48_000).map_err(|e| {
+            Error::Decode(format!("track {} ({}): {e}", t.track_id, t.speaker_name))
+        })?;
         inputs.push(Input {
             reader,
             offset: (t.offset_ms.max(0) as usize) * 48,

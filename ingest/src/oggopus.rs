@@ -64,7 +64,9 @@ impl OpusHead {
         let channels = b[9];
         let family = b[18];
         if channels == 0 || (family == 0 && channels > 2) {
-            return Err(Error::Format(format!("{channels} channels with mapping family {family}")));
+            return Err(Error::Format(format!(
+                "{channels} channels with mapping family {family}"
+            )));
         }
         if family != 0 {
             return Err(Error::Unsupported(format!(
@@ -133,7 +135,9 @@ impl OpusTags {
         }
         let mut pos: usize = 8;
         let mut take = |n: usize| -> Result<&[u8]> {
-            let s = b.get(pos..pos.checked_add(n).ok_or_else(bad)?).ok_or_else(bad)?;
+            let s = b
+                .get(pos..pos.checked_add(n).ok_or_else(bad)?)
+                .ok_or_else(bad)?;
             pos += n;
             Ok(s)
         };
@@ -376,7 +380,10 @@ impl<R: Read + Seek> TrackReader<R> {
                 }
             };
             let samples = packet_samples(&pkt.data).map_err(|e| {
-                Error::Format(format!("invalid Opus packet in page ending at granule {}: {e:?}", pkt.absgp_page()))
+                Error::Format(format!(
+                    "invalid Opus packet in page ending at granule {}: {e:?}",
+                    pkt.absgp_page()
+                ))
             })?;
             let last_in_page = pkt.last_in_page();
             let eos = pkt.last_in_stream();
@@ -389,7 +396,11 @@ impl<R: Read + Seek> TrackReader<R> {
             if !self.seen_audio {
                 // The first audio page fixes where the stream starts (RFC 7845 §4.3).
                 self.seen_audio = true;
-                self.position = if eos { 0 } else { granule.saturating_sub(total) };
+                self.position = if eos {
+                    0
+                } else {
+                    granule.saturating_sub(total)
+                };
             }
             let mut start = self.position;
             let page_end = start + total;
@@ -627,7 +638,10 @@ mod tests {
             let f = silence_frame(n).unwrap();
             let got = dec.decode_float(&f, &mut out, false).unwrap();
             assert_eq!(got, n as usize);
-            assert!(out[..got].iter().all(|s| s.abs() < 1e-6), "frame of {n} is silent");
+            assert!(
+                out[..got].iter().all(|s| s.abs() < 1e-6),
+                "frame of {n} is silent"
+            );
         }
     }
 }

@@ -12,9 +12,9 @@
 
 use std::time::Duration;
 
+use crate::Result;
 use crate::oggopus::{OpusHead, OpusTags, TrackWriter};
 use crate::toc::{PacketError, packet_samples, silence_frame};
-use crate::Result;
 
 /// Opus' RTP clock rate and the Ogg granule rate.
 pub const RATE: u64 = 48_000;
@@ -180,7 +180,11 @@ impl TrackRecorder {
     /// A recorder whose track will carry `tags` (e.g. `SPEAKER=…`). `serial` is the Ogg
     /// stream serial number.
     pub fn new(settings: RecorderSettings, tags: Vec<(String, String)>, serial: u32) -> Self {
-        let writer = TrackWriter::new(&OpusHead::mono(PRE_SKIP, RATE as u32), &OpusTags::new(tags), serial);
+        let writer = TrackWriter::new(
+            &OpusHead::mono(PRE_SKIP, RATE as u32),
+            &OpusTags::new(tags),
+            serial,
+        );
         TrackRecorder {
             settings,
             jitter_samples: samples_of(settings.jitter),
@@ -269,7 +273,8 @@ impl TrackRecorder {
         let is_new = ext_seq > anchor.max_seq;
         let mut pos = anchor.base_pos + (ext_ts - anchor.base_ts);
         // A new packet whose timestamp disagrees with the wall clock: re-anchor.
-        let behind = pos + (samples as i64) <= self.written as i64 && pos < wall - RESYNC_SAMPLES / 4;
+        let behind =
+            pos + (samples as i64) <= self.written as i64 && pos < wall - RESYNC_SAMPLES / 4;
         let ahead = pos > wall + RESYNC_SAMPLES;
         if is_new && (behind || ahead) {
             let target = wall.max(self.written as i64);
@@ -402,7 +407,8 @@ impl TrackRecorder {
             let contiguous = b.pos < self.written + 120;
             let waited = now.saturating_sub(b.arrival) >= self.settings.jitter;
             let overfull = self.buffer.len() - n > MAX_BUFFERED
-                || self.buffer[self.buffer.len() - 1].pos.saturating_sub(b.pos) > self.jitter_samples;
+                || self.buffer[self.buffer.len() - 1].pos.saturating_sub(b.pos)
+                    > self.jitter_samples;
             if !(contiguous || waited || overfull) {
                 break;
             }
@@ -452,7 +458,9 @@ impl TrackRecorder {
                 .into_iter()
                 .find(|&n| n <= gap)
                 .unwrap_or(120);
-            let frame = silence_frame(n as u32).map(|f| f.to_vec()).unwrap_or_default();
+            let frame = silence_frame(n as u32)
+                .map(|f| f.to_vec())
+                .unwrap_or_default();
             self.written += n;
             self.stats.filled_frames += 1;
             self.stats.filled_samples += n;
@@ -535,12 +543,17 @@ mod tests {
 
     /// Gaps are filled in steps of 2.5 ms, so lengths are exact to within 120 samples.
     fn assert_close(got: u64, want: u64) {
-        assert!(got.abs_diff(want) < 120, "length {got} samples, want {want}");
+        assert!(
+            got.abs_diff(want) < 120,
+            "length {got} samples, want {want}"
+        );
     }
 
     #[test]
     fn a_clean_stream_is_written_as_is() {
-        let pkts: Vec<_> = (0..100u32).map(|i| (5, i as u16, i * 960, u64::from(i) * 20)).collect();
+        let pkts: Vec<_> = (0..100u32)
+            .map(|i| (5, i as u16, i * 960, u64::from(i) * 20))
+            .collect();
         let (bytes, stats) = run(&pkts, 2000);
         assert_eq!(stats.written, 100);
         assert!(stats.filled_frames <= 1, "only the pre-skip pad at the end");
@@ -549,9 +562,18 @@ mod tests {
 
     #[test]
     fn a_long_mute_is_filled_to_wall_time() {
-        let mut pkts: Vec<_> = (0..50u32).map(|i| (5, i as u16, i * 960, u64::from(i) * 20)).collect();
+        let mut pkts: Vec<_> = (0..50u32)
+            .map(|i| (5, i as u16, i * 960, u64::from(i) * 20))
+            .collect();
         // 30 s of nothing, then the same stream resumes with a timestamp that kept counting.
-        pkts.extend((0..50u32).map(|i| (5, (50 + i) as u16, (1550 + i) * 960, 31_000 + u64::from(i) * 20)));
+        pkts.extend((0..50u32).map(|i| {
+            (
+                5,
+                (50 + i) as u16,
+                (1550 + i) * 960,
+                31_000 + u64::from(i) * 20,
+            )
+        }));
         let (bytes, stats) = run(&pkts, 32_000);
         assert_eq!(stats.written, 100);
         assert_close(duration_samples(&bytes), 32 * 48_000);
@@ -559,8 +581,17 @@ mod tests {
 
     #[test]
     fn an_ssrc_change_continues_the_track() {
-        let mut pkts: Vec<_> = (0..50u32).map(|i| (5, i as u16, i * 960, u64::from(i) * 20)).collect();
-        pkts.extend((0..50u32).map(|i| (9, (7000 + i) as u16, 123_456 + i * 960, 5_000 + u64::from(i) * 20)));
+        let mut pkts: Vec<_> = (0..50u32)
+            .map(|i| (5, i as u16, i * 960, u64::from(i) * 20))
+            .collect();
+        pkts.extend((0..50u32).map(|i| {
+            (
+                9,
+                (7000 + i) as u16,
+                123_456 + i * 960,
+                5_000 + u64::from(i) * 20,
+            )
+        }));
         let (bytes, stats) = run(&pkts, 6_000);
         assert_eq!(stats.written, 100);
         assert_eq!(stats.resyncs, 1);
@@ -572,7 +603,16 @@ mod tests {
         let mut rec = TrackRecorder::new(RecorderSettings::default(), vec![], 1);
         let now = Duration::ZERO;
         for payload in [&[][..], &[0x03, 0][..], &vec![0xf8; 4000][..]] {
-            rec.push(RtpPacket { ssrc: 1, sequence: 0, timestamp: 0, payload }, now).unwrap();
+            rec.push(
+                RtpPacket {
+                    ssrc: 1,
+                    sequence: 0,
+                    timestamp: 0,
+                    payload,
+                },
+                now,
+            )
+            .unwrap();
         }
         let s = rec.stats();
         assert_eq!((s.empty, s.malformed, s.oversized, s.written), (1, 1, 1, 0));

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use roomtape_core::{
-    ArchiveStore, Catalog, Manifest, ManifestTrack, MANIFEST_VERSION, Recording, RecordingState,
+    ArchiveStore, Catalog, MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingState,
     layout,
 };
 
@@ -109,7 +109,10 @@ pub async fn recover_all(
     mix_bitrate: i32,
 ) -> Result<RecoveryReport> {
     let mut report = RecoveryReport::default();
-    for rec in catalog.recordings_in_state(RecordingState::Recording).await? {
+    for rec in catalog
+        .recordings_in_state(RecordingState::Recording)
+        .await?
+    {
         match recover_one(catalog, store, &rec, mix_bitrate).await {
             Ok(Some(manifest)) => report.recovered.push(manifest),
             Ok(None) => {

@@ -10,8 +10,8 @@ use roomtape_core::{
     Speaker, SpeakerId, Timestamp, TrackId, layout,
 };
 
-use crate::recorder::{RecorderEvent, RecorderOutput, RecorderSettings, RtpPacket, TrackRecorder};
 use crate::Result;
+use crate::recorder::{RecorderEvent, RecorderOutput, RecorderSettings, RtpPacket, TrackRecorder};
 
 /// Output of a [`RoomRecorder`].
 #[derive(Debug, PartialEq, Eq)]
@@ -26,7 +26,10 @@ pub enum RoomOutput {
     /// Bytes to append to a track's file.
     Append { track: TrackId, bytes: Vec<u8> },
     /// Something a track's recorder noticed.
-    Event { track: TrackId, event: RecorderEvent },
+    Event {
+        track: TrackId,
+        event: RecorderEvent,
+    },
 }
 
 #[derive(Debug)]
@@ -167,7 +170,10 @@ impl RoomRecorder {
 
     /// Per-track counters.
     pub fn stats(&self) -> Vec<(TrackId, crate::RecorderStats)> {
-        self.tracks.iter().map(|t| (t.id, t.recorder.stats())).collect()
+        self.tracks
+            .iter()
+            .map(|t| (t.id, t.recorder.stats()))
+            .collect()
     }
 }
 
@@ -311,5 +317,110 @@ impl LiveRecording {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oggopus::read_bytes;
+    use roomtape_core::MemoryStore;
+
+    fn speaker(name: &str) -> Speaker {
+        Speaker {
+            id: SpeakerId::new(),
+            name: name.into(),
+        }
+    }
+
+    fn played_ms(bytes: &[u8]) -> i64 {
+        let mut r = read_bytes(bytes).unwrap();
+        let mut n = 0u64;
+        while let Some(p) = r.next_packet().unwrap() {
+            n += u64::from(p.samples);
+        }
+        assert!(!r.truncated());
+        ((n - u64::from(crate::PRE_SKIP)) / 48) as i64
+    }
+
+    #[test]
+    fn late_joiners_get_offsets_and_rejoiners_keep_their_track() {
+        let store = Arc::new(MemoryStore::new());
+        let id = RecordingId::new();
+        let mut live = LiveRecording::start(
+            store.clone(),
+            id,
+            None,
+            "Room",
+            RecorderSettings::default(),
+            Duration::from_secs(100),
+            Timestamp::now(),
+        )
+        .unwrap();
+        let (ana, bo) = (speaker("Ana"), speaker("Bo"));
+        let ta = live.add_speaker(ana.clone());
+        let tb = live.add_speaker(bo.clone());
+        let payload = [0xfcu8, 9, 9, 9, 9];
+        // Ana talks from 0 s to 10 s; Bo from 2 s to 4 s, leaves, and comes back at 7 s with a
+        // new connection (new SSRC, new sequence and timestamp bases) until 10 s.
+        for ms in (0..10_000u64).step_by(20) {
+            let now = Duration::from_secs(100) + Duration::from_millis(ms);
+            let k = (ms / 20) as u32;
+            live.push(
+                ana.id,
+                RtpPacket {
+                    ssrc: 1,
+                    sequence: k as u16,
+                    timestamp: k * 960,
+                    payload: &payload,
+                },
+                now,
+            )
+            .unwrap();
+            if (2_000..4_000).contains(&ms) {
+                live.push(
+                    bo.id,
+                    RtpPacket {
+                        ssrc: 2,
+                        sequence: k as u16,
+                        timestamp: k * 960,
+                        payload: &payload,
+                    },
+                    now,
+                )
+                .unwrap();
+            }
+            if ms >= 7_000 {
+                let j = k + 5000;
+                live.push(
+                    bo.id,
+                    RtpPacket {
+                        ssrc: 3,
+                        sequence: j as u16,
+                        timestamp: j * 960 + 17,
+                        payload: &payload,
+                    },
+                    now,
+                )
+                .unwrap();
+            }
+            live.tick(now).unwrap();
+        }
+        let m = live
+            .finish(Duration::from_secs(110), Timestamp::now())
+            .unwrap();
+        assert_eq!(m.tracks.len(), 2, "a rejoin continues the same track");
+        let a = m.tracks.iter().find(|t| t.track_id == ta).unwrap();
+        let b = m.tracks.iter().find(|t| t.track_id == tb).unwrap();
+        assert_eq!((a.offset_ms, b.offset_ms), (0, 2_000));
+        assert!((a.duration_ms - 10_000).abs() <= 3, "{}", a.duration_ms);
+        assert!((b.duration_ms - 8_000).abs() <= 3, "{}", b.duration_ms);
+        for t in [a, b] {
+            let bytes = store.get(&layout::file_key(id, &t.file)).unwrap();
+            assert!((played_ms(&bytes) - t.duration_ms).abs() <= 3);
+        }
+        let stored = Manifest::from_json(&store.get(&layout::manifest_key(id)).unwrap()).unwrap();
+        assert_eq!(stored, m);
+        assert!(!stored.open);
     }
 }

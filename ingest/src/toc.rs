@@ -6,8 +6,7 @@ const FRAME_SAMPLES: [u16; 32] = [
     // SILK NB, MB, WB: 10, 20, 40, 60 ms
     480, 960, 1920, 2880, 480, 960, 1920, 2880, 480, 960, 1920, 2880,
     // Hybrid SWB, FB: 10, 20 ms
-    480, 960, 480, 960,
-    // CELT NB, WB, SWB, FB: 2.5, 5, 10, 20 ms
+    480, 960, 480, 960, // CELT NB, WB, SWB, FB: 2.5, 5, 10, 20 ms
     120, 240, 480, 960, 120, 240, 480, 960, 120, 240, 480, 960, 120, 240, 480, 960,
 ];
 
@@ -43,7 +42,7 @@ pub fn packet_samples(packet: &[u8]) -> Result<u32, PacketError> {
             1
         }
         1 => {
-            if rest.len() % 2 != 0 || rest.len() / 2 > 1275 {
+            if !rest.len().is_multiple_of(2) || rest.len() / 2 > 1275 {
                 return Err(PacketError::Malformed);
             }
             2
@@ -147,18 +146,30 @@ mod tests {
         assert_eq!(packet_samples(&[31 << 3, 1, 2]), Ok(960));
         assert_eq!(packet_samples(&[(1 << 3) | 1, 1, 2]), Ok(1920));
         // Code 3, CBR, three 20 ms SILK frames of 2 bytes each.
-        assert_eq!(packet_samples(&[(1 << 3) | 3, 3, 1, 2, 3, 4, 5, 6]), Ok(2880));
+        assert_eq!(
+            packet_samples(&[(1 << 3) | 3, 3, 1, 2, 3, 4, 5, 6]),
+            Ok(2880)
+        );
         assert_eq!(packet_samples(&[28 << 3]), Ok(120));
     }
 
     #[test]
     fn malformed_packets_are_refused() {
         assert_eq!(packet_samples(&[]), Err(PacketError::Empty));
-        assert_eq!(packet_samples(&[0x01, 1, 2, 3]), Err(PacketError::Malformed));
+        assert_eq!(
+            packet_samples(&[0x01, 1, 2, 3]),
+            Err(PacketError::Malformed)
+        );
         assert_eq!(packet_samples(&[0x03, 0]), Err(PacketError::Malformed));
         // 7 x 20 ms = 140 ms is longer than Opus allows.
-        assert_eq!(packet_samples(&[(1 << 3) | 3, 7, 0, 0, 0, 0, 0, 0, 0]), Err(PacketError::Malformed));
-        assert_eq!(packet_samples(&vec![0xf8; 1501]), Err(PacketError::Oversized));
+        assert_eq!(
+            packet_samples(&[(1 << 3) | 3, 7, 0, 0, 0, 0, 0, 0, 0]),
+            Err(PacketError::Malformed)
+        );
+        assert_eq!(
+            packet_samples(&vec![0xf8; 1501]),
+            Err(PacketError::Oversized)
+        );
         assert_eq!(packet_samples(&[0x02, 252]), Err(PacketError::Malformed));
     }
 }

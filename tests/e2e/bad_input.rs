@@ -11,7 +11,10 @@ fn assert_rejected(env: &Env, file: &std::path::Path, reason: &str) {
     assert_eq!(lines.len(), 1, "one line, got: {stderr}");
     let line = lines[0];
     assert!(line.starts_with("roomtape: import "), "{line}");
-    assert!(line.contains(&file.display().to_string()), "names the file: {line}");
+    assert!(
+        line.contains(&file.display().to_string()),
+        "names the file: {line}"
+    );
     assert!(line.contains(reason), "says {reason:?}: {line}");
     assert!(!line.contains("panicked"), "{line}");
 }
@@ -74,8 +77,22 @@ fn bad_files_are_refused_cleanly() {
     assert_rejected(&env, &liar, "10:00:00.000");
 
     let gsm = env.path("gsm.wav");
-    tool("sox", &[voice.to_str().unwrap(), "-r", "8000", "-e", "gsm-full-rate", gsm.to_str().unwrap()]);
-    assert_rejected(&env, &gsm, "unsupported: WAV audio encoding 0x0031 (GSM 6.10)");
+    tool(
+        "sox",
+        &[
+            voice.to_str().unwrap(),
+            "-r",
+            "8000",
+            "-e",
+            "gsm-full-rate",
+            gsm.to_str().unwrap(),
+        ],
+    );
+    assert_rejected(
+        &env,
+        &gsm,
+        "unsupported: WAV audio encoding 0x0031 (GSM 6.10)",
+    );
 
     let missing = env.path("missing.wav");
     assert_rejected(&env, &missing, "No such file");
@@ -96,5 +113,8 @@ fn unknown_ids_and_bad_settings_are_clear_errors() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ROOMTAPE_RECORDER_JITTER_MS") && err.contains("integer"), "{err}");
+    assert!(
+        err.contains("ROOMTAPE_RECORDER_JITTER_MS") && err.contains("integer"),
+        "{err}"
+    );
 }

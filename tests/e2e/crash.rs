@@ -11,7 +11,14 @@ use crate::support::*;
 fn a_killed_recording_is_recovered() {
     let env = Env::new();
     let mut child = env
-        .cmd(&["debug", "record-synthetic", "--speakers", "2", "--seconds", "0"])
+        .cmd(&[
+            "debug",
+            "record-synthetic",
+            "--speakers",
+            "2",
+            "--seconds",
+            "0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -21,7 +28,11 @@ fn a_killed_recording_is_recovered() {
         .read_line(&mut first)
         .unwrap();
     let started = Instant::now();
-    let id = first.trim().strip_prefix("recording ").expect("prints its id").to_string();
+    let id = first
+        .trim()
+        .strip_prefix("recording ")
+        .expect("prints its id")
+        .to_string();
     std::thread::sleep(Duration::from_millis(4500));
     child.kill().expect("SIGKILL");
     let killed_after = started.elapsed().as_secs_f64();
@@ -51,7 +62,13 @@ fn a_killed_recording_is_recovered() {
         "kept {end_ms} ms of a recording killed after {killed_after:.2} s"
     );
     // The second speaker joined one second in.
-    assert!((tracks[1]["offset_ms"].as_i64().unwrap() - tracks[0]["offset_ms"].as_i64().unwrap() - 1000).abs() < 100);
+    assert!(
+        (tracks[1]["offset_ms"].as_i64().unwrap()
+            - tracks[0]["offset_ms"].as_i64().unwrap()
+            - 1000)
+            .abs()
+            < 100
+    );
     for f in opus_files(&env.archive(&id)) {
         assert_opusinfo_ok(&f);
         let secs = opusdec_seconds(&f, env.dir.path());

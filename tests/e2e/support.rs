@@ -27,7 +27,8 @@ impl Env {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_roomtape"));
         c.arg("--data-dir").arg(self.data()).args(args);
-        c.env_remove("ROOMTAPE_DATA_DIR").env_remove("ROOMTAPE_CONFIG");
+        c.env_remove("ROOMTAPE_DATA_DIR")
+            .env_remove("ROOMTAPE_CONFIG");
         c
     }
 
@@ -54,7 +55,10 @@ impl Env {
     /// Runs and expects failure; returns the output.
     pub fn fails(&self, args: &[&str]) -> Output {
         let out = self.cmd(args).output().expect("run roomtape");
-        assert!(!out.status.success(), "roomtape {args:?} should have failed");
+        assert!(
+            !out.status.success(),
+            "roomtape {args:?} should have failed"
+        );
         out
     }
 
@@ -84,7 +88,10 @@ pub fn tool(program: &str, args: &[&str]) -> String {
 
 /// Speaks `text` into a WAV file with espeak-ng.
 pub fn speak(text: &str, voice: &str, path: &Path) {
-    tool("espeak-ng", &["-v", voice, "-w", path.to_str().unwrap(), text]);
+    tool(
+        "espeak-ng",
+        &["-v", voice, "-w", path.to_str().unwrap(), text],
+    );
 }
 
 /// Length of an audio file in seconds, as sox reads it.
@@ -97,13 +104,20 @@ pub fn soxi_seconds(path: &Path) -> f64 {
 
 /// `opusinfo` must accept the file without a warning or error.
 pub fn assert_opusinfo_ok(path: &Path) -> String {
-    let out = Command::new("opusinfo").arg(path).output().expect("run opusinfo");
+    let out = Command::new("opusinfo")
+        .arg(path)
+        .output()
+        .expect("run opusinfo");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "opusinfo rejects {}: {text}", path.display());
+    assert!(
+        out.status.success(),
+        "opusinfo rejects {}: {text}",
+        path.display()
+    );
     let lower = text.to_lowercase();
     assert!(
         !lower.contains("warning") && !lower.contains("error"),
@@ -121,7 +135,13 @@ pub fn opusdec_seconds(path: &Path, scratch: &Path) -> f64 {
     ));
     tool(
         "opusdec",
-        &["--quiet", "--rate", "48000", path.to_str().unwrap(), wav.to_str().unwrap()],
+        &[
+            "--quiet",
+            "--rate",
+            "48000",
+            path.to_str().unwrap(),
+            wav.to_str().unwrap(),
+        ],
     );
     soxi_seconds(&wav)
 }

@@ -82,7 +82,9 @@ struct RecordingJson {
     tracks: Vec<Track>,
 }
 
-async fn list_recordings(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+async fn list_recordings(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, AppError> {
     let mut items = Vec::new();
     for recording in state.catalog.recordings().await? {
         let tracks = state.catalog.tracks(recording.id).await?;
@@ -120,7 +122,11 @@ mod tests {
         assert_eq!(res.status(), StatusCode::OK);
         let res = app
             .clone()
-            .oneshot(Request::get("/api/v1/recordings").body(Body::empty()).unwrap())
+            .oneshot(
+                Request::get("/api/v1/recordings")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
@@ -138,5 +144,7 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
