@@ -30,24 +30,24 @@ impl Context {
         }
     }
 
-    fn data_dir(&self) -> &Path {
+    pub fn data_dir(&self) -> &Path {
         &self.config.data_dir
     }
 
-    async fn catalog(&self) -> anyhow::Result<Catalog> {
+    pub async fn catalog(&self) -> anyhow::Result<Catalog> {
         let path = layout::catalog(self.data_dir());
         Catalog::open(&path)
             .await
             .with_context(|| format!("opening the catalog {}", path.display()))
     }
 
-    fn store(&self) -> anyhow::Result<Arc<dyn ArchiveStore>> {
+    pub fn store(&self) -> anyhow::Result<Arc<dyn ArchiveStore>> {
         Ok(Arc::new(LocalStore::new(layout::archives(
             self.data_dir(),
         ))?))
     }
 
-    fn print_json(&self, v: &impl serde::Serialize) -> anyhow::Result<()> {
+    pub fn print_json(&self, v: &impl serde::Serialize) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, v)?;
         writeln!(out)?;
@@ -68,6 +68,9 @@ pub struct ImportArgs {
     /// One track per channel (separate microphones recorded on one file)
     #[arg(long)]
     split_channels: bool,
+    /// Spoken language: `auto` (detected per track) or a Whisper language code (en, id, es, …)
+    #[arg(long, default_value = "auto")]
+    language: String,
 }
 
 pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
@@ -118,6 +121,7 @@ pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
         started_at: manifest.started_at,
         ended_at: manifest.ended_at,
         duration_ms: Some(manifest.duration_ms()),
+        language: args.language.clone(),
     };
     if let Err(e) = catalog
         .create_recording(&rec, &manifest.catalog_tracks())
@@ -126,9 +130,11 @@ pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
         let _ = store.delete_dir(&rec.id.to_string());
         return Err(e).context(what);
     }
+    let job = catalog.enqueue_transcription(rec.id).await?;
     if ctx.json {
         ctx.print_json(&serde_json::json!({
             "id": rec.id,
+            "job": job,
             "title": rec.title,
             "duration_ms": rec.duration_ms,
             "tracks": manifest.tracks,
@@ -402,16 +408,22 @@ pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
     if !ctx.quiet {
         println!("roomtape listening on http://{local}");
     }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = crate::transcribe_cmd::spawn_worker(&ctx, catalog.clone(), store.clone(), stop_rx);
     let app = roomtape_web::app(roomtape_web::AppState {
         catalog: catalog.clone(),
         store,
     });
     roomtape_web::serve(listener, app, shutdown_signal()).await?;
+    let _ = stop_tx.send(true);
+    if let Some(w) = worker {
+        let _ = w.await;
+    }
     catalog.close().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -591,6 +603,7 @@ pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
                 started_at,
                 ended_at: None,
                 duration_ms: None,
+                language: "en".into(),
             },
             &[],
         )

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{ArgAction, Parser, Subcommand};
 
 mod commands;
+mod transcribe_cmd;
 
 /// Live audio rooms with a track per speaker, Whisper transcripts and search.
 #[derive(Parser, Debug)]
@@ -41,6 +42,17 @@ enum Command {
     Recordings(commands::RecordingsCommand),
     /// Finish recordings that a crash left open
     Recover,
+    /// Install and list Whisper models
+    #[command(subcommand)]
+    Model(transcribe_cmd::ModelCommand),
+    /// Transcribe one recording now, in the foreground
+    Transcribe(transcribe_cmd::TranscribeArgs),
+    /// Run only the transcription worker (several may share one catalog)
+    Worker(transcribe_cmd::WorkerArgs),
+    /// List transcription jobs with their progress
+    Jobs,
+    /// Write a recording's transcript to stdout
+    Export(transcribe_cmd::ExportArgs),
     /// Run the web service
     Serve {
         /// Address to listen on, e.g. 127.0.0.1:8080
@@ -89,8 +101,11 @@ fn init_logging(cli: &Cli) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROOMTAPE_LOG")
-        // symphonia reports probe misses as errors of its own; ours are the ones that count.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},symphonia=off")));
+        // symphonia reports probe misses as errors of its own, and whisper.cpp narrates every
+        // load; ours are the messages that count.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{level},symphonia=off,whisper_rs=warn"))
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -109,6 +124,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => commands::import(&ctx, args).await,
         Command::Recordings(cmd) => commands::recordings(&ctx, cmd).await,
         Command::Recover => commands::recover(&ctx).await,
+        Command::Model(cmd) => transcribe_cmd::model(&ctx, cmd).await,
+        Command::Transcribe(args) => transcribe_cmd::transcribe(&ctx, args).await,
+        Command::Worker(args) => transcribe_cmd::worker(&ctx, args).await,
+        Command::Jobs => transcribe_cmd::jobs(&ctx).await,
+        Command::Export(args) => transcribe_cmd::export(&ctx, args).await,
         Command::Serve { listen } => commands::serve(ctx, listen).await,
         Command::Bench(cmd) => commands::bench(&ctx, cmd).await,
         Command::Debug(cmd) => commands::debug(&ctx, cmd).await,

@@ -18,11 +18,11 @@ use crate::{
 /// A handle on the catalog database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Catalog {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 const RECORDING_COLUMNS: &str =
-    "id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms";
+    "id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms, language";
 
 impl Catalog {
     /// Opens (creating if needed) the catalog at `path` and brings its schema up to date.
@@ -73,8 +73,8 @@ impl Catalog {
                 .await?;
         }
         sqlx::query(
-            "INSERT INTO recordings (id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO recordings (id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms, language)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(rec.id.to_string())
         .bind(rec.room_id.map(|r| r.to_string()))
@@ -86,6 +86,7 @@ impl Catalog {
         .bind(rec.started_at.0)
         .bind(rec.ended_at.map(|t| t.0))
         .bind(rec.duration_ms)
+        .bind(&rec.language)
         .execute(&mut *tx)
         .await?;
         insert_tracks(&mut tx, rec.id, tracks).await?;
@@ -305,6 +306,7 @@ fn recording_from_row(row: &SqliteRow) -> Result<Recording> {
         started_at: Timestamp(row.try_get("started_at")?),
         ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(Timestamp),
         duration_ms: row.try_get("duration_ms")?,
+        language: row.try_get("language")?,
     })
 }
 
@@ -324,6 +326,7 @@ mod tests {
             started_at: Timestamp::now(),
             ended_at: None,
             duration_ms: None,
+            language: "auto".into(),
         }
     }
 

@@ -19,6 +19,29 @@ pub struct Config {
     pub server: ServerConfig,
     pub recorder: RecorderConfig,
     pub import: ImportConfig,
+    pub transcribe: TranscribeConfig,
+}
+
+/// `[transcribe]`: Whisper and the worker.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscribeConfig {
+    /// An installed model's name (`roomtape model list`) or a path to a ggml file.
+    pub model: String,
+    /// Threads per Whisper call; 0 means one per core.
+    pub threads: u32,
+    /// How long a worker's lease on a job lasts without renewal.
+    pub lease_seconds: u32,
+}
+
+impl Default for TranscribeConfig {
+    fn default() -> Self {
+        TranscribeConfig {
+            model: "base".into(),
+            threads: 0,
+            lease_seconds: 60,
+        }
+    }
 }
 
 /// `[server]`
@@ -58,6 +81,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             recorder: RecorderConfig::default(),
             import: ImportConfig::default(),
+            transcribe: TranscribeConfig::default(),
         }
     }
 }

@@ -83,6 +83,11 @@ id_type!(
     UserId, "user"
 );
 
+id_type!(
+    /// A job in the catalog's queue.
+    JobId, "job"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,16 +11,18 @@ mod catalog;
 mod config;
 mod error;
 mod id;
+mod jobs;
 mod types;
 
 pub use archive::{AppendFile, ArchiveStore, LocalStore, MemoryStore, check_key};
 pub use catalog::Catalog;
-pub use config::{Config, ImportConfig, RecorderConfig, ServerConfig};
+pub use config::{Config, ImportConfig, RecorderConfig, ServerConfig, TranscribeConfig};
 pub use error::{Error, Result};
-pub use id::{RecordingId, RoomId, SpeakerId, TrackId, UserId};
+pub use id::{JobId, RecordingId, RoomId, SpeakerId, TrackId, UserId};
+pub use jobs::{Failure, Job, JobState, RETRY_BACKOFF_MS};
 pub use types::{
-    MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingSource, RecordingState, Speaker,
-    Timestamp, Track,
+    MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingSource, RecordingState, Segment,
+    Speaker, Timestamp, Track, Transcript, TranscriptSpeaker, Word,
 };
 
 /// Shortens untrusted text for an error message (at most 64 characters, no control characters).
@@ -64,4 +66,6 @@ pub mod layout {
     pub const MIX_FILE: &str = "mix.opus";
     /// The waveform peaks inside an archive.
     pub const PEAKS_FILE: &str = "peaks.json";
+    /// The transcript inside an archive.
+    pub const TRANSCRIPT_FILE: &str = "transcript.json";
 }

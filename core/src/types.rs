@@ -173,6 +173,13 @@ pub struct Recording {
     pub ended_at: Option<Timestamp>,
     /// Length of the whole recording (the longest track's end), once known.
     pub duration_ms: Option<i64>,
+    /// Spoken language: `auto` (detected per track) or a Whisper language code.
+    #[serde(default = "auto_language")]
+    pub language: String,
+}
+
+fn auto_language() -> String {
+    "auto".into()
 }
 
 /// One speaker's track in a recording.
@@ -297,4 +304,51 @@ mod tests {
             assert_eq!(s.as_str().parse::<RecordingState>().unwrap(), s);
         }
     }
+}
+
+/// A transcript: every speaker's segments, merged by start time.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Transcript {
+    pub recording_id: RecordingId,
+    pub title: String,
+    /// The model that made it (e.g. `tiny.en`).
+    pub model: String,
+    pub created_at: Timestamp,
+    pub speakers: Vec<TranscriptSpeaker>,
+    pub segments: Vec<Segment>,
+}
+
+/// A speaker as the transcript names them.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct TranscriptSpeaker {
+    pub id: SpeakerId,
+    pub name: String,
+    pub track_id: TrackId,
+}
+
+/// One line of a transcript: who said what, when (milliseconds from the recording's start).
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Segment {
+    pub speaker_id: SpeakerId,
+    pub speaker: String,
+    pub track_id: TrackId,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Whisper's language code for this stretch (e.g. `en`, `id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    pub text: String,
+    /// Word timings, when the model gave them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub words: Vec<Word>,
+}
+
+/// One word with its timing and Whisper's confidence.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Word {
+    pub text: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Token probability, 0–1.
+    pub p: f32,
 }

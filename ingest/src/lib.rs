@@ -34,8 +34,8 @@ pub use room::{LiveRecording, RoomOutput, RoomRecorder};
 pub mod bench;
 pub mod synth;
 
-/// Finishes a recording whose archive is complete: builds the mix and peaks, then records the
-/// tracks, length and state `recorded` in the catalog.
+/// Finishes a recording whose archive is complete: builds the mix and peaks, records the
+/// tracks, length and state `recorded` in the catalog, and queues its transcription.
 pub async fn complete_recording(
     catalog: &roomtape_core::Catalog,
     store: &dyn roomtape_core::ArchiveStore,
@@ -53,5 +53,6 @@ pub async fn complete_recording(
             manifest.recovered,
         )
         .await?;
+    catalog.enqueue_transcription(manifest.recording_id).await?;
     Ok(peaks)
 }

@@ -1,0 +1,21 @@
+//! `roomtape-transcribe`: per-speaker transcripts with Whisper.
+//!
+//! - [`models`]: installed models, and `import` of CTranslate2 models ([`ct2`] → [`ggml`]);
+//! - [`Engine`]: whisper.cpp, loaded once per process;
+//! - [`vad`]: where each speaker talks; only that is sent to Whisper;
+//! - [`pipeline`]: tracks → windows → segments → one transcript;
+//! - [`export`]: WebVTT, SRT, JSON and text;
+//! - [`worker`]: the job loop over the catalog's queue.
+
+pub mod ct2;
+mod engine;
+mod error;
+pub mod export;
+pub mod ggml;
+pub mod models;
+pub mod pipeline;
+pub mod vad;
+pub mod worker;
+
+pub use engine::{Engine, RawSegment, RawWord, WindowRequest};
+pub use error::{Error, Result};
