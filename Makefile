@@ -3,24 +3,30 @@
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 ARGS ?=
+DATA ?= $(CURDIR)/data
 FUZZ_SECONDS ?= 60
 FUZZ_TARGET := x86_64-unknown-linux-gnu
 # Coverage instrumentation for libFuzzer on stable Rust (what cargo-fuzz does on nightly).
 FUZZ_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
   -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
   -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks
+PYENV := $(CURDIR)/target/pyenv
 
 export RUST_BACKTRACE ?= 1
+export ROOMTAPE_DATA_DIR := $(DATA)
+# What the tests use: the real tiny.en model and Python tools that judge our exports.
+export ROOMTAPE_TEST_MODEL := $(DATA)/models/tiny.en.bin
+export ROOMTAPE_TEST_PYTHON := $(PYENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build run lint test fuzz-build fuzz bench clean
+.PHONY: help setup build models models-test pytools run lint test fuzz-build fuzz bench clean
 
 help:
-	@echo "make run    - install what is missing, build, start roomtape serve (ARGS=... for flags)"
+	@echo "make run    - install what is missing, build, provision models, start roomtape serve (ARGS=...)"
 	@echo "make test   - install what is missing, then fmt, clippy, every test, fuzz build"
-	@echo "make bench  - the ingest benchmark"
+	@echo "make bench  - the benchmarks"
 	@echo "make fuzz   - run each fuzz target for FUZZ_SECONDS (default 60)"
-	@echo "make setup  - only install what is missing"
+	@echo "make setup  - only install missing system packages"
 	@echo "make build  - only build (release)"
 	@echo "make clean  - remove build output"
 
@@ -30,7 +36,19 @@ setup:
 build: setup
 	$(CARGO) build --release $(CARGO_FLAGS)
 
-run: build
+# The default serving model (multilingual base) and the test model (tiny.en).
+models: build
+	@bash scripts/models.sh base tiny.en
+
+models-test: build
+	@bash scripts/models.sh tiny.en
+
+pytools:
+	@test -x $(PYENV)/bin/python || python3 -m venv $(PYENV)
+	@$(PYENV)/bin/python -c "import webvtt, srt" 2>/dev/null || \
+	  $(PYENV)/bin/python -m pip install --quiet --disable-pip-version-check webvtt-py==0.6.0 srt==3.5.3
+
+run: models
 	./target/release/roomtape serve $(ARGS)
 
 lint:
@@ -39,7 +57,7 @@ lint:
 	@echo "==> cargo clippy -D warnings"
 	$(CARGO) clippy --release --all-targets $(CARGO_FLAGS) -- -D warnings
 
-test: setup
+test: models-test pytools
 	@$(MAKE) --no-print-directory lint
 	@echo "==> cargo test"
 	$(CARGO) test --release --workspace $(CARGO_FLAGS)
@@ -56,8 +74,9 @@ fuzz: fuzz-build
 	target/fuzz/$(FUZZ_TARGET)/release/track_reader -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/track_reader
 	target/fuzz/$(FUZZ_TARGET)/release/recorder -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/recorder
 
-bench: build
+bench: models-test
 	./target/release/roomtape bench ingest
+	./target/release/roomtape bench transcribe --model tiny.en
 
 clean:
 	$(CARGO) clean

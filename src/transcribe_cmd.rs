@@ -58,7 +58,12 @@ pub async fn model(ctx: &Context, cmd: ModelCommand) -> anyhow::Result<()> {
                 return ctx.print_json(&list);
             }
             for m in list {
-                println!("{:<16} {:>6} MB  {}", m.name, m.bytes / 1_000_000, m.description);
+                println!(
+                    "{:<16} {:>6} MB  {}",
+                    m.name,
+                    m.bytes / 1_000_000,
+                    m.description
+                );
             }
         }
     }
@@ -76,7 +81,10 @@ pub struct EngineArgs {
 }
 
 fn load_engine(ctx: &Context, args: &EngineArgs) -> anyhow::Result<Engine> {
-    let spec = args.model.clone().unwrap_or_else(|| ctx.config.transcribe.model.clone());
+    let spec = args
+        .model
+        .clone()
+        .unwrap_or_else(|| ctx.config.transcribe.model.clone());
     let threads = args.threads.unwrap_or(ctx.config.transcribe.threads);
     let (name, path) = models::resolve(&spec, &layout::models(ctx.data_dir()))?;
     Engine::load(&path, &name, threads as usize).with_context(|| format!("loading model {spec}"))
@@ -95,13 +103,17 @@ pub async fn transcribe(ctx: &Context, args: TranscribeArgs) -> anyhow::Result<(
     let store = ctx.store()?;
     let rec = catalog.find_recording(&args.id).await?;
     let engine = Arc::new(load_engine(ctx, &args.engine)?);
-    let cfg = WorkerConfig::new(Duration::from_secs(u64::from(ctx.config.transcribe.lease_seconds.max(3))));
+    let cfg = WorkerConfig::new(Duration::from_secs(u64::from(
+        ctx.config.transcribe.lease_seconds.max(3),
+    )));
     let bar = (!ctx.quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(1000);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} transcribing [{bar:30}] {percent}% ({eta})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} transcribing [{bar:30}] {percent}% ({eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar
     });
@@ -112,16 +124,20 @@ pub async fn transcribe(ctx: &Context, args: TranscribeArgs) -> anyhow::Result<(
         }
     });
     let started = std::time::Instant::now();
-    let (job, outcome) = roomtape_transcribe::worker::transcribe_now(&catalog, store, engine, rec.id, &cfg, progress)
-        .await
-        .with_context(|| format!("transcribe {}", rec.id))?;
+    let (job, outcome) = roomtape_transcribe::worker::transcribe_now(
+        &catalog, store, engine, rec.id, &cfg, progress,
+    )
+    .await
+    .with_context(|| format!("transcribe {}", rec.id))?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     match outcome {
         Outcome::Done { segments } => {
             if ctx.json {
-                ctx.print_json(&serde_json::json!({"id": rec.id, "job": job, "segments": segments}))?;
+                ctx.print_json(
+                    &serde_json::json!({"id": rec.id, "job": job, "segments": segments}),
+                )?;
             } else if !ctx.quiet {
                 println!(
                     "transcribed {} in {:.1} s: {segments} segment(s); `roomtape export {}` prints it",
@@ -150,12 +166,22 @@ pub async fn worker(ctx: &Context, args: WorkerArgs) -> anyhow::Result<()> {
     let catalog = ctx.catalog().await?;
     let store = ctx.store()?;
     let engine = Arc::new(load_engine(ctx, &args.engine)?);
-    let lease = args.lease_seconds.unwrap_or(ctx.config.transcribe.lease_seconds).max(2);
+    let lease = args
+        .lease_seconds
+        .unwrap_or(ctx.config.transcribe.lease_seconds)
+        .max(2);
     let cfg = WorkerConfig::new(Duration::from_secs(u64::from(lease)));
     if !ctx.quiet {
         println!("worker {} ready (model {})", cfg.id, engine.name());
     }
-    roomtape_transcribe::worker::run_worker(catalog.clone(), store, engine, cfg, crate::commands::shutdown_signal()).await?;
+    roomtape_transcribe::worker::run_worker(
+        catalog.clone(),
+        store,
+        engine,
+        cfg,
+        crate::commands::shutdown_signal(),
+    )
+    .await?;
     catalog.close().await;
     Ok(())
 }
@@ -167,19 +193,29 @@ pub fn spawn_worker(
     store: Arc<dyn ArchiveStore>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let engine = match load_engine(ctx, &EngineArgs { model: None, threads: None }) {
+    let engine = match load_engine(
+        ctx,
+        &EngineArgs {
+            model: None,
+            threads: None,
+        },
+    ) {
         Ok(e) => Arc::new(e),
         Err(e) => {
             tracing::warn!("transcription is off until a model is installed: {e:#}");
             return None;
         }
     };
-    let cfg = WorkerConfig::new(Duration::from_secs(u64::from(ctx.config.transcribe.lease_seconds.max(2))));
+    let cfg = WorkerConfig::new(Duration::from_secs(u64::from(
+        ctx.config.transcribe.lease_seconds.max(2),
+    )));
     Some(tokio::spawn(async move {
         let stop = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = roomtape_transcribe::worker::run_worker(catalog, store, engine, cfg, stop).await {
+        if let Err(e) =
+            roomtape_transcribe::worker::run_worker(catalog, store, engine, cfg, stop).await
+        {
             tracing::error!("the transcription worker stopped: {e}");
         }
     }))
@@ -189,9 +225,32 @@ pub async fn jobs(ctx: &Context) -> anyhow::Result<()> {
     let catalog = ctx.catalog().await?;
     let jobs = catalog.jobs(200).await?;
     if ctx.json {
-        return ctx.print_json(&jobs);
+        let mut out = Vec::new();
+        for j in &jobs {
+            let runs: Vec<_> = catalog
+                .job_runs(j.id)
+                .await?
+                .into_iter()
+                .map(|(attempt, worker, started, finished, outcome)| {
+                    serde_json::json!({
+                        "attempt": attempt,
+                        "worker": worker,
+                        "started_at": roomtape_core::Timestamp(started),
+                        "finished_at": finished.map(roomtape_core::Timestamp),
+                        "outcome": outcome,
+                    })
+                })
+                .collect();
+            let mut v = serde_json::to_value(j)?;
+            v["runs"] = serde_json::Value::Array(runs);
+            out.push(v);
+        }
+        return ctx.print_json(&out);
     }
-    println!("{:<36}  {:<36}  {:<8}  {:>5}  {:>8}  ERROR", "JOB", "RECORDING", "STATE", "TRIES", "PROGRESS");
+    println!(
+        "{:<36}  {:<36}  {:<8}  {:>5}  {:>8}  ERROR",
+        "JOB", "RECORDING", "STATE", "TRIES", "PROGRESS"
+    );
     for j in jobs {
         println!(
             "{:<36}  {:<36}  {:<8}  {:>5}  {:>7.0}%  {}",

@@ -21,8 +21,7 @@ pub struct Catalog {
     pub(crate) pool: SqlitePool,
 }
 
-const RECORDING_COLUMNS: &str =
-    "id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms, language";
+const RECORDING_COLUMNS: &str = "id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms, language";
 
 impl Catalog {
     /// Opens (creating if needed) the catalog at `path` and brings its schema up to date.

@@ -120,7 +120,12 @@ impl Catalog {
     /// `worker` for `lease_ms`. Atomic: two workers never get the same job at once.
     /// With `only`, leases that job or nothing (a queued job is taken at once, whatever its
     /// backoff).
-    pub async fn lease_job(&self, worker: &str, lease_ms: i64, only: Option<JobId>) -> Result<Option<Job>> {
+    pub async fn lease_job(
+        &self,
+        worker: &str,
+        lease_ms: i64,
+        only: Option<JobId>,
+    ) -> Result<Option<Job>> {
         let now = Timestamp::now().0;
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
@@ -152,13 +157,15 @@ impl Catalog {
         .bind(job.id.to_string())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO job_runs (job_id, attempt, worker, started_at) VALUES (?, ?, ?, ?)")
-            .bind(job.id.to_string())
-            .bind(job.attempts)
-            .bind(worker)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO job_runs (job_id, attempt, worker, started_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(job.id.to_string())
+        .bind(job.attempts)
+        .bind(worker)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE recordings SET state = 'transcribing' WHERE id = ? AND state IN ('recorded', 'transcribed')")
             .bind(job.recording_id.to_string())
             .execute(&mut *tx)
@@ -168,7 +175,13 @@ impl Catalog {
     }
 
     /// Extends `worker`'s lease and records progress. `false` means the lease was lost.
-    pub async fn renew_lease(&self, job: JobId, worker: &str, lease_ms: i64, progress: f64) -> Result<bool> {
+    pub async fn renew_lease(
+        &self,
+        job: JobId,
+        worker: &str,
+        lease_ms: i64,
+        progress: f64,
+    ) -> Result<bool> {
         let now = Timestamp::now().0;
         let done = sqlx::query(
             "UPDATE jobs SET lease_expires = ? + ?, progress = ?, updated_at = ?
@@ -188,7 +201,12 @@ impl Catalog {
     /// Finishes a transcription job: replaces the recording's transcript and marks the job
     /// done, in one transaction that first checks that `worker` still holds the lease.
     /// `false` means the lease was lost and nothing was written.
-    pub async fn complete_transcription(&self, job: JobId, worker: &str, t: &Transcript) -> Result<bool> {
+    pub async fn complete_transcription(
+        &self,
+        job: JobId,
+        worker: &str,
+        t: &Transcript,
+    ) -> Result<bool> {
         let now = Timestamp::now().0;
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
@@ -222,7 +240,13 @@ impl Catalog {
 
     /// Records a failed attempt: the job is queued again after a backoff, or fails for good
     /// when the failure is permanent or the attempts are used up.
-    pub async fn fail_job(&self, job: JobId, worker: &str, error: &str, kind: Failure) -> Result<JobState> {
+    pub async fn fail_job(
+        &self,
+        job: JobId,
+        worker: &str,
+        error: &str,
+        kind: Failure,
+    ) -> Result<JobState> {
         let now = Timestamp::now().0;
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query("SELECT attempts, max_attempts, recording_id FROM jobs WHERE id = ? AND lease_owner = ? AND state = 'running'")
@@ -232,7 +256,9 @@ impl Catalog {
             .await?;
         let Some(row) = row else {
             tx.rollback().await?;
-            return Err(Error::Invalid(format!("job {job} is not leased by {worker}")));
+            return Err(Error::Invalid(format!(
+                "job {job} is not leased by {worker}"
+            )));
         };
         let attempts: i64 = row.try_get("attempts")?;
         let max: i64 = row.try_get("max_attempts")?;
@@ -265,12 +291,17 @@ impl Catalog {
             .execute(&mut *tx)
             .await?;
         // The recording goes back to what it was before the attempt.
-        let has_transcript: Option<i64> = sqlx::query_scalar("SELECT 1 FROM transcripts WHERE recording_id = ?")
-            .bind(&rec)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let has_transcript: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM transcripts WHERE recording_id = ?")
+                .bind(&rec)
+                .fetch_optional(&mut *tx)
+                .await?;
         sqlx::query("UPDATE recordings SET state = ? WHERE id = ? AND state = 'transcribing'")
-            .bind(if has_transcript.is_some() { "transcribed" } else { "recorded" })
+            .bind(if has_transcript.is_some() {
+                "transcribed"
+            } else {
+                "recorded"
+            })
             .bind(&rec)
             .execute(&mut *tx)
             .await?;
@@ -280,10 +311,12 @@ impl Catalog {
 
     /// Jobs, newest first.
     pub async fn jobs(&self, limit: i64) -> Result<Vec<Job>> {
-        let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, id DESC LIMIT ?"))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, id DESC LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(job_from_row).collect()
     }
 
@@ -298,7 +331,10 @@ impl Catalog {
     }
 
     /// The runs of a job: `(attempt, worker, started_ms, finished_ms, outcome)`.
-    pub async fn job_runs(&self, id: JobId) -> Result<Vec<(i64, String, i64, Option<i64>, Option<String>)>> {
+    pub async fn job_runs(
+        &self,
+        id: JobId,
+    ) -> Result<Vec<(i64, String, i64, Option<i64>, Option<String>)>> {
         let rows = sqlx::query("SELECT attempt, worker, started_at, finished_at, outcome FROM job_runs WHERE job_id = ? ORDER BY attempt")
             .bind(id.to_string())
             .fetch_all(&self.pool)
@@ -379,18 +415,23 @@ impl Catalog {
     }
 }
 
-async fn write_transcript(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, t: &Transcript) -> Result<()> {
+async fn write_transcript(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    t: &Transcript,
+) -> Result<()> {
     let rec = t.recording_id.to_string();
     sqlx::query("DELETE FROM segments WHERE recording_id = ?")
         .bind(&rec)
         .execute(&mut **tx)
         .await?;
-    sqlx::query("INSERT OR REPLACE INTO transcripts (recording_id, model, created_at) VALUES (?, ?, ?)")
-        .bind(&rec)
-        .bind(&t.model)
-        .bind(t.created_at.0)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT OR REPLACE INTO transcripts (recording_id, model, created_at) VALUES (?, ?, ?)",
+    )
+    .bind(&rec)
+    .bind(&t.model)
+    .bind(t.created_at.0)
+    .execute(&mut **tx)
+    .await?;
     for (i, s) in t.segments.iter().enumerate() {
         sqlx::query(
             "INSERT INTO segments (recording_id, position, track_id, speaker_id, speaker_name, start_ms, end_ms, language, text, words)

@@ -156,3 +156,145 @@ pub fn opus_files(archive: &Path) -> Vec<PathBuf> {
     files.push(archive.join("mix.opus"));
     files
 }
+
+/// The Whisper model the tests use: `ROOMTAPE_TEST_MODEL`, else the provisioned tiny.en.
+pub fn test_model() -> String {
+    let p = std::env::var("ROOMTAPE_TEST_MODEL")
+        .unwrap_or_else(|_| format!("{}/data/models/tiny.en.bin", env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        Path::new(&p).is_file(),
+        "the tiny.en model is missing at {p}: `make test` provisions it (scripts/models.sh tiny.en)"
+    );
+    p
+}
+
+/// Python with webvtt-py and srt (`make pytools`): `ROOMTAPE_TEST_PYTHON`, else the venv.
+pub fn test_python() -> String {
+    std::env::var("ROOMTAPE_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/target/pyenv/bin/python", env!("CARGO_MANIFEST_DIR")))
+}
+
+/// Word error rate of `hyp` against `reference`, ignoring case and punctuation.
+pub fn wer(reference: &str, hyp: &str) -> f64 {
+    let norm = |s: &str| -> Vec<String> {
+        s.to_lowercase()
+            .replace(['-', '—'], " ")
+            .split_whitespace()
+            .map(|w| {
+                w.chars()
+                    .filter(|c| c.is_alphanumeric() || *c == '\'')
+                    .collect::<String>()
+            })
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    let (r, h) = (norm(reference), norm(hyp));
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for i in 1..=r.len() {
+        let mut cur = vec![i; h.len() + 1];
+        for j in 1..=h.len() {
+            let sub = prev[j - 1] + usize::from(r[i - 1] != h[j - 1]);
+            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len().max(1) as f64
+}
+
+/// One scripted sentence of a generated room.
+pub struct Line {
+    pub speaker: usize,
+    pub at: f64,
+    pub text: &'static str,
+    pub seconds: f64,
+}
+
+/// Builds a room: one WAV per speaker (speech at its scripted times, digital silence elsewhere),
+/// merged into one multi-channel file. Returns the file and the script with real durations.
+pub fn make_room(
+    env: &Env,
+    voices: &[&str],
+    script: &[(usize, f64, &'static str)],
+    total: f64,
+) -> (PathBuf, Vec<Line>) {
+    let mut lines = Vec::new();
+    let mut per_speaker: Vec<Vec<PathBuf>> = vec![Vec::new(); voices.len()];
+    for (i, &(speaker, at, text)) in script.iter().enumerate() {
+        let raw = env.path(&format!("line{i}.wav"));
+        speak(text, voices[speaker], &raw);
+        let seconds = soxi_seconds(&raw);
+        let placed = env.path(&format!("line{i}-placed.wav"));
+        // `-R`: sox dithers with a random seed otherwise, and the model hears the difference.
+        tool(
+            "sox",
+            &[
+                "-R",
+                raw.to_str().unwrap(),
+                "-r",
+                "16000",
+                placed.to_str().unwrap(),
+                "pad",
+                &format!("{at}"),
+                "0",
+            ],
+        );
+        per_speaker[speaker].push(placed);
+        lines.push(Line {
+            speaker,
+            at,
+            text,
+            seconds,
+        });
+    }
+    let mut tracks = Vec::new();
+    for (s, parts) in per_speaker.iter().enumerate() {
+        let track = env.path(&format!("speaker{s}.wav"));
+        let silence = env.path(&format!("silence{s}.wav"));
+        tool(
+            "sox",
+            &[
+                "-R",
+                "-n",
+                "-r",
+                "16000",
+                "-c",
+                "1",
+                "-b",
+                "16",
+                silence.to_str().unwrap(),
+                "trim",
+                "0",
+                &format!("{total}"),
+            ],
+        );
+        if parts.is_empty() {
+            std::fs::copy(&silence, &track).unwrap();
+        } else {
+            // Mix the lines onto the silence; `-v 1` per input keeps every voice at its level.
+            let mut a = vec!["-R".to_string(), "-m".to_string()];
+            for p in std::iter::once(&silence).chain(parts.iter()) {
+                a.extend([
+                    "-v".to_string(),
+                    "1".to_string(),
+                    p.to_str().unwrap().to_string(),
+                ]);
+            }
+            a.extend([
+                track.to_str().unwrap().to_string(),
+                "trim".into(),
+                "0".into(),
+                format!("{total}"),
+            ]);
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            tool("sox", &refs);
+        }
+        tracks.push(track);
+    }
+    let room = env.path("room.wav");
+    let mut args = vec!["-R".to_string(), "-M".to_string()];
+    args.extend(tracks.iter().map(|t| t.to_str().unwrap().to_string()));
+    args.push(room.to_str().unwrap().into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    tool("sox", &refs);
+    (room, lines)
+}

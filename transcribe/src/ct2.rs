@@ -116,13 +116,17 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len()).ok_or_else(|| {
-            Error::Model(format!(
-                "model.bin ends early (wanted {n} bytes at offset {}, file has {}): truncated?",
-                self.pos,
-                self.b.len()
-            ))
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or_else(|| {
+                Error::Model(format!(
+                    "model.bin ends early (wanted {n} bytes at offset {}, file has {}): truncated?",
+                    self.pos,
+                    self.b.len()
+                ))
+            })?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -142,7 +146,8 @@ impl<'a> Cursor<'a> {
         let n = usize::from(self.u16()?);
         let s = self.take(n)?;
         let s = s.strip_suffix(&[0]).unwrap_or(s);
-        String::from_utf8(s.to_vec()).map_err(|_| Error::Model("a name in model.bin is not UTF-8".into()))
+        String::from_utf8(s.to_vec())
+            .map_err(|_| Error::Model("a name in model.bin is not UTF-8".into()))
     }
 }
 

@@ -4,7 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
 
 use crate::ggml::{self, Hparams};
 use crate::{Error, Result};
@@ -68,10 +70,16 @@ impl Engine {
         let path_str = path
             .to_str()
             .ok_or_else(|| Error::Model(format!("{}: path is not UTF-8", path.display())))?;
-        let mut params = WhisperContextParameters::default();
-        params.use_gpu = false;
-        let ctx = WhisperContext::new_with_params(path_str, params)
-            .map_err(|e| Error::Model(format!("{}: whisper.cpp could not load it: {e}", path.display())))?;
+        let params = WhisperContextParameters {
+            use_gpu: false,
+            ..Default::default()
+        };
+        let ctx = WhisperContext::new_with_params(path_str, params).map_err(|e| {
+            Error::Model(format!(
+                "{}: whisper.cpp could not load it: {e}",
+                path.display()
+            ))
+        })?;
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -108,7 +116,11 @@ impl Engine {
     }
 
     /// Transcribes one window.
-    pub fn run(&self, state: &mut WhisperState, req: &WindowRequest<'_>) -> Result<Vec<RawSegment>> {
+    pub fn run(
+        &self,
+        state: &mut WhisperState,
+        req: &WindowRequest<'_>,
+    ) -> Result<Vec<RawSegment>> {
         let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         p.set_n_threads(self.threads as i32);
         p.set_translate(false);
@@ -120,7 +132,11 @@ impl Engine {
         p.set_print_timestamps(false);
         p.set_suppress_blank(true);
         p.set_suppress_nst(true);
-        let language = if self.hparams.english_only() { "en" } else { req.language };
+        let language = if self.hparams.english_only() {
+            "en"
+        } else {
+            req.language
+        };
         p.set_language(Some(language));
         if !req.prompt.is_empty() {
             p.set_initial_prompt(req.prompt);
@@ -131,15 +147,13 @@ impl Engine {
         if req.abort.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
         }
-        state
-            .full(p, req.audio)
-            .map_err(|e| {
-                if req.abort.load(Ordering::Relaxed) {
-                    Error::Cancelled
-                } else {
-                    Error::Whisper(format!("decoding failed: {e}"))
-                }
-            })?;
+        state.full(p, req.audio).map_err(|e| {
+            if req.abort.load(Ordering::Relaxed) {
+                Error::Cancelled
+            } else {
+                Error::Whisper(format!("decoding failed: {e}"))
+            }
+        })?;
         if req.abort.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
         }
@@ -147,14 +161,22 @@ impl Engine {
         let eot = self.ctx.token_eot();
         let mut out = Vec::new();
         for seg in state.as_iter() {
-            let text = seg.to_str_lossy().map(|s| s.into_owned()).unwrap_or_default();
+            let text = seg
+                .to_str_lossy()
+                .map(|s| s.into_owned())
+                .unwrap_or_default();
             let mut words: Vec<RawWord> = Vec::new();
             for j in 0..seg.n_tokens() {
-                let Some(tok) = seg.get_token(j) else { continue };
+                let Some(tok) = seg.get_token(j) else {
+                    continue;
+                };
                 if tok.token_id() >= eot {
                     continue;
                 }
-                let piece = tok.to_str_lossy().map(|s| s.into_owned()).unwrap_or_default();
+                let piece = tok
+                    .to_str_lossy()
+                    .map(|s| s.into_owned())
+                    .unwrap_or_default();
                 let data = tok.token_data();
                 let (t0, t1) = (data.t0 * 10, data.t1 * 10);
                 let starts_word = piece.starts_with(' ') || words.is_empty();

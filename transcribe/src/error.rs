@@ -41,10 +41,8 @@ impl Error {
 
     /// True when running the same job again cannot help (a corrupt track, a bad model).
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            Error::Audio(_) | Error::Model(_) | Error::Invalid(_)
-        ) || matches!(self, Error::Core(e) if e.is_not_found())
+        matches!(self, Error::Audio(_) | Error::Model(_) | Error::Invalid(_))
+            || matches!(self, Error::Core(e) if e.is_not_found())
     }
 }
 

@@ -140,7 +140,12 @@ fn txt(t: &Transcript) -> String {
             if last.is_some() {
                 out.push_str("\n\n");
             }
-            let _ = write!(out, "[{}] {}:", &clock(s.start_ms, '.')[..8], one_line(&s.speaker));
+            let _ = write!(
+                out,
+                "[{}] {}:",
+                &clock(s.start_ms, '.')[..8],
+                one_line(&s.speaker)
+            );
             last = Some(&s.speaker_id);
         }
         out.push(' ');
@@ -174,7 +179,13 @@ mod tests {
             created_at: Timestamp(0),
             speakers: vec![],
             segments: vec![
-                seg(a, "Ana <b>", 1_000, 2_500, "Hello & <script>alert(1)</script>"),
+                seg(
+                    a,
+                    "Ana <b>",
+                    1_000,
+                    2_500,
+                    "Hello & <script>alert(1)</script>",
+                ),
                 seg(b, "Bo", 2_000, 3_000, "Hi -->\nthere"),
                 seg(b, "Bo", 3_100, 3_600_000 + 5, "again"),
             ],

@@ -151,7 +151,9 @@ pub fn vocab_tokens(vocabulary: &str) -> Result<Vec<Vec<u8>>> {
     let eot = lines
         .iter()
         .position(|l| *l == "<|endoftext|>")
-        .ok_or_else(|| Error::Model("vocabulary has no <|endoftext|>: not a Whisper vocabulary".into()))?;
+        .ok_or_else(|| {
+            Error::Model("vocabulary has no <|endoftext|>: not a Whisper vocabulary".into())
+        })?;
     Ok(lines[..eot]
         .iter()
         .map(|tok| {
@@ -180,7 +182,10 @@ fn heads(m: &Ct2Model<'_>, name: &str) -> Result<i32> {
 fn count_layers(m: &Ct2Model<'_>, prefix: &str) -> i32 {
     // `encoder/layer_N/...`, never `encoder/layer_norm/...`.
     let mut n = 0;
-    while m.get(&format!("{prefix}/layer_{n}/ffn/linear_0/weight")).is_some() {
+    while m
+        .get(&format!("{prefix}/layer_{n}/ffn/linear_0/weight"))
+        .is_some()
+    {
         n += 1;
     }
     n
@@ -283,7 +288,8 @@ pub fn convert(m: &Ct2Model<'_>, vocabulary: &str, out: &mut impl Write) -> Resu
     out.write_all(&(n_mels as i32).to_le_bytes()).map_err(w)?;
     out.write_all(&201i32.to_le_bytes()).map_err(w)?;
     out.write_all(&f32_bytes(&mel_filters(n_mels))).map_err(w)?;
-    out.write_all(&(tokens.len() as i32).to_le_bytes()).map_err(w)?;
+    out.write_all(&(tokens.len() as i32).to_le_bytes())
+        .map_err(w)?;
     for t in &tokens {
         out.write_all(&(t.len() as i32).to_le_bytes()).map_err(w)?;
         out.write_all(t).map_err(w)?;
@@ -307,7 +313,11 @@ fn write_tensor(out: &mut impl Write, t: &Out) -> std::io::Result<()> {
 
 fn tensors(m: &Ct2Model<'_>, hp: &Hparams) -> Result<Vec<Out>> {
     let mut out = Vec::new();
-    let matrix = |out: &mut Vec<Out>, src: &str, dst: &str, rows: Option<std::ops::Range<usize>>| -> Result<()> {
+    let matrix = |out: &mut Vec<Out>,
+                  src: &str,
+                  dst: &str,
+                  rows: Option<std::ops::Range<usize>>|
+     -> Result<()> {
         let v = m.need(src)?;
         let rows = rows.unwrap_or(0..v.dims[0]);
         let mut dims = v.dims.clone();
@@ -320,7 +330,12 @@ fn tensors(m: &Ct2Model<'_>, hp: &Hparams) -> Result<Vec<Out>> {
         });
         Ok(())
     };
-    let vector = |out: &mut Vec<Out>, src: &str, dst: &str, range: Option<std::ops::Range<usize>>, shape: Option<Vec<usize>>| -> Result<()> {
+    let vector = |out: &mut Vec<Out>,
+                  src: &str,
+                  dst: &str,
+                  range: Option<std::ops::Range<usize>>,
+                  shape: Option<Vec<usize>>|
+     -> Result<()> {
         let v = m.need(src)?;
         let all = v.to_f32()?;
         let r = range.unwrap_or(0..all.len());
@@ -344,12 +359,35 @@ fn tensors(m: &Ct2Model<'_>, hp: &Hparams) -> Result<Vec<Out>> {
         Ok(())
     };
     let norm = |out: &mut Vec<Out>, src: &str, dst: &str| -> Result<()> {
-        vector(out, &format!("{src}/gamma"), &format!("{dst}.weight"), None, None)?;
-        vector(out, &format!("{src}/beta"), &format!("{dst}.bias"), None, None)
+        vector(
+            out,
+            &format!("{src}/gamma"),
+            &format!("{dst}.weight"),
+            None,
+            None,
+        )?;
+        vector(
+            out,
+            &format!("{src}/beta"),
+            &format!("{dst}.bias"),
+            None,
+            None,
+        )
     };
     let linear = |out: &mut Vec<Out>, src: &str, dst: &str| -> Result<()> {
-        matrix(out, &format!("{src}/weight"), &format!("{dst}.weight"), None)?;
-        vector(out, &format!("{src}/bias"), &format!("{dst}.bias"), None, None)
+        matrix(
+            out,
+            &format!("{src}/weight"),
+            &format!("{dst}.weight"),
+            None,
+        )?;
+        vector(
+            out,
+            &format!("{src}/bias"),
+            &format!("{dst}.bias"),
+            None,
+            None,
+        )
     };
     let require_zero = |src: &str, range: std::ops::Range<usize>| -> Result<()> {
         let b = m.need(src)?.to_f32()?;
@@ -363,48 +401,145 @@ fn tensors(m: &Ct2Model<'_>, hp: &Hparams) -> Result<Vec<Out>> {
 
     // Encoder.
     let a = hp.n_audio_state as usize;
-    f32_matrix(&mut out, "encoder/position_encodings/encodings", "encoder.positional_embedding")?;
+    f32_matrix(
+        &mut out,
+        "encoder/position_encodings/encodings",
+        "encoder.positional_embedding",
+    )?;
     for c in ["conv1", "conv2"] {
-        matrix(&mut out, &format!("encoder/{c}/weight"), &format!("encoder.{c}.weight"), None)?;
-        vector(&mut out, &format!("encoder/{c}/bias"), &format!("encoder.{c}.bias"), None, Some(vec![a, 1]))?;
+        matrix(
+            &mut out,
+            &format!("encoder/{c}/weight"),
+            &format!("encoder.{c}.weight"),
+            None,
+        )?;
+        vector(
+            &mut out,
+            &format!("encoder/{c}/bias"),
+            &format!("encoder.{c}.bias"),
+            None,
+            Some(vec![a, 1]),
+        )?;
     }
     for i in 0..hp.n_audio_layer {
         let s = format!("encoder/layer_{i}");
         let d = format!("encoder.blocks.{i}");
-        self_attention(&mut out, &s, &d, a, &matrix, &vector, &norm, &linear, &require_zero)?;
-        norm(&mut out, &format!("{s}/ffn/layer_norm"), &format!("{d}.mlp_ln"))?;
-        linear(&mut out, &format!("{s}/ffn/linear_0"), &format!("{d}.mlp.0"))?;
-        linear(&mut out, &format!("{s}/ffn/linear_1"), &format!("{d}.mlp.2"))?;
+        self_attention(
+            &mut out,
+            &s,
+            &d,
+            a,
+            &matrix,
+            &vector,
+            &norm,
+            &linear,
+            &require_zero,
+        )?;
+        norm(
+            &mut out,
+            &format!("{s}/ffn/layer_norm"),
+            &format!("{d}.mlp_ln"),
+        )?;
+        linear(
+            &mut out,
+            &format!("{s}/ffn/linear_0"),
+            &format!("{d}.mlp.0"),
+        )?;
+        linear(
+            &mut out,
+            &format!("{s}/ffn/linear_1"),
+            &format!("{d}.mlp.2"),
+        )?;
     }
     norm(&mut out, "encoder/layer_norm", "encoder.ln_post")?;
 
     // Decoder.
     let t = hp.n_text_state as usize;
-    f32_matrix(&mut out, "decoder/position_encodings/encodings", "decoder.positional_embedding")?;
-    matrix(&mut out, "decoder/embeddings/weight", "decoder.token_embedding.weight", None)?;
+    f32_matrix(
+        &mut out,
+        "decoder/position_encodings/encodings",
+        "decoder.positional_embedding",
+    )?;
+    matrix(
+        &mut out,
+        "decoder/embeddings/weight",
+        "decoder.token_embedding.weight",
+        None,
+    )?;
     for i in 0..hp.n_text_layer {
         let s = format!("decoder/layer_{i}");
         let d = format!("decoder.blocks.{i}");
-        self_attention(&mut out, &s, &d, t, &matrix, &vector, &norm, &linear, &require_zero)?;
-        norm(&mut out, &format!("{s}/attention/layer_norm"), &format!("{d}.cross_attn_ln"))?;
-        linear(&mut out, &format!("{s}/attention/linear_0"), &format!("{d}.cross_attn.query"))?;
+        self_attention(
+            &mut out,
+            &s,
+            &d,
+            t,
+            &matrix,
+            &vector,
+            &norm,
+            &linear,
+            &require_zero,
+        )?;
+        norm(
+            &mut out,
+            &format!("{s}/attention/layer_norm"),
+            &format!("{d}.cross_attn_ln"),
+        )?;
+        linear(
+            &mut out,
+            &format!("{s}/attention/linear_0"),
+            &format!("{d}.cross_attn.query"),
+        )?;
         let kv = format!("{s}/attention/linear_1");
         require_zero(&format!("{kv}/bias"), 0..t)?;
-        matrix(&mut out, &format!("{kv}/weight"), &format!("{d}.cross_attn.key.weight"), Some(0..t))?;
-        matrix(&mut out, &format!("{kv}/weight"), &format!("{d}.cross_attn.value.weight"), Some(t..2 * t))?;
-        vector(&mut out, &format!("{kv}/bias"), &format!("{d}.cross_attn.value.bias"), Some(t..2 * t), None)?;
-        linear(&mut out, &format!("{s}/attention/linear_2"), &format!("{d}.cross_attn.out"))?;
-        norm(&mut out, &format!("{s}/ffn/layer_norm"), &format!("{d}.mlp_ln"))?;
-        linear(&mut out, &format!("{s}/ffn/linear_0"), &format!("{d}.mlp.0"))?;
-        linear(&mut out, &format!("{s}/ffn/linear_1"), &format!("{d}.mlp.2"))?;
+        matrix(
+            &mut out,
+            &format!("{kv}/weight"),
+            &format!("{d}.cross_attn.key.weight"),
+            Some(0..t),
+        )?;
+        matrix(
+            &mut out,
+            &format!("{kv}/weight"),
+            &format!("{d}.cross_attn.value.weight"),
+            Some(t..2 * t),
+        )?;
+        vector(
+            &mut out,
+            &format!("{kv}/bias"),
+            &format!("{d}.cross_attn.value.bias"),
+            Some(t..2 * t),
+            None,
+        )?;
+        linear(
+            &mut out,
+            &format!("{s}/attention/linear_2"),
+            &format!("{d}.cross_attn.out"),
+        )?;
+        norm(
+            &mut out,
+            &format!("{s}/ffn/layer_norm"),
+            &format!("{d}.mlp_ln"),
+        )?;
+        linear(
+            &mut out,
+            &format!("{s}/ffn/linear_0"),
+            &format!("{d}.mlp.0"),
+        )?;
+        linear(
+            &mut out,
+            &format!("{s}/ffn/linear_1"),
+            &format!("{d}.mlp.2"),
+        )?;
     }
     norm(&mut out, "decoder/layer_norm", "decoder.ln")?;
     Ok(out)
 }
 
-type MatrixFn<'f> = dyn Fn(&mut Vec<Out>, &str, &str, Option<std::ops::Range<usize>>) -> Result<()> + 'f;
-type VectorFn<'f> =
-    dyn Fn(&mut Vec<Out>, &str, &str, Option<std::ops::Range<usize>>, Option<Vec<usize>>) -> Result<()> + 'f;
+type MatrixFn<'f> =
+    dyn Fn(&mut Vec<Out>, &str, &str, Option<std::ops::Range<usize>>) -> Result<()> + 'f;
+type VectorFn<'f> = dyn Fn(&mut Vec<Out>, &str, &str, Option<std::ops::Range<usize>>, Option<Vec<usize>>) -> Result<()>
+    + 'f;
 type PairFn<'f> = dyn Fn(&mut Vec<Out>, &str, &str) -> Result<()> + 'f;
 type ZeroFn<'f> = dyn Fn(&str, std::ops::Range<usize>) -> Result<()> + 'f;
 
@@ -421,15 +556,50 @@ fn self_attention(
     linear: &PairFn<'_>,
     require_zero: &ZeroFn<'_>,
 ) -> Result<()> {
-    norm(out, &format!("{s}/self_attention/layer_norm"), &format!("{d}.attn_ln"))?;
+    norm(
+        out,
+        &format!("{s}/self_attention/layer_norm"),
+        &format!("{d}.attn_ln"),
+    )?;
     let qkv = format!("{s}/self_attention/linear_0");
     require_zero(&format!("{qkv}/bias"), n..2 * n)?;
-    matrix(out, &format!("{qkv}/weight"), &format!("{d}.attn.query.weight"), Some(0..n))?;
-    vector(out, &format!("{qkv}/bias"), &format!("{d}.attn.query.bias"), Some(0..n), None)?;
-    matrix(out, &format!("{qkv}/weight"), &format!("{d}.attn.key.weight"), Some(n..2 * n))?;
-    matrix(out, &format!("{qkv}/weight"), &format!("{d}.attn.value.weight"), Some(2 * n..3 * n))?;
-    vector(out, &format!("{qkv}/bias"), &format!("{d}.attn.value.bias"), Some(2 * n..3 * n), None)?;
-    linear(out, &format!("{s}/self_attention/linear_1"), &format!("{d}.attn.out"))
+    matrix(
+        out,
+        &format!("{qkv}/weight"),
+        &format!("{d}.attn.query.weight"),
+        Some(0..n),
+    )?;
+    vector(
+        out,
+        &format!("{qkv}/bias"),
+        &format!("{d}.attn.query.bias"),
+        Some(0..n),
+        None,
+    )?;
+    matrix(
+        out,
+        &format!("{qkv}/weight"),
+        &format!("{d}.attn.key.weight"),
+        Some(n..2 * n),
+    )?;
+    matrix(
+        out,
+        &format!("{qkv}/weight"),
+        &format!("{d}.attn.value.weight"),
+        Some(2 * n..3 * n),
+    )?;
+    vector(
+        out,
+        &format!("{qkv}/bias"),
+        &format!("{d}.attn.value.bias"),
+        Some(2 * n..3 * n),
+        None,
+    )?;
+    linear(
+        out,
+        &format!("{s}/self_attention/linear_1"),
+        &format!("{d}.attn.out"),
+    )
 }
 
 /// What a structural check of a ggml file found.
@@ -455,9 +625,12 @@ pub fn check_file(path: &Path) -> Result<GgmlInfo> {
 pub fn check_bytes(b: &[u8]) -> Result<GgmlInfo> {
     let mut pos = 0usize;
     let i32_at = |pos: &mut usize| -> Result<i32> {
-        let s = b
-            .get(*pos..*pos + 4)
-            .ok_or_else(|| Error::Model(format!("truncated: the file ends at byte {} inside the header", b.len())))?;
+        let s = b.get(*pos..*pos + 4).ok_or_else(|| {
+            Error::Model(format!(
+                "truncated: the file ends at byte {} inside the header",
+                b.len()
+            ))
+        })?;
         *pos += 4;
         Ok(i32::from_le_bytes([s[0], s[1], s[2], s[3]]))
     };
@@ -521,13 +694,19 @@ pub fn check_bytes(b: &[u8]) -> Result<GgmlInfo> {
         let name_len = i32_at(&mut pos)?;
         let ty = i32_at(&mut pos)?;
         if !(1..=4).contains(&n_dims) || !(1..=256).contains(&name_len) {
-            return Err(Error::Model(format!("corrupt tensor header at byte {}", pos - 12)));
+            return Err(Error::Model(format!(
+                "corrupt tensor header at byte {}",
+                pos - 12
+            )));
         }
         let mut elements: u64 = 1;
         for _ in 0..n_dims {
             let d = i32_at(&mut pos)?;
             if d <= 0 {
-                return Err(Error::Model(format!("corrupt tensor shape at byte {}", pos - 4)));
+                return Err(Error::Model(format!(
+                    "corrupt tensor shape at byte {}",
+                    pos - 4
+                )));
             }
             elements *= d as u64;
         }
@@ -567,11 +746,11 @@ fn tensor_bytes(ty: i32, elements: u64) -> Option<u64> {
     let (block, bytes) = match ty {
         0 => (1, 4),
         1 => (1, 2),
-        2 => (32, 18),  // q4_0
-        3 => (32, 20),  // q4_1
-        6 => (32, 22),  // q5_0
-        7 => (32, 24),  // q5_1
-        8 => (32, 34),  // q8_0
+        2 => (32, 18), // q4_0
+        3 => (32, 20), // q4_1
+        6 => (32, 22), // q5_0
+        7 => (32, 24), // q5_1
+        8 => (32, 34), // q8_0
         _ => return None,
     };
     Some(elements.div_ceil(block) * bytes)

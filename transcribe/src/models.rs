@@ -55,7 +55,10 @@ fn scan(inputs: &[PathBuf]) -> Result<Found> {
         };
         if name == "model.bin" {
             found.whole = Some(p);
-        } else if let Some(n) = name.strip_prefix("model.bin.part").and_then(|n| n.parse().ok()) {
+        } else if let Some(n) = name
+            .strip_prefix("model.bin.part")
+            .and_then(|n| n.parse().ok())
+        {
             found.parts.push((n, p));
         } else if name == "vocabulary.txt" {
             found.vocabulary = Some(p);
@@ -77,7 +80,10 @@ fn scan(inputs: &[PathBuf]) -> Result<Found> {
         } else if input.is_file() {
             consider(input.clone(), &mut found);
         } else {
-            return Err(Error::Invalid(format!("{}: no such file or directory", input.display())));
+            return Err(Error::Invalid(format!(
+                "{}: no such file or directory",
+                input.display()
+            )));
         }
     }
     found.parts.sort();
@@ -89,7 +95,10 @@ pub fn import(inputs: &[PathBuf], name: &str, models_dir: &Path) -> Result<Model
     check_name(name)?;
     let found = scan(inputs)?;
     let (bytes, sources) = match (&found.whole, found.parts.as_slice()) {
-        (Some(p), _) => (std::fs::read(p).map_err(|e| Error::io(p, e))?, vec![p.clone()]),
+        (Some(p), _) => (
+            std::fs::read(p).map_err(|e| Error::io(p, e))?,
+            vec![p.clone()],
+        ),
         (None, []) => {
             return Err(Error::Model(
                 "no model.bin (or model.bin.part1, part2, …) in the given paths".into(),
@@ -123,7 +132,9 @@ pub fn import(inputs: &[PathBuf], name: &str, models_dir: &Path) -> Result<Model
     let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let result = ggml::convert(&model, &vocabulary, &mut w).and_then(|hp| {
-        let file = w.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+        let file = w
+            .into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&tmp, e))?;
         Ok(hp)
     });
@@ -204,6 +215,10 @@ pub fn resolve(spec: &str, models_dir: &Path) -> Result<(String, PathBuf)> {
     Err(Error::Model(format!(
         "no model {spec:?} in {} (installed: {}); `roomtape model import` adds one, `make run` provisions the defaults",
         models_dir.display(),
-        if have.is_empty() { "none".to_string() } else { have.join(", ") }
+        if have.is_empty() {
+            "none".to_string()
+        } else {
+            have.join(", ")
+        }
     )))
 }

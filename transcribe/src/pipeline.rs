@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use roomtape_core::{ArchiveStore, Manifest, Segment, Timestamp, Transcript, TranscriptSpeaker, Word, layout};
+use roomtape_core::{
+    ArchiveStore, Manifest, Segment, Timestamp, Transcript, TranscriptSpeaker, Word, layout,
+};
 
 use crate::engine::{Engine, RawSegment, WindowRequest};
 use crate::vad::{self, Region, VadSettings};
@@ -16,7 +18,7 @@ pub const RATE: usize = 16_000;
 /// Longest window handed to Whisper (its encoder sees 30 s; a margin keeps the end in view).
 pub const MAX_WINDOW: usize = 29 * RATE;
 /// Silence put between two stretches of speech in one window, so Whisper hears the pause.
-pub const GAP: usize = RATE * 3 / 10;
+pub const GAP: usize = RATE / 2;
 
 /// One stretch of track audio placed in a window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +46,8 @@ impl Window {
                 return if prefer_next {
                     Some(p.track)
                 } else {
-                    i.checked_sub(1).map(|j| self.pieces[j].track + self.pieces[j].len)
+                    i.checked_sub(1)
+                        .map(|j| self.pieces[j].track + self.pieces[j].len)
                 };
             }
             if t < p.win + p.len {
@@ -58,12 +61,27 @@ impl Window {
         }
     }
 
+    /// The piece holding window sample `t`, or the nearest one.
+    pub fn piece_at(&self, t: usize) -> usize {
+        let mut best = (usize::MAX, 0);
+        for (i, p) in self.pieces.iter().enumerate() {
+            let d = if t < p.win {
+                p.win - t
+            } else if t >= p.win + p.len {
+                t + 1 - (p.win + p.len)
+            } else {
+                0
+            };
+            if d < best.0 {
+                best = (d, i);
+            }
+        }
+        best.1
+    }
+
     /// True when `[t0, t1)` (window samples) touches no speech at all.
     pub fn only_gap(&self, t0: usize, t1: usize) -> bool {
-        !self
-            .pieces
-            .iter()
-            .any(|p| t0 < p.win + p.len && t1 > p.win)
+        !self.pieces.iter().any(|p| t0 < p.win + p.len && t1 > p.win)
     }
 }
 
@@ -122,10 +140,14 @@ pub fn pack(pcm: &[f32], regions: &[Region]) -> Vec<Window> {
 /// Whisper's stock phrases for silence and noise, and other lines that are not speech.
 fn is_non_speech(text: &str) -> bool {
     let t = text.trim();
-    if t.is_empty() || t.chars().all(|c| c.is_ascii_punctuation() || c.is_whitespace()) {
+    if t.is_empty()
+        || t.chars()
+            .all(|c| c.is_ascii_punctuation() || c.is_whitespace())
+    {
         return true;
     }
-    let bracketed = (t.starts_with('[') && t.ends_with(']')) || (t.starts_with('(') && t.ends_with(')'));
+    let bracketed =
+        (t.starts_with('[') && t.ends_with(']')) || (t.starts_with('(') && t.ends_with(')'));
     bracketed || t.starts_with('♪')
 }
 
@@ -148,14 +170,20 @@ pub struct PreparedTrack {
 }
 
 /// Decodes a track at 16 kHz and finds its speech.
-pub fn prepare_track(store: &dyn ArchiveStore, manifest: &Manifest, index: usize, vad: &VadSettings) -> Result<(Vec<f32>, Vec<Region>)> {
+pub fn prepare_track(
+    store: &dyn ArchiveStore,
+    manifest: &Manifest,
+    index: usize,
+    vad: &VadSettings,
+) -> Result<(Vec<f32>, Vec<Region>)> {
     let t = &manifest.tracks[index];
     let key = layout::file_key(manifest.recording_id, &t.file);
     let bytes = store.get(&key)?;
     let what = |e: roomtape_ingest::Error| {
         Error::Invalid(format!("track of {} ({}): {e}", t.speaker_name, t.file))
     };
-    let mut reader = roomtape_ingest::PcmReader::new(std::io::Cursor::new(bytes), RATE as u32).map_err(what)?;
+    let mut reader =
+        roomtape_ingest::PcmReader::new(std::io::Cursor::new(bytes), RATE as u32).map_err(what)?;
     let pcm = reader.read_to_end().map_err(what)?;
     if reader.track().truncated() {
         return Err(Error::Invalid(format!(
@@ -192,7 +220,15 @@ pub fn transcribe(
     }
     let total: usize = prepared.iter().map(|p| p.windows.len()).sum();
     let names: Vec<&str> = m.tracks.iter().map(|t| t.speaker_name.as_str()).collect();
-    let prompt = format!("{}. {}.", one_line(&m.title), names.iter().map(|n| one_line(n)).collect::<Vec<_>>().join(", "));
+    let prompt = format!(
+        "{}. {}.",
+        one_line(&m.title),
+        names
+            .iter()
+            .map(|n| one_line(n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mut state = engine.new_state()?;
     let mut segments = Vec::new();
     let mut done = 0;
@@ -210,7 +246,7 @@ pub fn transcribe(
                 },
             )?;
             for r in raw {
-                if let Some(s) = place(&r, w, t.offset_ms) {
+                for s in place(&r, w, t.offset_ms) {
                     segments.push(Segment {
                         speaker_id: t.speaker_id,
                         speaker: t.speaker_name.clone(),
@@ -255,41 +291,92 @@ fn samples_to_ms(s: usize) -> i64 {
     (s * 1000 / RATE) as i64
 }
 
-/// Maps a window segment to room time; `None` for non-speech or a segment in a gap.
-fn place(r: &RawSegment, w: &Window, offset_ms: i64) -> Option<Segment> {
+/// Maps a window segment to room time. A segment that runs across the silence between two
+/// pieces of speech (Whisper does not know they were apart) is split at that silence using its
+/// word timings, so no line ever spans a stretch where its speaker was quiet. Non-speech and
+/// segments that lie wholly in a gap are dropped.
+fn place(r: &RawSegment, w: &Window, offset_ms: i64) -> Vec<Segment> {
     if is_non_speech(&r.text) {
-        return None;
+        return Vec::new();
     }
-    let (t0, t1) = (ms_to_samples(r.t0_ms), ms_to_samples(r.t1_ms).min(w.audio.len()));
+    let (t0, t1) = (
+        ms_to_samples(r.t0_ms),
+        ms_to_samples(r.t1_ms).min(w.audio.len()),
+    );
     if w.only_gap(t0, t1.max(t0 + 1)) {
-        return None;
+        return Vec::new();
     }
-    let start = w.to_track(t0, true)?;
-    let end = w.to_track(t1, false).unwrap_or(start).max(start);
-    let words = r
-        .words
-        .iter()
-        .filter_map(|x| {
-            let a = w.to_track(ms_to_samples(x.t0_ms), true)?;
-            let b = w.to_track(ms_to_samples(x.t1_ms), false).unwrap_or(a).max(a);
-            Some(Word {
-                text: x.text.clone(),
-                start_ms: offset_ms + samples_to_ms(a),
-                end_ms: offset_ms + samples_to_ms(b),
-                p: x.p,
-            })
-        })
-        .collect();
-    Some(Segment {
+    let segment = |text: String, a: usize, b: usize, words: Vec<Word>| Segment {
         speaker_id: Default::default(),
         speaker: String::new(),
         track_id: Default::default(),
-        start_ms: offset_ms + samples_to_ms(start),
-        end_ms: offset_ms + samples_to_ms(end),
+        start_ms: offset_ms + samples_to_ms(a),
+        end_ms: offset_ms + samples_to_ms(b.max(a)),
         language: r.language.clone(),
-        text: r.text.clone(),
+        text,
         words,
-    })
+    };
+    if r.words.is_empty() {
+        let Some(start) = w.to_track(t0, true) else {
+            return Vec::new();
+        };
+        let end = w.to_track(t1, false).unwrap_or(start);
+        return vec![segment(r.text.clone(), start, end, Vec::new())];
+    }
+    // Group the words by the piece of speech they fall in.
+    let mut groups: Vec<(usize, Vec<&crate::RawWord>)> = Vec::new();
+    for x in &r.words {
+        // Whisper tends to start a word's timing early (at the end of the word before, across a
+        // pause), so place a word by its last 200 ms.
+        let tail = (x.t1_ms - 200).max(x.t0_ms);
+        let piece = w.piece_at(ms_to_samples((tail + x.t1_ms) / 2));
+        match groups.last_mut() {
+            Some((p, ws)) if *p == piece => ws.push(x),
+            _ => groups.push((piece, vec![x])),
+        }
+    }
+    let mut out = Vec::new();
+    for (piece, ws) in groups {
+        let p = w.pieces[piece];
+        // Clamp every time into its piece: the words were spoken there.
+        let clamp = |t: usize| t.clamp(p.win, p.win + p.len);
+        let map = |t: usize| p.track + (clamp(t) - p.win);
+        let words: Vec<Word> = ws
+            .iter()
+            .map(|x| {
+                let a = map(ms_to_samples(x.t0_ms));
+                let b = map(ms_to_samples(x.t1_ms)).max(a);
+                Word {
+                    text: x.text.clone(),
+                    start_ms: offset_ms + samples_to_ms(a),
+                    end_ms: offset_ms + samples_to_ms(b),
+                    p: x.p,
+                }
+            })
+            .collect();
+        let text = ws
+            .iter()
+            .map(|x| x.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if is_non_speech(&text) {
+            continue;
+        }
+        // The segment's own bounds, where they fall in this piece, are sharper than words'.
+        let a = if (p.win..p.win + p.len).contains(&t0) {
+            map(t0)
+        } else {
+            map(ms_to_samples(ws[0].t0_ms))
+        };
+        let last = ws[ws.len() - 1];
+        let b = if (p.win..=p.win + p.len).contains(&t1) {
+            map(t1)
+        } else {
+            map(ms_to_samples(last.t1_ms))
+        };
+        out.push(segment(text, a, b, words));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -300,9 +387,18 @@ mod tests {
     fn packing_fills_windows_and_maps_times_back() {
         let pcm: Vec<f32> = (0..RATE * 120).map(|i| (i % 100) as f32 / 100.0).collect();
         let regions = [
-            Region { start: RATE, end: RATE * 11 },
-            Region { start: RATE * 20, end: RATE * 35 },
-            Region { start: RATE * 50, end: RATE * 95 },
+            Region {
+                start: RATE,
+                end: RATE * 11,
+            },
+            Region {
+                start: RATE * 20,
+                end: RATE * 35,
+            },
+            Region {
+                start: RATE * 50,
+                end: RATE * 95,
+            },
         ];
         let windows = pack(&pcm, &regions);
         let total: usize = windows.iter().flat_map(|w| &w.pieces).map(|p| p.len).sum();
@@ -310,7 +406,14 @@ mod tests {
         assert!(windows.iter().all(|w| w.audio.len() <= MAX_WINDOW));
         assert!(windows.len() <= 4, "{} windows", windows.len());
         let w = &windows[0];
-        assert_eq!(w.pieces[0], Piece { win: 0, track: RATE, len: RATE * 10 });
+        assert_eq!(
+            w.pieces[0],
+            Piece {
+                win: 0,
+                track: RATE,
+                len: RATE * 10
+            }
+        );
         assert_eq!(w.to_track(RATE * 2, true), Some(RATE * 3));
         // In the gap after the first piece: a start snaps forward, an end snaps back.
         let gap = RATE * 10 + GAP / 2;

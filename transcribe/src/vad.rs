@@ -109,7 +109,10 @@ pub fn detect(pcm: &[f32], rate: u32, s: &VadSettings) -> Vec<Region> {
         }
     }
     let min = s.min_region_ms as usize / FRAME_MS;
-    let (pre, post) = (s.pad_before_ms as usize / FRAME_MS, s.pad_after_ms as usize / FRAME_MS);
+    let (pre, post) = (
+        s.pad_before_ms as usize / FRAME_MS,
+        s.pad_after_ms as usize / FRAME_MS,
+    );
     let merge = s.merge_gap_ms as usize / FRAME_MS;
     let mut out: Vec<(usize, usize)> = Vec::new();
     for (a, b) in raw.into_iter().filter(|(a, b)| b - a >= min) {
@@ -132,7 +135,9 @@ mod tests {
     use super::*;
 
     fn tone(n: usize, amp: f32) -> Vec<f32> {
-        (0..n).map(|i| amp * (i as f32 * 0.07).sin() * (1.0 + 0.3 * (i as f32 * 0.003).sin())).collect()
+        (0..n)
+            .map(|i| amp * (i as f32 * 0.07).sin() * (1.0 + 0.3 * (i as f32 * 0.003).sin()))
+            .collect()
     }
 
     #[test]

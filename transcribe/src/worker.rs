@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use roomtape_core::{ArchiveStore, Catalog, Failure, Job, JobId, JobState, Manifest, Transcript, layout};
+use roomtape_core::{
+    ArchiveStore, Catalog, Failure, Job, JobId, JobState, Manifest, Transcript, layout,
+};
 
 use crate::engine::Engine;
 use crate::pipeline;
@@ -32,7 +34,11 @@ impl WorkerConfig {
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
         WorkerConfig {
-            id: format!("{host}:{}:{}", std::process::id(), roomtape_core::JobId::new()),
+            id: format!(
+                "{host}:{}:{}",
+                std::process::id(),
+                roomtape_core::JobId::new()
+            ),
             lease,
             poll: Duration::from_millis(500),
         }
@@ -42,9 +48,14 @@ impl WorkerConfig {
 /// What became of one job.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    Done { segments: usize },
+    Done {
+        segments: usize,
+    },
     /// Failed; `state` says whether it will be retried.
-    Failed { error: String, state: JobState },
+    Failed {
+        error: String,
+        state: JobState,
+    },
     /// Another worker took the job over (this one's lease lapsed); nothing was written.
     LostLease,
 }
@@ -67,8 +78,13 @@ pub async fn run_job(
     };
 
     let work = {
-        let (store, engine, abort, fraction, progress) =
-            (store.clone(), engine.clone(), abort.clone(), fraction.clone(), progress.clone());
+        let (store, engine, abort, fraction, progress) = (
+            store.clone(),
+            engine.clone(),
+            abort.clone(),
+            fraction.clone(),
+            progress.clone(),
+        );
         let language = rec.language.clone();
         tokio::task::spawn_blocking(move || -> Result<Transcript> {
             let manifest = manifest?;
@@ -112,7 +128,10 @@ pub async fn run_job(
 
     match result {
         Ok(transcript) => {
-            if !catalog.complete_transcription(job.id, &cfg.id, &transcript).await? {
+            if !catalog
+                .complete_transcription(job.id, &cfg.id, &transcript)
+                .await?
+            {
                 return Ok(Outcome::LostLease);
             }
             // The catalog holds the transcript; the archive keeps a copy beside the audio.
@@ -161,7 +180,15 @@ pub async fn run_worker(
             }
         };
         tracing::info!(job = %job.id, recording = %job.recording_id, attempt = job.attempts, "transcribing");
-        let outcome = run_job(&catalog, store.clone(), engine.clone(), &job, &cfg, Arc::new(|_| {})).await;
+        let outcome = run_job(
+            &catalog,
+            store.clone(),
+            engine.clone(),
+            &job,
+            &cfg,
+            Arc::new(|_| {}),
+        )
+        .await;
         match outcome {
             Ok(Outcome::Done { segments }) => {
                 tracing::info!(job = %job.id, segments, "transcript stored");
@@ -169,7 +196,9 @@ pub async fn run_worker(
             Ok(Outcome::Failed { error, state }) => {
                 tracing::warn!(job = %job.id, ?state, "transcription failed: {error}");
             }
-            Ok(Outcome::LostLease) => tracing::warn!(job = %job.id, "lease lost; another worker has the job"),
+            Ok(Outcome::LostLease) => {
+                tracing::warn!(job = %job.id, "lease lost; another worker has the job")
+            }
             Err(e) => {
                 // The catalog itself failed; back off and try again rather than die.
                 tracing::error!(job = %job.id, "worker error: {e}");
