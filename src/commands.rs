@@ -455,17 +455,45 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         import_minutes: u32,
     },
+    /// Transcription cost and accuracy against the naive way and the speech-only bound
+    Transcribe {
+        /// Installed model name or ggml path
+        #[arg(long, default_value = "tiny.en")]
+        model: String,
+        /// Length of the generated room
+        #[arg(long, default_value_t = 4.0)]
+        minutes: f64,
+        /// Whisper threads (0: one per core)
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
 }
 
 pub async fn bench(ctx: &Context, cmd: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Ingest {
-        speakers,
-        seconds,
-        import_minutes,
-    } = cmd;
-    let json = ctx.json;
-    tokio::task::spawn_blocking(move || bench_ingest(speakers, seconds, import_minutes, json))
-        .await?
+    match cmd {
+        BenchCommand::Ingest {
+            speakers,
+            seconds,
+            import_minutes,
+        } => {
+            let json = ctx.json;
+            tokio::task::spawn_blocking(move || {
+                bench_ingest(speakers, seconds, import_minutes, json)
+            })
+            .await?
+        }
+        BenchCommand::Transcribe {
+            model,
+            minutes,
+            threads,
+        } => {
+            let models = layout::models(ctx.data_dir());
+            tokio::task::spawn_blocking(move || {
+                crate::bench_transcribe::run(&models, &model, minutes, threads)
+            })
+            .await?
+        }
+    }
 }
 
 fn bench_ingest(

@@ -12,6 +12,7 @@ mod engine;
 mod error;
 pub mod export;
 pub mod ggml;
+pub mod metrics;
 pub mod models;
 pub mod pipeline;
 pub mod vad;
