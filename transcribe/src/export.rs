@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use roomtape_core::Transcript;
+use roomtape_core::{Segment, Transcript};
 
 use crate::{Error, Result};
 
@@ -97,38 +97,33 @@ fn clock(ms: i64, sep: char) -> String {
     )
 }
 
-fn vtt(t: &Transcript) -> String {
-    let mut out = String::from("WEBVTT\n\n");
+/// Numbered cues, as WebVTT and SRT both have them: the number, `start --> end` with `sep`
+/// before the milliseconds, then the cue's line.
+fn cues(t: &Transcript, mut out: String, sep: char, line: impl Fn(&Segment) -> String) -> String {
     for (i, s) in t.segments.iter().enumerate() {
         let end = s.end_ms.max(s.start_ms + 1);
         let _ = write!(
             out,
-            "{}\n{} --> {}\n<v {}>{}</v>\n\n",
+            "{}\n{} --> {}\n{}\n\n",
             i + 1,
-            clock(s.start_ms, '.'),
-            clock(end, '.'),
-            vtt_escape(&s.speaker),
-            vtt_escape(&s.text)
+            clock(s.start_ms, sep),
+            clock(end, sep),
+            line(s)
         );
     }
     out
 }
 
+fn vtt(t: &Transcript) -> String {
+    cues(t, String::from("WEBVTT\n\n"), '.', |s| {
+        format!("<v {}>{}</v>", vtt_escape(&s.speaker), vtt_escape(&s.text))
+    })
+}
+
 fn srt(t: &Transcript) -> String {
-    let mut out = String::new();
-    for (i, s) in t.segments.iter().enumerate() {
-        let end = s.end_ms.max(s.start_ms + 1);
-        let _ = write!(
-            out,
-            "{}\n{} --> {}\n{}: {}\n\n",
-            i + 1,
-            clock(s.start_ms, ','),
-            clock(end, ','),
-            one_line(&s.speaker),
-            one_line(&s.text)
-        );
-    }
-    out
+    cues(t, String::new(), ',', |s| {
+        format!("{}: {}", one_line(&s.speaker), one_line(&s.text))
+    })
 }
 
 fn txt(t: &Transcript) -> String {

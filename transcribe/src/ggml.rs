@@ -311,110 +311,152 @@ fn write_tensor(out: &mut impl Write, t: &Out) -> std::io::Result<()> {
     out.write_all(&t.data)
 }
 
-fn tensors(m: &Ct2Model<'_>, hp: &Hparams) -> Result<Vec<Out>> {
-    let mut out = Vec::new();
-    let matrix = |out: &mut Vec<Out>,
-                  src: &str,
-                  dst: &str,
-                  rows: Option<std::ops::Range<usize>>|
-     -> Result<()> {
-        let v = m.need(src)?;
+/// Collects the output tensors from a CTranslate2 model.
+struct Tensors<'m, 'a> {
+    m: &'m Ct2Model<'a>,
+    out: Vec<Out>,
+}
+
+impl Tensors<'_, '_> {
+    /// An f16 matrix (or a slice of its rows), dims as stored.
+    fn matrix(&mut self, src: &str, dst: &str, rows: Option<std::ops::Range<usize>>) -> Result<()> {
+        let v = self.m.need(src)?;
         let rows = rows.unwrap_or(0..v.dims[0]);
         let mut dims = v.dims.clone();
         dims[0] = rows.len();
-        out.push(Out {
+        self.out.push(Out {
             name: dst.to_string(),
             dims,
             ty: TYPE_F16,
             data: f16_bytes(v, rows)?,
         });
         Ok(())
-    };
-    let vector = |out: &mut Vec<Out>,
-                  src: &str,
-                  dst: &str,
-                  range: Option<std::ops::Range<usize>>,
-                  shape: Option<Vec<usize>>|
-     -> Result<()> {
-        let v = m.need(src)?;
-        let all = v.to_f32()?;
+    }
+
+    /// An f32 vector (or a slice of it), optionally reshaped.
+    fn vector(
+        &mut self,
+        src: &str,
+        dst: &str,
+        range: Option<std::ops::Range<usize>>,
+        shape: Option<Vec<usize>>,
+    ) -> Result<()> {
+        let all = self.m.need(src)?.to_f32()?;
         let r = range.unwrap_or(0..all.len());
-        let part = &all[r.clone()];
-        out.push(Out {
+        self.out.push(Out {
             name: dst.to_string(),
             dims: shape.unwrap_or_else(|| vec![r.len()]),
             ty: TYPE_F32,
-            data: f32_bytes(part),
+            data: f32_bytes(&all[r]),
         });
         Ok(())
-    };
-    let f32_matrix = |out: &mut Vec<Out>, src: &str, dst: &str| -> Result<()> {
-        let v = m.need(src)?;
-        out.push(Out {
+    }
+
+    /// A whole tensor as f32 (positional embeddings).
+    fn f32_matrix(&mut self, src: &str, dst: &str) -> Result<()> {
+        let v = self.m.need(src)?;
+        self.out.push(Out {
             name: dst.to_string(),
             dims: v.dims.clone(),
             ty: TYPE_F32,
             data: f32_bytes(&v.to_f32()?),
         });
         Ok(())
-    };
-    let norm = |out: &mut Vec<Out>, src: &str, dst: &str| -> Result<()> {
-        vector(
-            out,
+    }
+
+    /// A layer norm: gamma and beta become weight and bias.
+    fn norm(&mut self, src: &str, dst: &str) -> Result<()> {
+        self.vector(
             &format!("{src}/gamma"),
             &format!("{dst}.weight"),
             None,
             None,
         )?;
-        vector(
-            out,
-            &format!("{src}/beta"),
-            &format!("{dst}.bias"),
-            None,
-            None,
-        )
-    };
-    let linear = |out: &mut Vec<Out>, src: &str, dst: &str| -> Result<()> {
-        matrix(
-            out,
-            &format!("{src}/weight"),
-            &format!("{dst}.weight"),
-            None,
-        )?;
-        vector(
-            out,
-            &format!("{src}/bias"),
-            &format!("{dst}.bias"),
-            None,
-            None,
-        )
-    };
-    let require_zero = |src: &str, range: std::ops::Range<usize>| -> Result<()> {
-        let b = m.need(src)?.to_f32()?;
+        self.vector(&format!("{src}/beta"), &format!("{dst}.bias"), None, None)
+    }
+
+    /// A linear layer: f16 weight, f32 bias.
+    fn linear(&mut self, src: &str, dst: &str) -> Result<()> {
+        self.matrix(&format!("{src}/weight"), &format!("{dst}.weight"), None)?;
+        self.vector(&format!("{src}/bias"), &format!("{dst}.bias"), None, None)
+    }
+
+    /// whisper.cpp has no key bias; refuse a model that needs one.
+    fn require_zero(&self, src: &str, range: std::ops::Range<usize>) -> Result<()> {
+        let b = self.m.need(src)?.to_f32()?;
         if b[range].iter().any(|x| *x != 0.0) {
             return Err(Error::Model(format!(
                 "{src}: the key projection has a non-zero bias, which whisper.cpp cannot represent"
             )));
         }
         Ok(())
-    };
+    }
+
+    /// `self_attention/linear_0` holds query, key and value stacked by rows; the key has no bias.
+    fn self_attention(&mut self, s: &str, d: &str, n: usize) -> Result<()> {
+        self.norm(
+            &format!("{s}/self_attention/layer_norm"),
+            &format!("{d}.attn_ln"),
+        )?;
+        let qkv = format!("{s}/self_attention/linear_0");
+        self.require_zero(&format!("{qkv}/bias"), n..2 * n)?;
+        self.matrix(
+            &format!("{qkv}/weight"),
+            &format!("{d}.attn.query.weight"),
+            Some(0..n),
+        )?;
+        self.vector(
+            &format!("{qkv}/bias"),
+            &format!("{d}.attn.query.bias"),
+            Some(0..n),
+            None,
+        )?;
+        self.matrix(
+            &format!("{qkv}/weight"),
+            &format!("{d}.attn.key.weight"),
+            Some(n..2 * n),
+        )?;
+        self.matrix(
+            &format!("{qkv}/weight"),
+            &format!("{d}.attn.value.weight"),
+            Some(2 * n..3 * n),
+        )?;
+        self.vector(
+            &format!("{qkv}/bias"),
+            &format!("{d}.attn.value.bias"),
+            Some(2 * n..3 * n),
+            None,
+        )?;
+        self.linear(
+            &format!("{s}/self_attention/linear_1"),
+            &format!("{d}.attn.out"),
+        )
+    }
+
+    /// The feed-forward block.
+    fn mlp(&mut self, s: &str, d: &str) -> Result<()> {
+        self.norm(&format!("{s}/ffn/layer_norm"), &format!("{d}.mlp_ln"))?;
+        self.linear(&format!("{s}/ffn/linear_0"), &format!("{d}.mlp.0"))?;
+        self.linear(&format!("{s}/ffn/linear_1"), &format!("{d}.mlp.2"))
+    }
+}
+
+fn tensors(m: &Ct2Model<'_>, hp: &Hparams) -> Result<Vec<Out>> {
+    let mut t = Tensors { m, out: Vec::new() };
 
     // Encoder.
     let a = hp.n_audio_state as usize;
-    f32_matrix(
-        &mut out,
+    t.f32_matrix(
         "encoder/position_encodings/encodings",
         "encoder.positional_embedding",
     )?;
     for c in ["conv1", "conv2"] {
-        matrix(
-            &mut out,
+        t.matrix(
             &format!("encoder/{c}/weight"),
             &format!("encoder.{c}.weight"),
             None,
         )?;
-        vector(
-            &mut out,
+        t.vector(
             &format!("encoder/{c}/bias"),
             &format!("encoder.{c}.bias"),
             None,
@@ -422,184 +464,62 @@ fn tensors(m: &Ct2Model<'_>, hp: &Hparams) -> Result<Vec<Out>> {
         )?;
     }
     for i in 0..hp.n_audio_layer {
-        let s = format!("encoder/layer_{i}");
-        let d = format!("encoder.blocks.{i}");
-        self_attention(
-            &mut out,
-            &s,
-            &d,
-            a,
-            &matrix,
-            &vector,
-            &norm,
-            &linear,
-            &require_zero,
-        )?;
-        norm(
-            &mut out,
-            &format!("{s}/ffn/layer_norm"),
-            &format!("{d}.mlp_ln"),
-        )?;
-        linear(
-            &mut out,
-            &format!("{s}/ffn/linear_0"),
-            &format!("{d}.mlp.0"),
-        )?;
-        linear(
-            &mut out,
-            &format!("{s}/ffn/linear_1"),
-            &format!("{d}.mlp.2"),
-        )?;
+        let (s, d) = (format!("encoder/layer_{i}"), format!("encoder.blocks.{i}"));
+        t.self_attention(&s, &d, a)?;
+        t.mlp(&s, &d)?;
     }
-    norm(&mut out, "encoder/layer_norm", "encoder.ln_post")?;
+    t.norm("encoder/layer_norm", "encoder.ln_post")?;
 
     // Decoder.
-    let t = hp.n_text_state as usize;
-    f32_matrix(
-        &mut out,
+    let n = hp.n_text_state as usize;
+    t.f32_matrix(
         "decoder/position_encodings/encodings",
         "decoder.positional_embedding",
     )?;
-    matrix(
-        &mut out,
+    t.matrix(
         "decoder/embeddings/weight",
         "decoder.token_embedding.weight",
         None,
     )?;
     for i in 0..hp.n_text_layer {
-        let s = format!("decoder/layer_{i}");
-        let d = format!("decoder.blocks.{i}");
-        self_attention(
-            &mut out,
-            &s,
-            &d,
-            t,
-            &matrix,
-            &vector,
-            &norm,
-            &linear,
-            &require_zero,
-        )?;
-        norm(
-            &mut out,
+        let (s, d) = (format!("decoder/layer_{i}"), format!("decoder.blocks.{i}"));
+        t.self_attention(&s, &d, n)?;
+        // Cross-attention: linear_0 is the query; linear_1 stacks key and value, and only the
+        // value has a bias; linear_2 is the output.
+        t.norm(
             &format!("{s}/attention/layer_norm"),
             &format!("{d}.cross_attn_ln"),
         )?;
-        linear(
-            &mut out,
+        t.linear(
             &format!("{s}/attention/linear_0"),
             &format!("{d}.cross_attn.query"),
         )?;
         let kv = format!("{s}/attention/linear_1");
-        require_zero(&format!("{kv}/bias"), 0..t)?;
-        matrix(
-            &mut out,
+        t.require_zero(&format!("{kv}/bias"), 0..n)?;
+        t.matrix(
             &format!("{kv}/weight"),
             &format!("{d}.cross_attn.key.weight"),
-            Some(0..t),
+            Some(0..n),
         )?;
-        matrix(
-            &mut out,
+        t.matrix(
             &format!("{kv}/weight"),
             &format!("{d}.cross_attn.value.weight"),
-            Some(t..2 * t),
+            Some(n..2 * n),
         )?;
-        vector(
-            &mut out,
+        t.vector(
             &format!("{kv}/bias"),
             &format!("{d}.cross_attn.value.bias"),
-            Some(t..2 * t),
+            Some(n..2 * n),
             None,
         )?;
-        linear(
-            &mut out,
+        t.linear(
             &format!("{s}/attention/linear_2"),
             &format!("{d}.cross_attn.out"),
         )?;
-        norm(
-            &mut out,
-            &format!("{s}/ffn/layer_norm"),
-            &format!("{d}.mlp_ln"),
-        )?;
-        linear(
-            &mut out,
-            &format!("{s}/ffn/linear_0"),
-            &format!("{d}.mlp.0"),
-        )?;
-        linear(
-            &mut out,
-            &format!("{s}/ffn/linear_1"),
-            &format!("{d}.mlp.2"),
-        )?;
+        t.mlp(&s, &d)?;
     }
-    norm(&mut out, "decoder/layer_norm", "decoder.ln")?;
-    Ok(out)
-}
-
-type MatrixFn<'f> =
-    dyn Fn(&mut Vec<Out>, &str, &str, Option<std::ops::Range<usize>>) -> Result<()> + 'f;
-type VectorFn<'f> = dyn Fn(&mut Vec<Out>, &str, &str, Option<std::ops::Range<usize>>, Option<Vec<usize>>) -> Result<()>
-    + 'f;
-type PairFn<'f> = dyn Fn(&mut Vec<Out>, &str, &str) -> Result<()> + 'f;
-type ZeroFn<'f> = dyn Fn(&str, std::ops::Range<usize>) -> Result<()> + 'f;
-
-/// `self_attention/linear_0` holds query, key and value stacked by rows; the key has no bias.
-#[allow(clippy::too_many_arguments)]
-fn self_attention(
-    out: &mut Vec<Out>,
-    s: &str,
-    d: &str,
-    n: usize,
-    matrix: &MatrixFn<'_>,
-    vector: &VectorFn<'_>,
-    norm: &PairFn<'_>,
-    linear: &PairFn<'_>,
-    require_zero: &ZeroFn<'_>,
-) -> Result<()> {
-    norm(
-        out,
-        &format!("{s}/self_attention/layer_norm"),
-        &format!("{d}.attn_ln"),
-    )?;
-    let qkv = format!("{s}/self_attention/linear_0");
-    require_zero(&format!("{qkv}/bias"), n..2 * n)?;
-    matrix(
-        out,
-        &format!("{qkv}/weight"),
-        &format!("{d}.attn.query.weight"),
-        Some(0..n),
-    )?;
-    vector(
-        out,
-        &format!("{qkv}/bias"),
-        &format!("{d}.attn.query.bias"),
-        Some(0..n),
-        None,
-    )?;
-    matrix(
-        out,
-        &format!("{qkv}/weight"),
-        &format!("{d}.attn.key.weight"),
-        Some(n..2 * n),
-    )?;
-    matrix(
-        out,
-        &format!("{qkv}/weight"),
-        &format!("{d}.attn.value.weight"),
-        Some(2 * n..3 * n),
-    )?;
-    vector(
-        out,
-        &format!("{qkv}/bias"),
-        &format!("{d}.attn.value.bias"),
-        Some(2 * n..3 * n),
-        None,
-    )?;
-    linear(
-        out,
-        &format!("{s}/self_attention/linear_1"),
-        &format!("{d}.attn.out"),
-    )
+    t.norm("decoder/layer_norm", "decoder.ln")?;
+    Ok(t.out)
 }
 
 /// What a structural check of a ggml file found.
