@@ -1,0 +1,568 @@
+//! The tantivy index: one document per transcript segment.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RangeQuery, TermQuery,
+};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value,
+};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term, doc,
+};
+
+use crate::query::{ParsedQuery, Text};
+use crate::{Error, Result};
+
+/// The analyzer of every text field: words split on non-alphanumerics, lower-cased, accents
+/// and other non-ASCII variants folded to ASCII (`Péskov` = `peskov`), numbers kept.
+pub const ANALYZER: &str = "roomtape";
+
+fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(64))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+/// Who is asking: the access filter is part of every query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Viewer {
+    /// The local admin (the CLI) or an admin account: everything.
+    Admin,
+    /// Not signed in: published public recordings.
+    Anonymous,
+    /// A signed-in user: public ones, plus their own and those they hosted or spoke in.
+    User(String),
+}
+
+/// One segment to index, with everything needed to find it and to filter it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentDoc {
+    pub recording_id: String,
+    pub room_id: Option<String>,
+    pub title: String,
+    pub speaker_id: String,
+    pub speaker: String,
+    pub language: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub text: String,
+    /// When the recording started, ms since the epoch.
+    pub date_ms: i64,
+    /// True when the recording is published and public.
+    pub public: bool,
+    /// Users who may see it besides the public: owner, hosts, speakers.
+    pub readers: Vec<String>,
+}
+
+/// How to order results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Sort {
+    #[default]
+    Relevance,
+    Newest,
+}
+
+/// One hit: a segment, with its snippet (HTML-escaped, matches in `<mark>`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Hit {
+    pub speaker: String,
+    pub speaker_id: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub snippet_html: String,
+    /// `/r/<recording>?t=<seconds>`
+    pub link: String,
+    pub score: f32,
+}
+
+/// Hits of one recording.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RecordingHits {
+    pub recording_id: String,
+    pub title: String,
+    pub date_ms: i64,
+    pub hits: Vec<Hit>,
+}
+
+/// A page of results.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Results {
+    /// Matching segments in all (what the viewer may see).
+    pub total: usize,
+    pub page: usize,
+    pub per_page: usize,
+    pub recordings: Vec<RecordingHits>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Fields {
+    recording: Field,
+    room: Field,
+    title: Field,
+    speaker_id: Field,
+    speaker: Field,
+    language: Field,
+    start: Field,
+    end: Field,
+    text: Field,
+    date: Field,
+    access: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let positions = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    let f = Fields {
+        recording: b.add_text_field("recording_id", STRING | STORED),
+        room: b.add_text_field("room_id", STRING),
+        title: b.add_text_field("title", positions.clone() | STORED),
+        speaker_id: b.add_text_field("speaker_id", STRING | STORED),
+        speaker: b.add_text_field("speaker", positions.clone() | STORED),
+        language: b.add_text_field("language", STRING),
+        start: b.add_i64_field("start_ms", STORED | FAST),
+        end: b.add_i64_field("end_ms", STORED),
+        text: b.add_text_field("text", positions | STORED),
+        date: b.add_i64_field("date_ms", INDEXED | STORED | FAST),
+        // `public`, or `user:<id>` for each reader.
+        access: b.add_text_field("access", STRING),
+    };
+    (b.build(), f)
+}
+
+/// The search index.
+pub struct SearchIndex {
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    f: Fields,
+}
+
+impl std::fmt::Debug for SearchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchIndex").finish_non_exhaustive()
+    }
+}
+
+impl SearchIndex {
+    fn from_index(index: Index, f: Fields) -> Result<Self> {
+        index.tokenizers().register(ANALYZER, analyzer());
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let writer = index.writer(64 * 1024 * 1024)?;
+        Ok(SearchIndex {
+            reader,
+            writer: Mutex::new(writer),
+            f,
+        })
+    }
+
+    /// An index in memory (tests, benchmarks).
+    pub fn in_memory() -> Result<Self> {
+        let (schema, f) = schema();
+        Self::from_index(Index::create_in_ram(schema), f)
+    }
+
+    /// Opens the index in `dir`, creating it when missing. Returns `(index, rebuilt)`: a
+    /// directory that cannot be opened is moved aside and a fresh index made, and `rebuilt`
+    /// says the caller must reindex from the catalog.
+    pub fn open(dir: &Path) -> Result<(Self, bool)> {
+        let (schema, f) = schema();
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Directory(format!("{}: {e}", dir.display())))?;
+        let fresh = !dir.join("meta.json").exists();
+        let opened = if fresh {
+            Index::create_in_dir(dir, schema.clone())
+        } else {
+            Index::open_in_dir(dir).and_then(|i| {
+                if i.schema() == schema {
+                    Ok(i)
+                } else {
+                    Err(tantivy::TantivyError::SchemaError(
+                        "the index was made with another schema".into(),
+                    ))
+                }
+            })
+        };
+        match opened
+            .map_err(Error::from)
+            .and_then(|i| Self::from_index(i, f))
+        {
+            Ok(ix) => Ok((ix, fresh)),
+            Err(e) => {
+                tracing::warn!(
+                    "search index at {} is unusable ({e}); rebuilding it",
+                    dir.display()
+                );
+                let aside = dir.with_extension(format!("broken-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&aside);
+                std::fs::rename(dir, &aside)
+                    .map_err(|e| Error::Directory(format!("{}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Directory(format!("{}: {e}", dir.display())))?;
+                let index = Index::create_in_dir(dir, schema)?;
+                let ix = Self::from_index(index, f)?;
+                let _ = std::fs::remove_dir_all(&aside);
+                Ok((ix, true))
+            }
+        }
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces every document of `recording` with `docs` and makes them searchable.
+    pub fn replace_recording(&self, recording: &str, docs: &[SegmentDoc]) -> Result<()> {
+        let mut w = self.writer();
+        w.delete_term(Term::from_field_text(self.f.recording, recording));
+        for d in docs {
+            w.add_document(self.document(d))?;
+        }
+        w.commit()?;
+        drop(w);
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Adds many recordings at once (reindexing, benchmarks): one commit at the end.
+    pub fn add_all(&self, docs: impl IntoIterator<Item = SegmentDoc>) -> Result<usize> {
+        let mut w = self.writer();
+        let mut n = 0;
+        for d in docs {
+            w.add_document(self.document(&d))?;
+            n += 1;
+        }
+        w.commit()?;
+        drop(w);
+        self.reader.reload()?;
+        Ok(n)
+    }
+
+    /// Removes a recording's documents.
+    pub fn delete_recording(&self, recording: &str) -> Result<()> {
+        self.replace_recording(recording, &[])
+    }
+
+    /// Removes everything.
+    pub fn clear(&self) -> Result<()> {
+        let mut w = self.writer();
+        w.delete_all_documents()?;
+        w.commit()?;
+        drop(w);
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    fn document(&self, d: &SegmentDoc) -> TantivyDocument {
+        let f = &self.f;
+        let mut doc = doc!(
+            f.recording => d.recording_id.as_str(),
+            f.title => d.title.as_str(),
+            f.speaker_id => d.speaker_id.as_str(),
+            f.speaker => d.speaker.as_str(),
+            f.language => d.language.to_ascii_lowercase(),
+            f.start => d.start_ms,
+            f.end => d.end_ms,
+            f.text => d.text.as_str(),
+            f.date => d.date_ms,
+        );
+        if let Some(room) = &d.room_id {
+            doc.add_text(f.room, room);
+        }
+        if d.public {
+            doc.add_text(f.access, "public");
+        }
+        for r in &d.readers {
+            doc.add_text(f.access, format!("user:{r}"));
+        }
+        doc
+    }
+
+    /// The analyzer's tokens of `s`.
+    fn tokens(&self, s: &str) -> Vec<String> {
+        let mut a = analyzer();
+        let mut stream = a.token_stream(s);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        out
+    }
+
+    /// A phrase (or single term) query on `field`; `None` when `s` has no tokens.
+    fn phrase(&self, field: Field, s: &str, prefix: bool) -> Option<Box<dyn Query>> {
+        let toks = self.tokens(s);
+        let terms: Vec<Term> = toks
+            .iter()
+            .map(|t| Term::from_field_text(field, t))
+            .collect();
+        match (terms.len(), prefix) {
+            (0, _) => None,
+            (1, false) => Some(Box::new(TermQuery::new(
+                terms[0].clone(),
+                IndexRecordOption::WithFreqs,
+            ))),
+            (_, false) => Some(Box::new(PhraseQuery::new(terms))),
+            (_, true) => Some(Box::new(PhrasePrefixQuery::new(terms))),
+        }
+    }
+
+    fn text_query(&self, t: &Text) -> Option<Box<dyn Query>> {
+        match t {
+            Text::Word(w) | Text::Phrase(w) => self.phrase(self.f.text, w, false),
+            Text::Prefix(p) => self.phrase(self.f.text, p, true),
+        }
+    }
+
+    fn build(&self, q: &ParsedQuery, viewer: &Viewer) -> Result<Box<dyn Query>> {
+        let f = &self.f;
+        let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for group in &q.all {
+            let alts: Vec<(Occur, Box<dyn Query>)> = group
+                .iter()
+                .filter_map(|t| self.text_query(t))
+                .map(|q| (Occur::Should, q))
+                .collect();
+            if !alts.is_empty() {
+                must.push((Occur::Must, Box::new(BooleanQuery::new(alts))));
+            }
+        }
+        for s in &q.speakers {
+            if let Some(p) = self.phrase(f.speaker, s, false) {
+                must.push((Occur::Must, p));
+            }
+        }
+        for r in &q.rooms {
+            let mut alts: Vec<(Occur, Box<dyn Query>)> = vec![(
+                Occur::Should,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(f.room, r.trim()),
+                    IndexRecordOption::Basic,
+                )),
+            )];
+            if let Some(p) = self.phrase(f.title, r, false) {
+                alts.push((Occur::Should, p));
+            }
+            must.push((Occur::Must, Box::new(BooleanQuery::new(alts))));
+        }
+        for l in &q.languages {
+            must.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(f.language, l),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
+        if q.after_ms.is_some() || q.before_ms.is_some() {
+            let lo = q.after_ms.map_or(Bound::Unbounded, |v| {
+                Bound::Included(Term::from_field_i64(f.date, v))
+            });
+            let hi = q.before_ms.map_or(Bound::Unbounded, |v| {
+                Bound::Excluded(Term::from_field_i64(f.date, v))
+            });
+            must.push((Occur::Must, Box::new(RangeQuery::new(lo, hi))));
+        }
+        // Access is part of the query, so counts and pages only ever see what the viewer may.
+        let access = |v: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(f.access, v),
+                IndexRecordOption::Basic,
+            ))
+        };
+        match viewer {
+            Viewer::Admin => {}
+            Viewer::Anonymous => must.push((Occur::Must, access("public"))),
+            Viewer::User(u) => must.push((
+                Occur::Must,
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Should, access("public")),
+                    (Occur::Should, access(&format!("user:{u}"))),
+                ])),
+            )),
+        }
+        for t in &q.none {
+            if let Some(x) = self.text_query(t) {
+                must.push((Occur::MustNot, x));
+            }
+        }
+        if must.iter().all(|(o, _)| *o == Occur::MustNot) {
+            must.push((Occur::Must, Box::new(AllQuery)));
+        }
+        Ok(Box::new(BooleanQuery::new(must)))
+    }
+
+    /// Runs a parsed query for `viewer`; `page` counts from 1.
+    pub fn search(
+        &self,
+        q: &ParsedQuery,
+        viewer: &Viewer,
+        sort: Sort,
+        page: usize,
+        per_page: usize,
+    ) -> Result<Results> {
+        let page = page.max(1);
+        let per_page = per_page.clamp(1, 100);
+        let query = self.build(q, viewer)?;
+        let searcher = self.reader.searcher();
+        let offset = (page - 1) * per_page;
+        let top = TopDocs::with_limit(per_page).and_offset(offset);
+        let (hits, total): (Vec<(f32, DocAddress)>, usize) = match sort {
+            Sort::Relevance => searcher.search(&query, &(top.order_by_score(), Count))?,
+            Sort::Newest => {
+                let (docs, total) = searcher.search(
+                    &query,
+                    &(
+                        top.order_by_fast_field::<i64>("date_ms", Order::Desc),
+                        Count,
+                    ),
+                )?;
+                (docs.into_iter().map(|(_, a)| (0.0, a)).collect(), total)
+            }
+        };
+        let snippets = if q.has_text() {
+            let text_only = self.build(
+                &ParsedQuery {
+                    all: q.all.clone(),
+                    ..Default::default()
+                },
+                &Viewer::Admin,
+            )?;
+            let mut g = SnippetGenerator::create(&searcher, &*text_only, self.f.text)?;
+            g.set_max_num_chars(200);
+            Some(g)
+        } else {
+            None
+        };
+        let mut groups: Vec<RecordingHits> = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
+        for (score, addr) in hits {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            let s = |field: Field| {
+                doc.get_first(field)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let i = |field: Field| doc.get_first(field).and_then(|v| v.as_i64()).unwrap_or(0);
+            let text = s(self.f.text);
+            let snippet_html = match &snippets {
+                Some(g) => {
+                    let sn = g.snippet(&text);
+                    if sn.fragment().is_empty() {
+                        escape(&truncate(&text, 200))
+                    } else {
+                        marked(sn.fragment(), sn.highlighted())
+                    }
+                }
+                None => escape(&truncate(&text, 200)),
+            };
+            let recording = s(self.f.recording);
+            let start_ms = i(self.f.start);
+            let hit = Hit {
+                speaker: s(self.f.speaker),
+                speaker_id: s(self.f.speaker_id),
+                start_ms,
+                end_ms: i(self.f.end),
+                snippet_html,
+                link: format!("/r/{recording}?t={}", start_ms / 1000),
+                score,
+            };
+            let idx = *at.entry(recording.clone()).or_insert_with(|| {
+                groups.push(RecordingHits {
+                    recording_id: recording.clone(),
+                    title: s(self.f.title),
+                    date_ms: i(self.f.date),
+                    hits: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            groups[idx].hits.push(hit);
+        }
+        Ok(Results {
+            total,
+            page,
+            per_page,
+            recordings: groups,
+        })
+    }
+
+    /// Documents in the index.
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Bytes the index takes on disk (0 in memory).
+    pub fn size_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// HTML-escapes text (`&`, `<`, `>`, `"`, `'`).
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes `fragment` and wraps the highlighted byte ranges in `<mark>`: marks are added after
+/// escaping, so nothing in the text can close or forge them.
+fn marked(fragment: &str, ranges: &[std::ops::Range<usize>]) -> String {
+    let mut out = String::new();
+    let mut pos = 0;
+    for r in ranges {
+        if r.start < pos
+            || r.end > fragment.len()
+            || !fragment.is_char_boundary(r.start)
+            || !fragment.is_char_boundary(r.end)
+        {
+            continue;
+        }
+        out.push_str(&escape(&fragment[pos..r.start]));
+        out.push_str("<mark>");
+        out.push_str(&escape(&fragment[r.start..r.end]));
+        out.push_str("</mark>");
+        pos = r.end;
+    }
+    out.push_str(&escape(&fragment[pos..]));
+    out
+}

@@ -1,0 +1,14 @@
+//! `roomtape-search`: every word ever said, by phrase, speaker, room and date.
+//!
+//! One tantivy document per transcript segment; [`query::parse`] reads the query language;
+//! [`SearchIndex::search`] applies the viewer's access inside the query and groups hits by
+//! recording with HTML-safe snippets.
+
+mod error;
+mod index;
+pub mod query;
+
+pub use error::{Error, Result};
+pub use index::{
+    ANALYZER, Hit, RecordingHits, Results, SearchIndex, SegmentDoc, Sort, Viewer, escape,
+};
