@@ -286,6 +286,8 @@ pub async fn recordings(ctx: &Context, cmd: RecordingsCommand) -> anyhow::Result
             let r = catalog.find_recording(&id).await?;
             catalog.delete_recording(r.id).await?;
             store.delete_dir(&r.id.to_string())?;
+            // Its hits go now (or, while `serve` holds the index, within a moment).
+            crate::search_cmd::open_index(ctx, &catalog).await?;
             if !ctx.quiet {
                 println!("deleted {}", r.id);
             }
@@ -408,17 +410,26 @@ pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
     if !ctx.quiet {
         println!("roomtape listening on http://{local}");
     }
+    let search = crate::search_cmd::open_index(&ctx, &catalog).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let indexer = tokio::spawn(roomtape_search::indexer::run(
+        search.clone(),
+        catalog.clone(),
+        std::time::Duration::from_millis(250),
+        stop_rx.clone(),
+    ));
     let worker = crate::transcribe_cmd::spawn_worker(&ctx, catalog.clone(), store.clone(), stop_rx);
     let app = roomtape_web::app(roomtape_web::AppState {
         catalog: catalog.clone(),
         store,
+        search,
     });
     roomtape_web::serve(listener, app, shutdown_signal()).await?;
     let _ = stop_tx.send(true);
     if let Some(w) = worker {
         let _ = w.await;
     }
+    let _ = indexer.await;
     catalog.close().await;
     Ok(())
 }

@@ -9,6 +9,7 @@ use clap::{ArgAction, Parser, Subcommand};
 
 mod bench_transcribe;
 mod commands;
+mod search_cmd;
 mod transcribe_cmd;
 
 /// Live audio rooms with a track per speaker, Whisper transcripts and search.
@@ -54,6 +55,10 @@ enum Command {
     Jobs,
     /// Write a recording's transcript to stdout
     Export(transcribe_cmd::ExportArgs),
+    /// Search every transcript
+    Search(search_cmd::SearchArgs),
+    /// Rebuild the search index from the catalog
+    Reindex,
     /// Run the web service
     Serve {
         /// Address to listen on, e.g. 127.0.0.1:8080
@@ -130,6 +135,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => transcribe_cmd::worker(&ctx, args).await,
         Command::Jobs => transcribe_cmd::jobs(&ctx).await,
         Command::Export(args) => transcribe_cmd::export(&ctx, args).await,
+        Command::Search(args) => search_cmd::search(&ctx, args).await,
+        Command::Reindex => search_cmd::reindex(&ctx).await,
         Command::Serve { listen } => commands::serve(ctx, listen).await,
         Command::Bench(cmd) => commands::bench(&ctx, cmd).await,
         Command::Debug(cmd) => commands::debug(&ctx, cmd).await,

@@ -452,3 +452,88 @@ async fn write_transcript(
     }
     Ok(())
 }
+
+/// What the search index needs to know about one recording.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchSource {
+    pub recording: crate::Recording,
+    pub visibility: String,
+    pub owner_id: Option<String>,
+    /// Speaker ids of its tracks (users who spoke, for live rooms).
+    pub speaker_ids: Vec<String>,
+    pub segments: Vec<Segment>,
+}
+
+impl Catalog {
+    /// Recordings waiting in the search outbox: `(recording id, sequence number)`.
+    pub async fn search_outbox(&self, limit: i64) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT recording_id, seq FROM search_outbox ORDER BY seq LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("recording_id")?, r.try_get("seq")?)))
+            .collect()
+    }
+
+    /// Removes an outbox entry, unless it was queued again since it was read as `seq`.
+    pub async fn search_outbox_done(&self, seq: i64) -> Result<()> {
+        sqlx::query("DELETE FROM search_outbox WHERE seq = ?")
+            .bind(seq)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Queues every recording with a transcript for indexing (a full rebuild).
+    pub async fn search_outbox_all(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "INSERT OR REPLACE INTO search_outbox (recording_id) SELECT recording_id FROM transcripts",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Everything the index needs about `id`, or `None` when it is gone or has no transcript.
+    pub async fn search_source(&self, id: RecordingId) -> Result<Option<SearchSource>> {
+        let recording = match self.recording(id).await {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(t) = self.transcript(id).await? else {
+            return Ok(None);
+        };
+        let row = sqlx::query("SELECT visibility, owner_id FROM recordings WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(SearchSource {
+            recording,
+            visibility: row.try_get("visibility")?,
+            owner_id: row.try_get("owner_id")?,
+            speaker_ids: t.speakers.iter().map(|s| s.id.to_string()).collect(),
+            segments: t.segments,
+        }))
+    }
+
+    /// Sets who may see a recording.
+    pub async fn set_visibility(&self, id: RecordingId, visibility: &str) -> Result<()> {
+        if !["private", "unlisted", "public"].contains(&visibility) {
+            return Err(Error::Invalid(format!(
+                "visibility must be private, unlisted or public, not {:?}",
+                crate::truncate_for_message(visibility)
+            )));
+        }
+        let done = sqlx::query("UPDATE recordings SET visibility = ? WHERE id = ?")
+            .bind(visibility)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("recording {id}")));
+        }
+        Ok(())
+    }
+}

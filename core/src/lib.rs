@@ -19,7 +19,7 @@ pub use catalog::Catalog;
 pub use config::{Config, ImportConfig, RecorderConfig, ServerConfig, TranscribeConfig};
 pub use error::{Error, Result};
 pub use id::{JobId, RecordingId, RoomId, SpeakerId, TrackId, UserId};
-pub use jobs::{Failure, Job, JobState, RETRY_BACKOFF_MS};
+pub use jobs::{Failure, Job, JobState, RETRY_BACKOFF_MS, SearchSource};
 pub use types::{
     MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingSource, RecordingState, Segment,
     Speaker, Timestamp, Track, Transcript, TranscriptSpeaker, Word,
@@ -45,6 +45,10 @@ pub mod layout {
     /// The root of the archive store.
     pub fn archives(data: &Path) -> PathBuf {
         data.join("archives")
+    }
+    /// The search index.
+    pub fn index(data: &Path) -> PathBuf {
+        data.join("index")
     }
     /// Installed Whisper models.
     pub fn models(data: &Path) -> PathBuf {

@@ -13,6 +13,9 @@ pub enum Error {
     /// The index directory could not be opened.
     #[error("search index directory: {0}")]
     Directory(String),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] roomtape_core::Error),
 }
 
 /// `Result` with [`Error`].

@@ -149,8 +149,11 @@ fn schema() -> (Schema, Fields) {
 
 /// The search index.
 pub struct SearchIndex {
+    index: Index,
     reader: IndexReader,
-    writer: Mutex<IndexWriter>,
+    /// Made on the first write: only one process may hold an index's writer, and a process that
+    /// only searches (the CLI while `serve` runs) never needs it.
+    writer: Mutex<Option<IndexWriter>>,
     f: Fields,
 }
 
@@ -167,10 +170,10 @@ impl SearchIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let writer = index.writer(64 * 1024 * 1024)?;
         Ok(SearchIndex {
+            index,
             reader,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(None),
             f,
         })
     }
@@ -226,35 +229,56 @@ impl SearchIndex {
         }
     }
 
-    fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs `f` with the index writer (made on first use), then commits and reloads.
+    fn write<T>(&self, f: impl FnOnce(&mut IndexWriter) -> Result<T>) -> Result<T> {
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(self.index.writer(64 * 1024 * 1024)?);
+        }
+        let w = guard
+            .as_mut()
+            .ok_or_else(|| Error::Directory("no index writer".into()))?;
+        let out = f(w)?;
+        w.commit()?;
+        drop(guard);
+        self.reader.reload()?;
+        Ok(out)
+    }
+
+    /// Sees what other processes committed since the last look.
+    pub fn refresh(&self) -> Result<()> {
+        Ok(self.reader.reload()?)
     }
 
     /// Replaces every document of `recording` with `docs` and makes them searchable.
     pub fn replace_recording(&self, recording: &str, docs: &[SegmentDoc]) -> Result<()> {
-        let mut w = self.writer();
-        w.delete_term(Term::from_field_text(self.f.recording, recording));
-        for d in docs {
-            w.add_document(self.document(d))?;
-        }
-        w.commit()?;
-        drop(w);
-        self.reader.reload()?;
-        Ok(())
+        self.replace_recordings(&[(recording.to_string(), docs.to_vec())])
+    }
+
+    /// Replaces the documents of several recordings in one commit: a reader sees all of the
+    /// changes or none of them, never a recording twice.
+    pub fn replace_recordings(&self, batch: &[(String, Vec<SegmentDoc>)]) -> Result<()> {
+        self.write(|w| {
+            for (recording, docs) in batch {
+                w.delete_term(Term::from_field_text(self.f.recording, recording));
+                for d in docs {
+                    w.add_document(self.document(d))?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Adds many recordings at once (reindexing, benchmarks): one commit at the end.
     pub fn add_all(&self, docs: impl IntoIterator<Item = SegmentDoc>) -> Result<usize> {
-        let mut w = self.writer();
-        let mut n = 0;
-        for d in docs {
-            w.add_document(self.document(&d))?;
-            n += 1;
-        }
-        w.commit()?;
-        drop(w);
-        self.reader.reload()?;
-        Ok(n)
+        self.write(|w| {
+            let mut n = 0;
+            for d in docs {
+                w.add_document(self.document(&d))?;
+                n += 1;
+            }
+            Ok(n)
+        })
     }
 
     /// Removes a recording's documents.
@@ -264,12 +288,10 @@ impl SearchIndex {
 
     /// Removes everything.
     pub fn clear(&self) -> Result<()> {
-        let mut w = self.writer();
-        w.delete_all_documents()?;
-        w.commit()?;
-        drop(w);
-        self.reader.reload()?;
-        Ok(())
+        self.write(|w| {
+            w.delete_all_documents()?;
+            Ok(())
+        })
     }
 
     fn document(&self, d: &SegmentDoc) -> TantivyDocument {

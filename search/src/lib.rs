@@ -6,6 +6,7 @@
 
 mod error;
 mod index;
+pub mod indexer;
 pub mod query;
 
 pub use error::{Error, Result};

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -13,12 +13,14 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use roomtape_core::{ArchiveStore, Catalog, Recording, Track};
+use roomtape_search::{SearchIndex, Sort, Viewer};
 
 /// What every handler can reach.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub catalog: Catalog,
     pub store: Arc<dyn ArchiveStore>,
+    pub search: Arc<SearchIndex>,
 }
 
 /// The service's routes.
@@ -26,6 +28,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/recordings", get(list_recordings))
+        .route("/api/v1/search", get(search))
         .fallback(not_found)
         .with_state(state)
 }
@@ -39,6 +42,14 @@ pub struct AppError {
 }
 
 impl AppError {
+    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        AppError {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+        }
+    }
+
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {e}");
         AppError {
@@ -93,6 +104,71 @@ async fn list_recordings(
     Ok(Json(serde_json::json!({ "recordings": items })))
 }
 
+/// Query parameters of `/api/v1/search`, all as text so every mistake gets a message naming it.
+#[derive(serde::Deserialize)]
+struct SearchParams {
+    q: Option<String>,
+    sort: Option<String>,
+    page: Option<String>,
+    per_page: Option<String>,
+}
+
+fn number_param(
+    name: &str,
+    v: Option<&str>,
+    default: usize,
+    max: usize,
+) -> Result<usize, AppError> {
+    let Some(v) = v else { return Ok(default) };
+    match v.trim().parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(AppError::bad_request(
+            "bad_parameter",
+            format!(
+                "{name} must be a whole number from 1 to {max}, not {:?}",
+                roomtape_core::truncate_for_message(v)
+            ),
+        )),
+    }
+}
+
+async fn search(
+    State(state): State<AppState>,
+    params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<roomtape_search::Results>, AppError> {
+    let Query(p) = params.map_err(|e| AppError::bad_request("bad_parameter", e.body_text()))?;
+    let q = p.q.unwrap_or_default();
+    let parsed = roomtape_search::query::parse(&q)
+        .map_err(|e| AppError::bad_request("bad_query", e.to_string()))?;
+    let sort = match p.sort.as_deref() {
+        None | Some("relevance") => Sort::Relevance,
+        Some("newest" | "date") => Sort::Newest,
+        Some(other) => {
+            return Err(AppError::bad_request(
+                "bad_parameter",
+                format!(
+                    "sort must be relevance or newest, not {:?}",
+                    roomtape_core::truncate_for_message(other)
+                ),
+            ));
+        }
+    };
+    let page = number_param("page", p.page.as_deref(), 1, 10_000)?;
+    let per_page = number_param("per_page", p.per_page.as_deref(), 20, 100)?;
+    // Accounts arrive with live rooms; until then every web caller is anonymous.
+    let viewer = Viewer::Anonymous;
+    let index = state.search.clone();
+    let results =
+        tokio::task::spawn_blocking(move || index.search(&parsed, &viewer, sort, page, per_page))
+            .await
+            .map_err(AppError::internal)?
+            .map_err(|e| match e {
+                roomtape_search::Error::Query(m) => AppError::bad_request("bad_query", m),
+                other => AppError::internal(other),
+            })?;
+    Ok(Json(results))
+}
+
 async fn not_found() -> AppError {
     AppError {
         status: StatusCode::NOT_FOUND,
@@ -113,7 +189,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Catalog::open(&dir.path().join("c.sqlite")).await.unwrap();
         let store = Arc::new(roomtape_core::MemoryStore::new());
-        let app = app(AppState { catalog, store });
+        let search = Arc::new(SearchIndex::in_memory().unwrap());
+        let app = app(AppState {
+            catalog,
+            store,
+            search,
+        });
         let res = app
             .clone()
             .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())

@@ -1,0 +1,118 @@
+//! Keeping the index in step with the catalog. Catalog triggers put every changed recording in
+//! the `search_outbox` table in the same transaction as the change; [`drain`] rebuilds those
+//! recordings' documents and clears their entries, so a crash between the two only means the
+//! work is done again. The index can always be rebuilt from the catalog with [`reindex`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use roomtape_core::{Catalog, RecordingId, SearchSource};
+
+use crate::{Error, Result, SearchIndex, SegmentDoc};
+
+/// Recordings rebuilt per commit.
+const BATCH: i64 = 64;
+
+/// The documents of one recording.
+pub fn documents(src: &SearchSource) -> Vec<SegmentDoc> {
+    let r = &src.recording;
+    let mut readers: Vec<String> = src.speaker_ids.clone();
+    readers.extend(src.owner_id.clone());
+    readers.sort();
+    readers.dedup();
+    src.segments
+        .iter()
+        .map(|s| SegmentDoc {
+            recording_id: r.id.to_string(),
+            room_id: r.room_id.map(|x| x.to_string()),
+            title: r.title.clone(),
+            speaker_id: s.speaker_id.to_string(),
+            speaker: s.speaker.clone(),
+            language: s.language.clone().unwrap_or_else(|| r.language.clone()),
+            start_ms: s.start_ms,
+            end_ms: s.end_ms,
+            text: s.text.clone(),
+            date_ms: r.started_at.0,
+            public: src.visibility == "public",
+            readers: readers.clone(),
+        })
+        .collect()
+}
+
+/// Brings the index up to date with the outbox. Returns how many recordings were updated.
+pub async fn drain(index: &Arc<SearchIndex>, catalog: &Catalog) -> Result<usize> {
+    let mut n = 0;
+    loop {
+        let entries = catalog.search_outbox(BATCH).await?;
+        if entries.is_empty() {
+            return Ok(n);
+        }
+        let mut batch = Vec::with_capacity(entries.len());
+        for (id, _) in &entries {
+            let docs = match id.parse::<RecordingId>() {
+                Ok(rid) => match catalog.search_source(rid).await? {
+                    Some(src) => documents(&src),
+                    None => Vec::new(),
+                },
+                // Not one of ours: make sure nothing of it is left.
+                Err(_) => Vec::new(),
+            };
+            batch.push((id.clone(), docs));
+        }
+        let ix = index.clone();
+        tokio::task::spawn_blocking(move || ix.replace_recordings(&batch))
+            .await
+            .map_err(|e| Error::Directory(format!("indexing task: {e}")))??;
+        for (_, seq) in &entries {
+            catalog.search_outbox_done(*seq).await?;
+        }
+        n += entries.len();
+    }
+}
+
+/// Rebuilds the whole index from the catalog.
+pub async fn reindex(index: &Arc<SearchIndex>, catalog: &Catalog) -> Result<usize> {
+    let ix = index.clone();
+    tokio::task::spawn_blocking(move || ix.clear())
+        .await
+        .map_err(|e| Error::Directory(format!("indexing task: {e}")))??;
+    catalog.search_outbox_all().await?;
+    drain(index, catalog).await
+}
+
+/// Drains the outbox every `every` until `stop` turns true: what `serve` runs, so a stored
+/// transcript is searchable within about that long. Errors are logged and retried.
+pub async fn run(
+    index: Arc<SearchIndex>,
+    catalog: Catalog,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut failing = false;
+    loop {
+        match drain(&index, &catalog).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!("indexed {n} recording(s)");
+                }
+                if failing {
+                    tracing::info!("search indexing works again");
+                    failing = false;
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!("search indexing failed, retrying: {e}");
+                }
+                failing = true;
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
