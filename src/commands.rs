@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 
 use roomtape_core::{
     ArchiveStore, Catalog, Config, LocalStore, Manifest, MemoryStore, Recording, RecordingId,
-    RecordingSource, RecordingState, Speaker, SpeakerId, Timestamp, Track, layout,
+    RecordingSource, RecordingState, Speaker, SpeakerId, Timestamp, Track, Visibility, layout,
 };
 use roomtape_ingest::{ImportOptions, LiveRecording, RecorderSettings, RtpPacket};
 
@@ -122,6 +122,8 @@ pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
         ended_at: manifest.ended_at,
         duration_ms: Some(manifest.duration_ms()),
         language: args.language.clone(),
+        visibility: Default::default(),
+        owner_id: None,
     };
     if let Err(e) = catalog
         .create_recording(&rec, &manifest.catalog_tracks())
@@ -170,6 +172,15 @@ pub enum RecordingsCommand {
         /// Output WAV file
         #[arg(short = 'o', long = "output", value_name = "FILE.wav")]
         output: PathBuf,
+    },
+    /// Set who may see a recording: private (default for new ones), unlisted, or public
+    /// (listed and searchable by everyone)
+    Publish {
+        /// Recording id (or a unique prefix)
+        id: String,
+        /// private, unlisted or public
+        #[arg(long, default_value = "public")]
+        visibility: String,
     },
     /// Delete a recording and its archive
     Delete {
@@ -240,6 +251,7 @@ pub async fn recordings(ctx: &Context, cmd: RecordingsCommand) -> anyhow::Result
                 }
             );
             println!("source:    {}", r.source.as_str());
+            println!("visible:   {}", r.visibility);
             println!("started:   {}", r.started_at);
             if let Some(d) = r.duration_ms {
                 println!("length:    {}", format_ms(d));
@@ -280,6 +292,15 @@ pub async fn recordings(ctx: &Context, cmd: RecordingsCommand) -> anyhow::Result
                     output.display(),
                     format_ms((n / 48) as i64)
                 );
+            }
+        }
+        RecordingsCommand::Publish { id, visibility } => {
+            let v: Visibility = visibility.parse()?;
+            let r = catalog.find_recording(&id).await?;
+            catalog.set_visibility(r.id, v).await?;
+            crate::search_cmd::open_index(ctx, &catalog).await?;
+            if !ctx.quiet {
+                println!("{} is now {v}", r.id);
             }
         }
         RecordingsCommand::Delete { id } => {
@@ -411,6 +432,10 @@ pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
         println!("roomtape listening on http://{local}");
     }
     let search = crate::search_cmd::open_index(&ctx, &catalog).await?;
+    // The running service owns the index; the CLI's commands leave updates to it meanwhile.
+    if let Err(e) = search.acquire_writer() {
+        tracing::warn!("search index busy ({e}); indexing retries until it is free");
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let indexer = tokio::spawn(roomtape_search::indexer::run(
         search.clone(),
@@ -643,6 +668,8 @@ pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
                 ended_at: None,
                 duration_ms: None,
                 language: "en".into(),
+                visibility: Default::default(),
+                owner_id: None,
             },
             &[],
         )

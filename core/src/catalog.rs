@@ -12,7 +12,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::{
     Error, Recording, RecordingId, RecordingSource, RecordingState, Result, RoomId, Speaker,
-    SpeakerId, Timestamp, Track, TrackId,
+    SpeakerId, Timestamp, Track, TrackId, UserId,
 };
 
 /// A handle on the catalog database; cheap to clone.
@@ -21,7 +21,7 @@ pub struct Catalog {
     pub(crate) pool: SqlitePool,
 }
 
-const RECORDING_COLUMNS: &str = "id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms, language";
+const RECORDING_COLUMNS: &str = "id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms, language, visibility, owner_id";
 
 impl Catalog {
     /// Opens (creating if needed) the catalog at `path` and brings its schema up to date.
@@ -72,8 +72,8 @@ impl Catalog {
                 .await?;
         }
         sqlx::query(
-            "INSERT INTO recordings (id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms, language)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO recordings (id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms, language, visibility, owner_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(rec.id.to_string())
         .bind(rec.room_id.map(|r| r.to_string()))
@@ -86,6 +86,8 @@ impl Catalog {
         .bind(rec.ended_at.map(|t| t.0))
         .bind(rec.duration_ms)
         .bind(&rec.language)
+        .bind(rec.visibility.as_str())
+        .bind(rec.owner_id.map(|u| u.to_string()))
         .execute(&mut *tx)
         .await?;
         insert_tracks(&mut tx, rec.id, tracks).await?;
@@ -306,6 +308,11 @@ fn recording_from_row(row: &SqliteRow) -> Result<Recording> {
         ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(Timestamp),
         duration_ms: row.try_get("duration_ms")?,
         language: row.try_get("language")?,
+        visibility: parse_col(row, "visibility")?,
+        owner_id: row
+            .try_get::<Option<String>, _>("owner_id")?
+            .map(|u| u.parse::<UserId>())
+            .transpose()?,
     })
 }
 
@@ -326,6 +333,8 @@ mod tests {
             ended_at: None,
             duration_ms: None,
             language: "auto".into(),
+            visibility: Default::default(),
+            owner_id: None,
         }
     }
 

@@ -457,8 +457,6 @@ async fn write_transcript(
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchSource {
     pub recording: crate::Recording,
-    pub visibility: String,
-    pub owner_id: Option<String>,
     /// Speaker ids of its tracks (users who spoke, for live rooms).
     pub speaker_ids: Vec<String>,
     pub segments: Vec<Segment>,
@@ -505,29 +503,21 @@ impl Catalog {
         let Some(t) = self.transcript(id).await? else {
             return Ok(None);
         };
-        let row = sqlx::query("SELECT visibility, owner_id FROM recordings WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_one(&self.pool)
-            .await?;
         Ok(Some(SearchSource {
             recording,
-            visibility: row.try_get("visibility")?,
-            owner_id: row.try_get("owner_id")?,
             speaker_ids: t.speakers.iter().map(|s| s.id.to_string()).collect(),
             segments: t.segments,
         }))
     }
 
     /// Sets who may see a recording.
-    pub async fn set_visibility(&self, id: RecordingId, visibility: &str) -> Result<()> {
-        if !["private", "unlisted", "public"].contains(&visibility) {
-            return Err(Error::Invalid(format!(
-                "visibility must be private, unlisted or public, not {:?}",
-                crate::truncate_for_message(visibility)
-            )));
-        }
+    pub async fn set_visibility(
+        &self,
+        id: RecordingId,
+        visibility: crate::Visibility,
+    ) -> Result<()> {
         let done = sqlx::query("UPDATE recordings SET visibility = ? WHERE id = ?")
-            .bind(visibility)
+            .bind(visibility.as_str())
             .bind(id.to_string())
             .execute(&self.pool)
             .await?;

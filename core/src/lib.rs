@@ -22,7 +22,7 @@ pub use id::{JobId, RecordingId, RoomId, SpeakerId, TrackId, UserId};
 pub use jobs::{Failure, Job, JobState, RETRY_BACKOFF_MS, SearchSource};
 pub use types::{
     MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingSource, RecordingState, Segment,
-    Speaker, Timestamp, Track, Transcript, TranscriptSpeaker, Word,
+    Speaker, Timestamp, Track, Transcript, TranscriptSpeaker, Visibility, Word,
 };
 
 /// Shortens untrusted text for an error message (at most 64 characters, no control characters).

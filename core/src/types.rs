@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::{Error, RecordingId, Result, RoomId, SpeakerId, TrackId};
+use crate::{Error, RecordingId, Result, RoomId, SpeakerId, TrackId, UserId};
 
 /// A point in time, milliseconds since the Unix epoch, shown as RFC 3339 (UTC).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -99,6 +99,51 @@ impl FromStr for RecordingSource {
     }
 }
 
+/// Who may see a recording (its replay, transcript and search hits).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Its owner, hosts and speakers (and admins). What every new recording is.
+    #[default]
+    Private,
+    /// Anyone with the link; never listed or searchable.
+    Unlisted,
+    /// Published: listed and searchable by everyone.
+    Public,
+}
+
+impl Visibility {
+    /// The catalog's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Private => "private",
+            Visibility::Unlisted => "unlisted",
+            Visibility::Public => "public",
+        }
+    }
+}
+
+impl fmt::Display for Visibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Visibility {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "private" => Ok(Visibility::Private),
+            "unlisted" => Ok(Visibility::Unlisted),
+            "public" => Ok(Visibility::Public),
+            other => Err(Error::Invalid(format!(
+                "visibility must be private, unlisted or public, not {:?}",
+                crate::truncate_for_message(other)
+            ))),
+        }
+    }
+}
+
 /// The life of a recording.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -176,6 +221,11 @@ pub struct Recording {
     /// Spoken language: `auto` (detected per track) or a Whisper language code.
     #[serde(default = "auto_language")]
     pub language: String,
+    #[serde(default)]
+    pub visibility: Visibility,
+    /// The account that owns it (the room's host); `None` for imports by the local admin.
+    #[serde(default)]
+    pub owner_id: Option<UserId>,
 }
 
 fn auto_language() -> String {

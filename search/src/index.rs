@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use serde::Serialize;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, EmptyQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RangeQuery,
+    TermQuery,
 };
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
@@ -147,6 +148,13 @@ fn schema() -> (Schema, Fields) {
     (b.build(), f)
 }
 
+/// Memory the writer buffers before it flushes a segment.
+const WRITER_HEAP: usize = 64 * 1024 * 1024;
+
+/// Readers of an index on disk also watch it for commits made by another process (the CLI
+/// while `serve` runs, or the other way round); a process's own commits are seen at once.
+const ON_DISK_RELOAD: ReloadPolicy = ReloadPolicy::OnCommitWithDelay;
+
 /// The search index.
 pub struct SearchIndex {
     index: Index,
@@ -164,12 +172,9 @@ impl std::fmt::Debug for SearchIndex {
 }
 
 impl SearchIndex {
-    fn from_index(index: Index, f: Fields) -> Result<Self> {
+    fn from_index(index: Index, f: Fields, policy: ReloadPolicy) -> Result<Self> {
         index.tokenizers().register(ANALYZER, analyzer());
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
+        let reader = index.reader_builder().reload_policy(policy).try_into()?;
         Ok(SearchIndex {
             index,
             reader,
@@ -181,7 +186,7 @@ impl SearchIndex {
     /// An index in memory (tests, benchmarks).
     pub fn in_memory() -> Result<Self> {
         let (schema, f) = schema();
-        Self::from_index(Index::create_in_ram(schema), f)
+        Self::from_index(Index::create_in_ram(schema), f, ReloadPolicy::Manual)
     }
 
     /// Opens the index in `dir`, creating it when missing. Returns `(index, rebuilt)`: a
@@ -207,7 +212,7 @@ impl SearchIndex {
         };
         match opened
             .map_err(Error::from)
-            .and_then(|i| Self::from_index(i, f))
+            .and_then(|i| Self::from_index(i, f, ON_DISK_RELOAD))
         {
             Ok(ix) => Ok((ix, fresh)),
             Err(e) => {
@@ -222,25 +227,41 @@ impl SearchIndex {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| Error::Directory(format!("{}: {e}", dir.display())))?;
                 let index = Index::create_in_dir(dir, schema)?;
-                let ix = Self::from_index(index, f)?;
+                let ix = Self::from_index(index, f, ON_DISK_RELOAD)?;
                 let _ = std::fs::remove_dir_all(&aside);
                 Ok((ix, true))
             }
         }
     }
 
-    /// Runs `f` with the index writer (made on first use), then commits and reloads.
-    fn write<T>(&self, f: impl FnOnce(&mut IndexWriter) -> Result<T>) -> Result<T> {
+    /// Takes the index's writer now, for a process that keeps the index current (`serve`).
+    /// Fails while another process holds it; every write tries again.
+    pub fn acquire_writer(&self) -> Result<()> {
         let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
-            *guard = Some(self.index.writer(64 * 1024 * 1024)?);
+            *guard = Some(self.index.writer(WRITER_HEAP)?);
         }
-        let w = guard
-            .as_mut()
-            .ok_or_else(|| Error::Directory("no index writer".into()))?;
-        let out = f(w)?;
-        w.commit()?;
+        Ok(())
+    }
+
+    /// Runs `f` with the index writer (made on first use), then commits and reloads. On any
+    /// error the writer is dropped, which discards what `f` did: a batch lands whole or not at
+    /// all.
+    fn write<T>(&self, f: impl FnOnce(&mut IndexWriter) -> Result<T>) -> Result<T> {
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let w = match guard.as_mut() {
+            Some(w) => w,
+            None => guard.insert(self.index.writer(WRITER_HEAP)?),
+        };
+        let out = f(w).and_then(|out| {
+            w.commit()?;
+            Ok(out)
+        });
+        if out.is_err() {
+            *guard = None;
+        }
         drop(guard);
+        let out = out?;
         self.reader.reload()?;
         Ok(out)
     }
@@ -367,6 +388,11 @@ impl SearchIndex {
             if !alts.is_empty() {
                 must.push((Occur::Must, Box::new(BooleanQuery::new(alts))));
             }
+        }
+        if q.has_text() && must.is_empty() {
+            // Text was asked for but none of it can match (only symbols or emoji): nothing
+            // matches, rather than everything.
+            return Ok(Box::new(EmptyQuery));
         }
         for s in &q.speakers {
             if let Some(p) = self.phrase(f.speaker, s, false) {

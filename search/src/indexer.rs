@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use roomtape_core::{Catalog, RecordingId, SearchSource};
+use roomtape_core::{Catalog, RecordingId, SearchSource, Visibility};
 
 use crate::{Error, Result, SearchIndex, SegmentDoc};
 
@@ -17,7 +17,7 @@ const BATCH: i64 = 64;
 pub fn documents(src: &SearchSource) -> Vec<SegmentDoc> {
     let r = &src.recording;
     let mut readers: Vec<String> = src.speaker_ids.clone();
-    readers.extend(src.owner_id.clone());
+    readers.extend(r.owner_id.map(|u| u.to_string()));
     readers.sort();
     readers.dedup();
     src.segments
@@ -33,7 +33,7 @@ pub fn documents(src: &SearchSource) -> Vec<SegmentDoc> {
             end_ms: s.end_ms,
             text: s.text.clone(),
             date_ms: r.started_at.0,
-            public: src.visibility == "public",
+            public: r.visibility == Visibility::Public,
             readers: readers.clone(),
         })
         .collect()

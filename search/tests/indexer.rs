@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use roomtape_core::{
     Catalog, Recording, RecordingId, RecordingSource, RecordingState, Segment, Speaker, SpeakerId,
-    Timestamp, Track, TrackId, Transcript, TranscriptSpeaker,
+    Timestamp, Track, TrackId, Transcript, TranscriptSpeaker, Visibility,
 };
 use roomtape_search::query::parse;
 use roomtape_search::{Results, SearchIndex, Sort, Viewer, indexer};
@@ -53,6 +53,8 @@ async fn add(
         ended_at: None,
         duration_ms: Some(60_000),
         language: "en".into(),
+        visibility: Default::default(),
+        owner_id: None,
     };
     let tracks: Vec<Track> = speakers
         .iter()
@@ -156,14 +158,22 @@ async fn stored_transcripts_become_searchable_and_stay_single() {
     indexer::drain(&fx.index, &fx.catalog).await.unwrap();
     assert_eq!(find(&fx.index, "ferry", &Viewer::Admin).total, 1);
     assert_eq!(
-        find(&fx.index, "\"bus timetable\" speaker:\"ana lima\"", &Viewer::Admin).total,
+        find(
+            &fx.index,
+            "\"bus timetable\" speaker:\"ana lima\"",
+            &Viewer::Admin
+        )
+        .total,
         1
     );
 
     // Deleting the recording removes its hits.
     fx.catalog.delete_recording(id).await.unwrap();
     indexer::drain(&fx.index, &fx.catalog).await.unwrap();
-    assert_eq!(find(&fx.index, "timetable OR ferry", &Viewer::Admin).total, 0);
+    assert_eq!(
+        find(&fx.index, "timetable OR ferry", &Viewer::Admin).total,
+        0
+    );
     assert_eq!(fx.index.num_docs(), 0);
 }
 
@@ -192,7 +202,12 @@ async fn publishing_decides_who_finds_a_recording() {
         "a speaker sees the recording they spoke in"
     );
     // Not even a filter-only or negated query lets it through.
-    for q in ["speaker:\"Ana Lima\"", "-nothing", "", "room:\"Closed session\""] {
+    for q in [
+        "speaker:\"Ana Lima\"",
+        "-nothing",
+        "",
+        "room:\"Closed session\"",
+    ] {
         assert_eq!(
             find(&fx.index, q, &Viewer::User("someone-else".into())).total,
             0,
@@ -200,14 +215,20 @@ async fn publishing_decides_who_finds_a_recording() {
         );
     }
 
-    fx.catalog.set_visibility(id, "unlisted").await.unwrap();
+    fx.catalog
+        .set_visibility(id, Visibility::Unlisted)
+        .await
+        .unwrap();
     indexer::drain(&fx.index, &fx.catalog).await.unwrap();
     assert_eq!(
         find(&fx.index, q, &Viewer::Anonymous).total,
         0,
         "unlisted is not searchable"
     );
-    fx.catalog.set_visibility(id, "public").await.unwrap();
+    fx.catalog
+        .set_visibility(id, Visibility::Public)
+        .await
+        .unwrap();
     indexer::drain(&fx.index, &fx.catalog).await.unwrap();
     assert_eq!(find(&fx.index, q, &Viewer::Anonymous).total, 1);
     assert_eq!(
@@ -215,14 +236,16 @@ async fn publishing_decides_who_finds_a_recording() {
         1
     );
     assert!(
-        fx.catalog
-            .set_visibility(id, "everyone")
-            .await
+        "everyone"
+            .parse::<Visibility>()
             .unwrap_err()
             .to_string()
             .contains("visibility must be")
     );
-    fx.catalog.set_visibility(id, "private").await.unwrap();
+    fx.catalog
+        .set_visibility(id, Visibility::Private)
+        .await
+        .unwrap();
     indexer::drain(&fx.index, &fx.catalog).await.unwrap();
     assert_eq!(find(&fx.index, q, &Viewer::Anonymous).total, 0);
 }

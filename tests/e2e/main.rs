@@ -6,5 +6,6 @@ mod support;
 mod archive;
 mod bad_input;
 mod crash;
+mod search;
 mod serve;
 mod transcribe;

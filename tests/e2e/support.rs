@@ -62,6 +62,24 @@ impl Env {
         out
     }
 
+    /// Starts `roomtape serve` on a free port; returns the child and its address.
+    pub fn serve(&self) -> (std::process::Child, String) {
+        let mut child = self
+            .cmd(&["serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start roomtape serve");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+        (child, addr)
+    }
+
     /// The archive directory of a recording.
     pub fn archive(&self, id: &str) -> PathBuf {
         self.data().join("archives").join(id)
@@ -273,4 +291,87 @@ pub fn make_room(
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     tool("sox", &refs);
     (room, lines)
+}
+
+/// The three-speaker room of the transcription and search tests, imported with one track per
+/// speaker and its transcription queued.
+pub const VOICES: [&str; 3] = ["en-us+m3", "en-us+f4", "en"];
+pub const NAMES: [&str; 3] = ["Ana Lima", "Bruno Costa", "Clara Diaz"];
+
+pub fn room_script() -> Vec<(usize, f64, &'static str)> {
+    vec![
+        (
+            0,
+            1.0,
+            "Good morning, and welcome to the weekly planning meeting.",
+        ),
+        (
+            1,
+            5.5,
+            "Thank you. The new library will open in the spring.",
+        ),
+        (2, 11.0, "That is wonderful news for everyone in our town."),
+        (0, 16.0, "Let us talk about the opening date next."),
+        (
+            1,
+            20.5,
+            "The builders promised to finish the roof before winter.",
+        ),
+    ]
+}
+
+pub fn import_room(env: &Env) -> (String, Vec<Line>) {
+    let (room, lines) = make_room(env, &VOICES, &room_script(), 26.0);
+    let out = env.json(&[
+        "import",
+        room.to_str().unwrap(),
+        "--split-channels",
+        "--title",
+        "Planning meeting",
+        "--speaker",
+        NAMES[0],
+        "--speaker",
+        NAMES[1],
+        "--speaker",
+        NAMES[2],
+        "--language",
+        "en",
+    ]);
+    assert_eq!(out["tracks"].as_array().unwrap().len(), 3);
+    assert!(
+        out["job"].is_string(),
+        "an import queues its transcription: {out}"
+    );
+    (out["id"].as_str().unwrap().to_string(), lines)
+}
+
+/// A GET over plain HTTP/1.1: `(status, body)`.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp[9..12].parse().unwrap();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Percent-encodes a query-string value (everything but unreserved characters).
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -7,56 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-const VOICES: [&str; 3] = ["en-us+m3", "en-us+f4", "en"];
-const NAMES: [&str; 3] = ["Ana Lima", "Bruno Costa", "Clara Diaz"];
-
-fn room_script() -> Vec<(usize, f64, &'static str)> {
-    vec![
-        (
-            0,
-            1.0,
-            "Good morning, and welcome to the weekly planning meeting.",
-        ),
-        (
-            1,
-            5.5,
-            "Thank you. The new library will open in the spring.",
-        ),
-        (2, 11.0, "That is wonderful news for everyone in our town."),
-        (0, 16.0, "Let us talk about the opening date next."),
-        (
-            1,
-            20.5,
-            "The builders promised to finish the roof before winter.",
-        ),
-    ]
-}
-
-fn import_room(env: &Env) -> (String, Vec<Line>) {
-    let (room, lines) = make_room(env, &VOICES, &room_script(), 26.0);
-    let out = env.json(&[
-        "import",
-        room.to_str().unwrap(),
-        "--split-channels",
-        "--title",
-        "Planning meeting",
-        "--speaker",
-        NAMES[0],
-        "--speaker",
-        NAMES[1],
-        "--speaker",
-        NAMES[2],
-        "--language",
-        "en",
-    ]);
-    assert_eq!(out["tracks"].as_array().unwrap().len(), 3);
-    assert!(
-        out["job"].is_string(),
-        "an import queues its transcription: {out}"
-    );
-    (out["id"].as_str().unwrap().to_string(), lines)
-}
-
 fn transcript(env: &Env, id: &str) -> serde_json::Value {
     serde_json::from_str(&env.ok(&["export", id, "--format", "json"])).unwrap()
 }
