@@ -77,6 +77,7 @@ fuzz: fuzz-build
 bench: models-test
 	./target/release/roomtape bench ingest
 	./target/release/roomtape bench transcribe --model tiny.en
+	./target/release/roomtape bench search
 
 clean:
 	$(CARGO) clean

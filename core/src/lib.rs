@@ -12,6 +12,7 @@ mod config;
 mod error;
 mod id;
 mod jobs;
+mod rng;
 mod types;
 
 pub use archive::{AppendFile, ArchiveStore, LocalStore, MemoryStore, check_key};
@@ -20,6 +21,7 @@ pub use config::{Config, ImportConfig, RecorderConfig, ServerConfig, TranscribeC
 pub use error::{Error, Result};
 pub use id::{JobId, RecordingId, RoomId, SpeakerId, TrackId, UserId};
 pub use jobs::{Failure, Job, JobState, RETRY_BACKOFF_MS, SearchSource};
+pub use rng::Rng;
 pub use types::{
     MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingSource, RecordingState, Segment,
     Speaker, Timestamp, Track, Transcript, TranscriptSpeaker, Visibility, Word,

@@ -266,6 +266,29 @@ impl SearchIndex {
         Ok(out)
     }
 
+    /// Merges every segment into one (after a bulk load), and removes files no longer used.
+    pub fn optimize(&self) -> Result<()> {
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        // Let the merges the last commits started finish, so they cannot race this one.
+        if let Some(w) = guard.take() {
+            w.wait_merging_threads()?;
+        }
+        let w = guard.insert(self.index.writer(WRITER_HEAP)?);
+        let ids = self.index.searchable_segment_ids()?;
+        if ids.len() > 1 {
+            w.merge(&ids).wait()?;
+        }
+        w.garbage_collect_files().wait()?;
+        drop(guard);
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Segments searched (one after [`SearchIndex::optimize`]).
+    pub fn num_segments(&self) -> usize {
+        self.reader.searcher().segment_readers().len()
+    }
+
     /// Sees what other processes committed since the last look.
     pub fn refresh(&self) -> Result<()> {
         Ok(self.reader.reload()?)
