@@ -444,11 +444,15 @@ pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
     let worker = crate::transcribe_cmd::spawn_worker(&ctx, catalog.clone(), store.clone(), stop_rx);
-    let app = roomtape_web::app(roomtape_web::AppState {
-        catalog: catalog.clone(),
+    let config = Arc::new(ctx.config.clone());
+    let live = roomtape_web::live::Live::new(catalog.clone(), store.clone(), config, None);
+    let app = roomtape_web::app(roomtape_web::AppState::new(
+        catalog.clone(),
         store,
         search,
-    });
+        ctx.config.clone(),
+        live,
+    ));
     roomtape_web::serve(listener, app, shutdown_signal()).await?;
     let _ = stop_tx.send(true);
     if let Some(w) = worker {

@@ -17,6 +17,7 @@ pub struct Config {
     /// Where the catalog, archives, models and index live.
     pub data_dir: PathBuf,
     pub server: ServerConfig,
+    pub media: MediaConfig,
     pub recorder: RecorderConfig,
     pub import: ImportConfig,
     pub transcribe: TranscribeConfig,
@@ -50,6 +51,34 @@ impl Default for TranscribeConfig {
 pub struct ServerConfig {
     /// Address of the HTTP listener.
     pub listen: String,
+    /// The address people use, e.g. `https://rooms.example.org` (empty: unknown). An `https`
+    /// URL makes session cookies `Secure`; its origin is the one browsers' requests must carry.
+    pub public_url: String,
+    /// Whether anyone may create an account (the first account, the admin, always may).
+    pub open_signup: bool,
+    /// Days a log-in lasts.
+    pub session_days: u32,
+}
+
+/// `[media]`: the SFU's UDP socket.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Address of the one UDP socket every WebRTC peer talks to.
+    pub listen: String,
+    /// The IP address browsers are told to send media to (behind NAT: the public one). Empty:
+    /// the listen address, or when that is unspecified (0.0.0.0), this machine's address on its
+    /// default route.
+    pub advertise: String,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            listen: "0.0.0.0:50000".into(),
+            advertise: String::new(),
+        }
+    }
 }
 
 /// `[recorder]`: how live RTP becomes Ogg/Opus.
@@ -79,6 +108,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./data"),
             server: ServerConfig::default(),
+            media: MediaConfig::default(),
             recorder: RecorderConfig::default(),
             import: ImportConfig::default(),
             transcribe: TranscribeConfig::default(),
@@ -90,6 +120,9 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:8080".into(),
+            public_url: String::new(),
+            open_signup: true,
+            session_days: 30,
         }
     }
 }

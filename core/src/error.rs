@@ -26,6 +26,9 @@ pub enum Error {
     /// Input was rejected; the message says why.
     #[error("{0}")]
     Invalid(String),
+    /// The request clashes with what exists (a taken user name); the message says what.
+    #[error("{0}")]
+    Conflict(String),
     /// The configuration could not be read.
     #[error("config: {0}")]
     Config(String),

@@ -6,6 +6,7 @@
 //! - [`Catalog`]: the SQLite catalog;
 //! - [`ArchiveStore`]: where audio lives, on disk ([`LocalStore`]) or in memory ([`MemoryStore`]).
 
+mod accounts;
 mod archive;
 mod catalog;
 mod config;
@@ -15,9 +16,12 @@ mod jobs;
 mod rng;
 mod types;
 
+pub use accounts::{ApiToken, Room, RoomState, StoredRole, User, clean_text};
 pub use archive::{AppendFile, ArchiveStore, LocalStore, MemoryStore, check_key};
 pub use catalog::Catalog;
-pub use config::{Config, ImportConfig, RecorderConfig, ServerConfig, TranscribeConfig};
+pub use config::{
+    Config, ImportConfig, MediaConfig, RecorderConfig, ServerConfig, TranscribeConfig,
+};
 pub use error::{Error, Result};
 pub use id::{JobId, RecordingId, RoomId, SpeakerId, TrackId, UserId};
 pub use jobs::{Failure, Job, JobState, RETRY_BACKOFF_MS, SearchSource};

@@ -8,12 +8,18 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use roomtape_core::{ArchiveStore, Catalog, Recording, Track};
+use roomtape_core::{ArchiveStore, Catalog, Config, Recording, Track};
 use roomtape_search::{SearchIndex, Sort, Viewer};
+
+pub mod account;
+pub mod auth;
+pub mod live;
+pub mod pages;
+pub mod rooms;
 
 /// What every handler can reach.
 #[derive(Clone, Debug)]
@@ -21,12 +27,72 @@ pub struct AppState {
     pub catalog: Catalog,
     pub store: Arc<dyn ArchiveStore>,
     pub search: Arc<SearchIndex>,
+    pub config: Arc<Config>,
+    pub limiter: Arc<auth::LoginLimiter>,
+    pub live: Arc<live::Live>,
+}
+
+impl AppState {
+    /// Shared state with defaults for what only the service itself sets up.
+    pub fn new(
+        catalog: Catalog,
+        store: Arc<dyn ArchiveStore>,
+        search: Arc<SearchIndex>,
+        config: Config,
+        live: Arc<live::Live>,
+    ) -> Self {
+        AppState {
+            catalog,
+            store,
+            search,
+            config: Arc::new(config),
+            limiter: Arc::new(auth::LoginLimiter::default()),
+            live,
+        }
+    }
+
+    /// Whether cookies are marked `Secure` (the public URL is https).
+    pub fn secure_cookies(&self) -> bool {
+        self.config.server.public_url.starts_with("https://")
+    }
 }
 
 /// The service's routes.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/", get(rooms::lobby))
+        .route("/static/{name}", get(pages::static_file))
+        .route("/signup", get(account::signup_page).post(account::signup))
+        .route("/login", get(account::login_page).post(account::login))
+        .route("/logout", post(account::logout))
+        .route(
+            "/tokens",
+            get(account::tokens_page).post(account::create_token_form),
+        )
+        .route("/tokens/{id}/revoke", post(account::revoke_token_form))
+        .route("/rooms/new", get(rooms::new_room_page))
+        .route("/rooms", post(rooms::create_room_form))
+        .route("/rooms/{id}", get(rooms::room_page))
+        .route("/rooms/{id}/ws", get(live::ws::handler))
+        .route("/api/v1/me", get(account::api_me))
+        .route(
+            "/api/v1/tokens",
+            get(account::api_list_tokens).post(account::api_create_token),
+        )
+        .route("/api/v1/tokens/{id}", delete(account::api_revoke_token))
+        .route(
+            "/api/v1/rooms",
+            get(rooms::api_lobby).post(rooms::api_create_room),
+        )
+        .route(
+            "/api/v1/rooms/{id}/invite",
+            post(rooms::api_rotate_invite).delete(rooms::api_revoke_invite),
+        )
+        .route(
+            "/api/v1/rooms/{id}/speaker-invites",
+            post(rooms::api_speaker_invite),
+        )
         .route("/api/v1/recordings", get(list_recordings))
         .route("/api/v1/search", get(search))
         .fallback(not_found)
@@ -42,15 +108,41 @@ pub struct AppError {
 }
 
 impl AppError {
-    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         AppError {
-            status: StatusCode::BAD_REQUEST,
+            status,
             code,
             message: message.into(),
         }
     }
 
-    fn internal(e: impl std::fmt::Display) -> Self {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message shown to the client.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {e}");
         AppError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -62,14 +154,11 @@ impl AppError {
 
 impl From<roomtape_core::Error> for AppError {
     fn from(e: roomtape_core::Error) -> Self {
-        if e.is_not_found() {
-            AppError {
-                status: StatusCode::NOT_FOUND,
-                code: "not_found",
-                message: e.to_string(),
-            }
-        } else {
-            AppError::internal(e)
+        match e {
+            e if e.is_not_found() => AppError::not_found(e.to_string()),
+            roomtape_core::Error::Invalid(m) => AppError::bad_request("invalid", m),
+            roomtape_core::Error::Conflict(m) => AppError::new(StatusCode::CONFLICT, "conflict", m),
+            e => AppError::internal(e),
         }
     }
 }
@@ -134,6 +223,7 @@ fn number_param(
 
 async fn search(
     State(state): State<AppState>,
+    session: Option<auth::Session>,
     params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<roomtape_search::Results>, AppError> {
     let Query(p) = params.map_err(|e| AppError::bad_request("bad_parameter", e.body_text()))?;
@@ -155,8 +245,11 @@ async fn search(
     };
     let page = number_param("page", p.page.as_deref(), 1, 10_000)?;
     let per_page = number_param("per_page", p.per_page.as_deref(), 20, 100)?;
-    // Accounts arrive with live rooms; until then every web caller is anonymous.
-    let viewer = Viewer::Anonymous;
+    let viewer = match session {
+        None => Viewer::Anonymous,
+        Some(s) if s.user.is_admin => Viewer::Admin,
+        Some(s) => Viewer::User(s.user.id.to_string()),
+    };
     let index = state.search.clone();
     let results =
         tokio::task::spawn_blocking(move || index.search(&parsed, &viewer, sort, page, per_page))
@@ -190,11 +283,15 @@ mod tests {
         let catalog = Catalog::open(&dir.path().join("c.sqlite")).await.unwrap();
         let store = Arc::new(roomtape_core::MemoryStore::new());
         let search = Arc::new(SearchIndex::in_memory().unwrap());
-        let app = app(AppState {
+        let config = Arc::new(Config::default());
+        let live = live::Live::new(catalog.clone(), store.clone(), config, None);
+        let app = app(AppState::new(
             catalog,
             store,
             search,
-        });
+            Config::default(),
+            live,
+        ));
         let res = app
             .clone()
             .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
@@ -225,7 +322,10 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -1,0 +1,418 @@
+//! Sign-up, log-in, log-out, and API tokens (pages and API).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use roomtape_core::Timestamp;
+
+use crate::auth::{self, Session};
+use crate::pages::{PageError, form_page, layout};
+use crate::{AppError, AppState};
+
+#[derive(Deserialize)]
+pub struct SignupForm {
+    username: String,
+    display_name: String,
+    password: String,
+}
+
+impl std::fmt::Debug for SignupForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignupForm")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for LoginForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginForm")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    _csrf: String,
+}
+
+fn signup_form(username: &str, display_name: &str) -> Markup {
+    html! {
+        form method="post" action="/signup" {
+            label { "User name" input name="username" required maxlength="32" autocomplete="username" value=(username); }
+            label { "Display name" input name="display_name" required maxlength="64" value=(display_name); }
+            label { "Password (8 or more characters)" input name="password" type="password" required minlength="8" autocomplete="new-password"; }
+            button type="submit" { "Create account" }
+        }
+    }
+}
+
+fn login_form(username: &str, next: &str) -> Markup {
+    html! {
+        form method="post" action="/login" {
+            input type="hidden" name="next" value=(next);
+            label { "User name" input name="username" required autocomplete="username" value=(username); }
+            label { "Password" input name="password" type="password" required autocomplete="current-password"; }
+            button type="submit" { "Log in" }
+        }
+        p { "No account? " a href="/signup" { "Sign up" } }
+    }
+}
+
+async fn signup_allowed(state: &AppState) -> Result<bool, AppError> {
+    Ok(state.config.server.open_signup || state.catalog.user_count().await? == 0)
+}
+
+pub async fn signup_page(State(state): State<AppState>) -> Result<Markup, PageError> {
+    if !signup_allowed(&state).await? {
+        return Err(AppError::forbidden("sign-up is closed on this server").into());
+    }
+    Ok(form_page("Sign up", None, None, signup_form("", "")))
+}
+
+/// Starts a session for `user` and redirects to `next`.
+async fn start_session(
+    state: &AppState,
+    user: &roomtape_core::User,
+    next: &str,
+) -> Result<Response, AppError> {
+    let token = auth::secret();
+    let days = u64::from(state.config.server.session_days.max(1));
+    let age = Duration::from_secs(days * 86_400);
+    state
+        .catalog
+        .create_session(
+            &auth::digest(&token),
+            user.id,
+            &auth::secret(),
+            Timestamp::now().add_millis(age.as_millis() as i64),
+        )
+        .await?;
+    let mut res = Redirect::to(safe_next(next)).into_response();
+    res.headers_mut().insert(
+        SET_COOKIE,
+        auth::session_cookie(&token, state.secure_cookies(), age),
+    );
+    Ok(res)
+}
+
+/// Only local paths are followed after log-in (no open redirects).
+fn safe_next(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next
+    } else {
+        "/"
+    }
+}
+
+pub async fn signup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<SignupForm>,
+) -> Result<Response, PageError> {
+    if !auth::same_origin(&headers, &state.config.server.public_url) {
+        return Err(AppError::forbidden("cross-site form").into());
+    }
+    if !signup_allowed(&state).await? {
+        return Err(AppError::forbidden("sign-up is closed on this server").into());
+    }
+    let again = |msg: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            form_page(
+                "Sign up",
+                None,
+                Some(msg),
+                signup_form(&f.username, &f.display_name),
+            ),
+        )
+            .into_response()
+    };
+    if let Err(e) = auth::check_new_password(&f.password) {
+        return Ok(again(e.message()));
+    }
+    let hash = auth::hash_password(&f.password)?;
+    let user = match state
+        .catalog
+        .create_user(&f.username, &f.display_name, &hash)
+        .await
+    {
+        Ok(u) => u,
+        Err(e @ (roomtape_core::Error::Invalid(_) | roomtape_core::Error::Conflict(_))) => {
+            return Ok(again(&e.to_string()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(start_session(&state, &user, "/").await?)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+pub async fn login_page(axum::extract::Query(q): axum::extract::Query<NextQuery>) -> Markup {
+    form_page("Log in", None, None, login_form("", &q.next))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Result<Response, PageError> {
+    if !auth::same_origin(&headers, &state.config.server.public_url) {
+        return Err(AppError::forbidden("cross-site form").into());
+    }
+    let ip = auth::client_ip(connect.as_ref().map(|e| &e.0));
+    if let Some(wait) = state.limiter.blocked(&f.username, ip) {
+        let mut res = (
+            StatusCode::TOO_MANY_REQUESTS,
+            form_page(
+                "Log in",
+                None,
+                Some(&format!(
+                    "Too many failed log-ins; try again in {} minute(s).",
+                    wait.div_ceil(60)
+                )),
+                login_form(&f.username, &f.next),
+            ),
+        )
+            .into_response();
+        if let Ok(v) = wait.to_string().parse() {
+            res.headers_mut().insert(RETRY_AFTER, v);
+        }
+        return Ok(res);
+    }
+    let found = state.catalog.user_login(&f.username).await?;
+    // Verify against a real hash even for unknown names, so timing does not tell them apart.
+    let (user, ok) = match found {
+        Some((user, hash)) => {
+            let ok = auth::verify_password(&f.password, &hash);
+            (Some(user), ok)
+        }
+        None => {
+            auth::verify_password(&f.password, dummy_hash());
+            (None, false)
+        }
+    };
+    match (user, ok) {
+        (Some(user), true) => {
+            state.limiter.succeeded(&f.username);
+            Ok(start_session(&state, &user, &f.next).await?)
+        }
+        _ => {
+            state.limiter.failed(&f.username, ip);
+            Ok((
+                StatusCode::UNAUTHORIZED,
+                form_page(
+                    "Log in",
+                    None,
+                    Some("Wrong user name or password."),
+                    login_form(&f.username, &f.next),
+                ),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// An argon2 hash of a random password, verified against when the user name is unknown.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| auth::hash_password(&auth::secret()).unwrap_or_default())
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(Some(&f._csrf))?;
+    if let Some(t) = auth::session_token(&headers) {
+        state.catalog.delete_session(&auth::digest(t)).await?;
+    }
+    let mut res = Redirect::to("/").into_response();
+    res.headers_mut()
+        .insert(SET_COOKIE, auth::clear_cookie(state.secure_cookies()));
+    Ok(res)
+}
+
+/// Sends a page request without a session to the log-in page, coming back afterwards.
+pub fn login_redirect(back_to: &str) -> Response {
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    let target = format!("/login?next={}", urlencode(back_to));
+    if let Ok(v) = target.parse() {
+        res.headers_mut().insert(LOCATION, v);
+    }
+    res
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+// ---- API tokens ----
+
+#[derive(Debug, Deserialize)]
+pub struct NewToken {
+    name: String,
+    #[serde(default)]
+    _csrf: String,
+}
+
+pub async fn tokens_page(
+    State(state): State<AppState>,
+    session: Option<Session>,
+) -> Result<Response, PageError> {
+    let Some(session) = session else {
+        return Ok(login_redirect("/tokens"));
+    };
+    Ok(tokens_markup(&state, &session, None).await?.into_response())
+}
+
+async fn tokens_markup(
+    state: &AppState,
+    session: &Session,
+    new_secret: Option<&str>,
+) -> Result<Markup, AppError> {
+    let tokens = state.catalog.api_tokens(session.user.id).await?;
+    Ok(layout(
+        "API tokens",
+        Some(session),
+        html! {
+            section.card {
+                h1 { "API tokens" }
+                p { "Send a token as " code { "Authorization: Bearer <token>" } " to the API." }
+                @if let Some(t) = new_secret {
+                    p.notice role="status" { "Your new token (shown only now): " code #new-token { (t) } }
+                }
+                form method="post" action="/tokens" {
+                    input type="hidden" name="_csrf" value=(session.csrf);
+                    label { "Name" input name="name" required maxlength="64" placeholder="e.g. archive sync"; }
+                    button type="submit" { "Create token" }
+                }
+                table {
+                    thead { tr { th { "Name" } th { "Starts with" } th { "Created" } th { "Last used" } th {} } }
+                    tbody {
+                        @for t in &tokens {
+                            tr {
+                                td { (t.name) }
+                                td { code { (t.prefix) "…" } }
+                                td { (t.created_at.to_rfc3339()) }
+                                td { (t.last_used_at.map(|x| x.to_rfc3339()).unwrap_or_else(|| "never".into())) }
+                                td {
+                                    @if t.revoked_at.is_some() { "revoked" } @else {
+                                        form.inline method="post" action={ "/tokens/" (t.id) "/revoke" } {
+                                            input type="hidden" name="_csrf" value=(session.csrf);
+                                            button type="submit" { "Revoke" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+async fn issue_token(
+    state: &AppState,
+    session: &Session,
+    name: &str,
+) -> Result<(String, roomtape_core::ApiToken), AppError> {
+    let secret = format!("rt_{}", auth::secret());
+    let t = state
+        .catalog
+        .create_api_token(session.user.id, name, &auth::digest(&secret), &secret[..10])
+        .await?;
+    Ok((secret, t))
+}
+
+pub async fn create_token_form(
+    State(state): State<AppState>,
+    session: Session,
+    Form(f): Form<NewToken>,
+) -> Result<Markup, PageError> {
+    session.check_csrf(Some(&f._csrf))?;
+    let (secret, _) = issue_token(&state, &session, &f.name).await?;
+    Ok(tokens_markup(&state, &session, Some(&secret)).await?)
+}
+
+pub async fn revoke_token_form(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(Some(&f._csrf))?;
+    state.catalog.revoke_api_token(session.user.id, &id).await?;
+    Ok(Redirect::to("/tokens").into_response())
+}
+
+pub async fn api_list_tokens(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let tokens = state.catalog.api_tokens(session.user.id).await?;
+    Ok(Json(serde_json::json!({ "tokens": tokens })))
+}
+
+pub async fn api_create_token(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Json(f): Json<NewToken>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    session.check_csrf(auth::csrf_header(&headers))?;
+    let (secret, t) = issue_token(&state, &session, &f.name).await?;
+    let mut v = serde_json::to_value(t).map_err(AppError::internal)?;
+    v["token"] = secret.into();
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+pub async fn api_revoke_token(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    session.check_csrf(auth::csrf_header(&headers))?;
+    state.catalog.revoke_api_token(session.user.id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/me`
+pub async fn api_me(session: Session) -> Json<roomtape_core::User> {
+    Json(session.user)
+}

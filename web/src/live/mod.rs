@@ -1,0 +1,187 @@
+//! Live rooms: the signaling protocol, one task per room holding its people and rules, the
+//! SFU that forwards their audio, and the recording tap.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+
+use roomtape_core::{ArchiveStore, Catalog, Config, Room, RoomId, Speaker};
+
+pub mod hub;
+pub mod protocol;
+pub mod recording;
+pub mod ws;
+
+use hub::{Hub, HubHandle, HubMsg};
+use recording::{RecordingInfo, RecordingSession, Tap};
+
+/// One WebSocket connection (one person's presence in one room).
+pub type ConnId = u64;
+
+/// What a room asks of the SFU.
+#[derive(Debug)]
+pub enum MediaCmd {
+    /// A participant is ready: make their peer connection and send them an offer.
+    Join {
+        conn: ConnId,
+        room: RoomId,
+        speaker: Speaker,
+        publish: bool,
+        events: mpsc::UnboundedSender<HubMsg>,
+    },
+    /// The participant's answer to the latest offer.
+    Answer {
+        conn: ConnId,
+        sdp: String,
+    },
+    /// On stage (publishes) or off.
+    SetPublish {
+        conn: ConnId,
+        publish: bool,
+    },
+    /// Forward this participant's audio (false: muted by themselves or a host).
+    SetForward {
+        conn: ConnId,
+        forward: bool,
+    },
+    Leave {
+        conn: ConnId,
+    },
+    /// Record the room's audio into `tap` (or stop).
+    Tap {
+        room: RoomId,
+        tap: Option<Tap>,
+    },
+}
+
+/// What the SFU tells a room.
+#[derive(Debug)]
+pub enum MediaEvent {
+    Offer {
+        conn: ConnId,
+        sdp: String,
+    },
+    /// The peer connection failed or timed out.
+    Gone {
+        conn: ConnId,
+    },
+    Error {
+        conn: ConnId,
+        message: String,
+    },
+    /// Who is speaking now.
+    Speaking {
+        conns: Vec<ConnId>,
+    },
+}
+
+/// Every live room of this process.
+#[derive(Debug)]
+pub struct Live {
+    pub catalog: Catalog,
+    pub store: Arc<dyn ArchiveStore>,
+    config: Arc<Config>,
+    hubs: Mutex<HashMap<RoomId, HubHandle>>,
+    media: Option<mpsc::UnboundedSender<MediaCmd>>,
+    next_conn: AtomicU64,
+}
+
+impl Live {
+    /// `media` is the SFU's command channel (`None`: signaling only, no audio).
+    pub fn new(
+        catalog: Catalog,
+        store: Arc<dyn ArchiveStore>,
+        config: Arc<Config>,
+        media: Option<mpsc::UnboundedSender<MediaCmd>>,
+    ) -> Arc<Self> {
+        Arc::new(Live {
+            catalog,
+            store,
+            config,
+            hubs: Mutex::new(HashMap::new()),
+            media,
+            next_conn: AtomicU64::new(1),
+        })
+    }
+
+    pub fn next_conn(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn hubs(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, HubHandle>> {
+        self.hubs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The room's task, started when the first person arrives. The caller must send one
+    /// `HubMsg::Join` on it.
+    pub fn hub(self: &Arc<Self>, room: &Room) -> HubHandle {
+        let mut hubs = self.hubs();
+        let h = match hubs.get(&room.id) {
+            Some(h) if !h.tx.is_closed() => h.clone(),
+            _ => {
+                let h = Hub::spawn(room.clone(), self.clone());
+                hubs.insert(room.id, h.clone());
+                h
+            }
+        };
+        h.pending.fetch_add(1, Ordering::AcqRel);
+        h
+    }
+
+    /// Forgets a room's task if it is still the registered one and nobody joined meanwhile;
+    /// true when it was removed (the task may end).
+    pub(crate) fn retire(&self, room: RoomId, tx: &mpsc::UnboundedSender<HubMsg>) -> bool {
+        let mut hubs = self.hubs();
+        match hubs.get(&room) {
+            Some(h) if h.tx.same_channel(tx) => {
+                if h.count.load(Ordering::Relaxed) == 0 && h.pending.load(Ordering::Acquire) == 0 {
+                    hubs.remove(&room);
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => true,
+        }
+    }
+
+    /// True while anyone is in the room.
+    pub fn is_live(&self, room: RoomId) -> bool {
+        self.count(room) > 0
+    }
+
+    /// People in the room now.
+    pub fn count(&self, room: RoomId) -> usize {
+        self.hubs()
+            .get(&room)
+            .map_or(0, |h| h.count.load(Ordering::Relaxed))
+    }
+
+    /// Rooms with a running task (for leak checks).
+    pub fn running_rooms(&self) -> usize {
+        self.hubs().values().filter(|h| !h.tx.is_closed()).count()
+    }
+
+    pub(crate) fn media(&self, cmd: MediaCmd) {
+        if let Some(m) = &self.media {
+            let _ = m.send(cmd);
+        }
+    }
+
+    pub(crate) async fn start_recording(
+        &self,
+        info: RecordingInfo,
+    ) -> roomtape_core::Result<RecordingSession> {
+        RecordingSession::start(
+            self.catalog.clone(),
+            self.store.clone(),
+            info,
+            roomtape_ingest::RecorderSettings::from(&self.config.recorder),
+            self.config.import.mix_bitrate,
+        )
+        .await
+    }
+}

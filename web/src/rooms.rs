@@ -1,0 +1,441 @@
+//! Rooms: the lobby, creating a room, who may enter, invite links.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use roomtape_core::{Room, RoomId, RoomState, StoredRole, Timestamp, Visibility, clean_text};
+
+use crate::account::login_redirect;
+use crate::auth::{self, Session};
+use crate::pages::{PageError, form_page, json_island, layout};
+use crate::{AppError, AppState};
+
+/// What someone may do in a room before anything happens live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    Host,
+    Cohost,
+    /// On stage: a lasting speaker role, or a speaker invite just used.
+    Speaker,
+    Listener,
+}
+
+/// Room fields from a form or JSON.
+#[derive(Debug, Deserialize)]
+pub struct NewRoom {
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    language: String,
+    /// `YYYY-MM-DDTHH:MM` (UTC) or RFC 3339; empty: starts now.
+    #[serde(default)]
+    scheduled_at: String,
+    #[serde(default)]
+    visibility: String,
+    #[serde(default)]
+    _csrf: String,
+}
+
+/// Whisper's language codes (and `auto`).
+const LANGUAGES: &[&str] = &[
+    "auto", "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca", "nl", "ar",
+    "sv", "it", "id", "hi", "fi", "vi", "he", "uk", "el", "ms", "cs", "ro", "da", "hu", "ta", "no",
+    "th", "ur", "hr", "bg", "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv", "bn", "sr", "az",
+    "sl", "kn", "et", "mk", "br", "eu", "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw", "gl", "mr",
+    "pa", "si", "km", "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu", "am", "yi", "lo",
+    "uz", "fo", "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl", "mg", "as", "tt",
+    "haw", "ln", "ha", "ba", "jw", "su", "yue",
+];
+
+fn parse_time(s: &str) -> Result<Option<Timestamp>, AppError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    use time::format_description::well_known::Rfc3339;
+    let with_zone = if s.len() == 16 {
+        format!("{s}:00Z")
+    } else {
+        s.to_string()
+    };
+    let t = time::OffsetDateTime::parse(&with_zone, &Rfc3339).map_err(|_| {
+        AppError::bad_request(
+            "invalid",
+            "scheduled_at must be a date and time like 2026-12-01T18:30 (UTC)",
+        )
+    })?;
+    Ok(Some(Timestamp(
+        (t.unix_timestamp_nanos() / 1_000_000) as i64,
+    )))
+}
+
+impl NewRoom {
+    fn into_room(self, host: &Session) -> Result<Room, AppError> {
+        let title = clean_text("title", &self.title, 120, false)?;
+        let description = clean_text("description", &self.description, 2000, true)?;
+        let language = match self.language.trim() {
+            "" => "auto".to_string(),
+            l if LANGUAGES.contains(&l) => l.to_string(),
+            _ => {
+                return Err(AppError::bad_request(
+                    "invalid",
+                    "language must be auto or a Whisper language code such as en, es or id",
+                ));
+            }
+        };
+        let visibility: Visibility = match self.visibility.trim() {
+            "" => Visibility::Public,
+            v => v.parse()?,
+        };
+        Ok(Room {
+            id: RoomId::new(),
+            title,
+            description,
+            language,
+            scheduled_at: parse_time(&self.scheduled_at)?,
+            visibility,
+            host_id: Some(host.user.id),
+            state: RoomState::Open,
+            invite_token: (visibility == Visibility::Private).then(auth::secret),
+            created_at: Timestamp::now(),
+            ended_at: None,
+        })
+    }
+}
+
+/// Decides whether `user` may enter `room`, and as what.
+pub async fn entry(
+    state: &AppState,
+    room: &Room,
+    session: &Session,
+    invite: Option<&str>,
+    speak: Option<&str>,
+) -> Result<Entry, AppError> {
+    let user = session.user.id;
+    if room.host_id == Some(user) {
+        return Ok(Entry::Host);
+    }
+    if room.state == RoomState::Ended {
+        return Err(AppError::new(
+            StatusCode::GONE,
+            "ended",
+            "this room has ended",
+        ));
+    }
+    let stored = state.catalog.room_role(room.id, user).await?;
+    if stored == Some(StoredRole::Removed) {
+        return Err(AppError::forbidden("the host removed you from this room"));
+    }
+    if let Some(t) = speak
+        && state.catalog.use_speaker_invite(room.id, t, user).await?
+    {
+        if stored != Some(StoredRole::Cohost) {
+            state
+                .catalog
+                .set_room_role(room.id, user, Some(StoredRole::Speaker))
+                .await?;
+            return Ok(Entry::Speaker);
+        }
+    }
+    let by_role = match stored {
+        Some(StoredRole::Cohost) => Some(Entry::Cohost),
+        Some(StoredRole::Speaker) => Some(Entry::Speaker),
+        _ => None,
+    };
+    if let Some(e) = by_role {
+        return Ok(e);
+    }
+    if session.user.is_admin {
+        return Ok(Entry::Listener);
+    }
+    if room.visibility == Visibility::Private {
+        let ok =
+            matches!((invite, &room.invite_token), (Some(a), Some(b)) if auth::same_secret(a, b));
+        if !ok {
+            return Err(AppError::forbidden(
+                "this room is private; you need an invite link from its host",
+            ));
+        }
+    }
+    Ok(Entry::Listener)
+}
+
+fn when(t: Option<Timestamp>) -> String {
+    t.map(|t| {
+        let s = t.to_rfc3339();
+        format!("{} {} UTC", &s[..10], &s[11..16])
+    })
+    .unwrap_or_else(|| "now".into())
+}
+
+pub async fn lobby(
+    State(state): State<AppState>,
+    session: Option<Session>,
+) -> Result<Markup, PageError> {
+    let rooms = state.catalog.lobby_rooms().await?;
+    let now = Timestamp::now();
+    let (live, upcoming): (Vec<&Room>, Vec<&Room>) = rooms
+        .iter()
+        .partition(|r| r.scheduled_at.is_none_or(|t| t <= now) || state.live.is_live(r.id));
+    Ok(layout(
+        "Rooms",
+        session.as_ref(),
+        html! {
+            section.card {
+                h1 { "Live now" }
+                @if live.is_empty() { p.muted { "Nobody is talking right now." } }
+                ul.rooms #live-rooms {
+                    @for r in &live {
+                        li { a href={ "/rooms/" (r.id) } { (r.title) } " " span.muted { (state.live.count(r.id)) " here" } }
+                    }
+                }
+            }
+            section.card {
+                h1 { "Upcoming" }
+                @if upcoming.is_empty() { p.muted { "Nothing scheduled." } }
+                ul.rooms #upcoming-rooms {
+                    @for r in &upcoming {
+                        li { a href={ "/rooms/" (r.id) } { (r.title) } " " span.muted { (when(r.scheduled_at)) } }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+fn room_form(session: &Session) -> Markup {
+    html! {
+        form method="post" action="/rooms" {
+            input type="hidden" name="_csrf" value=(session.csrf);
+            label { "Title" input name="title" required maxlength="120"; }
+            label { "Description" textarea name="description" maxlength="2000" {} }
+            label { "Language"
+                select name="language" {
+                    @for l in LANGUAGES { option value=(l) { (l) } }
+                }
+            }
+            label { "Starts (UTC, empty for now)" input name="scheduled_at" type="datetime-local"; }
+            fieldset {
+                legend { "Who can find it" }
+                label.row { input type="radio" name="visibility" value="public" checked; " Public — listed in the lobby" }
+                label.row { input type="radio" name="visibility" value="unlisted"; " Unlisted — anyone with the link" }
+                label.row { input type="radio" name="visibility" value="private"; " Private — invite link only" }
+            }
+            button type="submit" { "Create room" }
+        }
+    }
+}
+
+pub async fn new_room_page(session: Option<Session>) -> Response {
+    match session {
+        Some(s) => form_page("New room", Some(&s), None, room_form(&s)).into_response(),
+        None => login_redirect("/rooms/new"),
+    }
+}
+
+pub async fn create_room_form(
+    State(state): State<AppState>,
+    session: Session,
+    Form(f): Form<NewRoom>,
+) -> Result<Response, PageError> {
+    session.check_csrf(Some(&f._csrf))?;
+    let room = f.into_room(&session)?;
+    state.catalog.create_room(&room).await?;
+    Ok(Redirect::to(&format!("/rooms/{}", room.id)).into_response())
+}
+
+pub async fn api_create_room(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Json(f): Json<NewRoom>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    session.check_csrf(auth::csrf_header(&headers))?;
+    let room = f.into_room(&session)?;
+    state.catalog.create_room(&room).await?;
+    let mut v = serde_json::to_value(&room).map_err(AppError::internal)?;
+    if let Some(t) = &room.invite_token {
+        v["invite_link"] = format!("/rooms/{}?invite={t}", room.id).into();
+    }
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+pub async fn api_lobby(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+    let rooms = state.catalog.lobby_rooms().await?;
+    let items: Vec<serde_json::Value> = rooms
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            v["live"] = state.live.is_live(r.id).into();
+            v["participants"] = state.live.count(r.id).into();
+            v
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "rooms": items })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EntryQuery {
+    pub invite: Option<String>,
+    pub speak: Option<String>,
+}
+
+fn parse_room_id(s: &str) -> Result<RoomId, AppError> {
+    s.parse().map_err(|_| AppError::not_found("no such room"))
+}
+
+pub async fn room_page(
+    State(state): State<AppState>,
+    session: Option<Session>,
+    Path(id): Path<String>,
+    Query(q): Query<EntryQuery>,
+) -> Result<Response, PageError> {
+    let room = state.catalog.room(parse_room_id(&id)?).await?;
+    let Some(session) = session else {
+        let mut back = format!("/rooms/{}", room.id);
+        if let Some(i) = &q.invite {
+            back.push_str(&format!("?invite={}", crate::account::urlencode(i)));
+        }
+        if let Some(s) = &q.speak {
+            back.push_str(if back.contains('?') { "&" } else { "?" });
+            back.push_str(&format!("speak={}", crate::account::urlencode(s)));
+        }
+        return Ok(login_redirect(&back));
+    };
+    let e = entry(
+        &state,
+        &room,
+        &session,
+        q.invite.as_deref(),
+        q.speak.as_deref(),
+    )
+    .await?;
+    let is_host = matches!(e, Entry::Host | Entry::Cohost);
+    let boot = serde_json::json!({
+        "room": room.id,
+        "title": room.title,
+        "me": session.user.id,
+        "name": session.user.display_name,
+        "invite": q.invite,
+        "speak": q.speak,
+    });
+    let invite_link = room
+        .invite_token
+        .as_ref()
+        .filter(|_| e == Entry::Host)
+        .map(|t| format!("/rooms/{}?invite={t}", room.id));
+    Ok(layout(
+        &room.title,
+        Some(&session),
+        html! {
+            section.room #room data-room=(room.id) {
+                header.room-head {
+                    h1 #room-title { (room.title) }
+                    span #recording-indicator.rec hidden { "● Recording" }
+                    @if !room.description.is_empty() { p.desc { (room.description) } }
+                }
+                p #notice.notice role="status" hidden {}
+                h2 { "On stage" }
+                ul.stage #stage {}
+                h2 { "Listening" }
+                ul.audience #audience {}
+                div.controls {
+                    button #hand type="button" { "✋ Raise hand" }
+                    button #mute type="button" hidden { "Mute" }
+                    button #leave-stage type="button" hidden { "Leave stage" }
+                    button #leave type="button" { "Leave" }
+                }
+                @if is_host {
+                    section.host-controls #host-controls {
+                        h2 { "Host" }
+                        div.controls {
+                            button #record type="button" { "Start recording" }
+                            button #speaker-link type="button" { "Invite link to speak" }
+                            button #end type="button" { "End room" }
+                        }
+                        @if let Some(l) = &invite_link {
+                            p { "Private invite link: " code #invite-link { (l) } }
+                        }
+                        p { code #speaker-invite {} }
+                        h3 { "Raised hands" }
+                        ul #hands {}
+                    }
+                }
+                audio #sink autoplay {}
+                script #boot type="application/json" { (json_island(&boot)) }
+                script type="module" src="/static/room.js" {}
+            }
+        },
+    )
+    .into_response())
+}
+
+/// `POST /rooms/<id>/speaker-invites`: a one-person link onto the stage (host and co-hosts).
+pub async fn api_speaker_invite(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    session.check_csrf(auth::csrf_header(&headers))?;
+    let room = state.catalog.room(parse_room_id(&id)?).await?;
+    let e = entry(&state, &room, &session, None, None).await.ok();
+    if !matches!(e, Some(Entry::Host | Entry::Cohost)) {
+        return Err(AppError::forbidden(
+            "only hosts and co-hosts invite speakers",
+        ));
+    }
+    let token = auth::secret();
+    state
+        .catalog
+        .create_speaker_invite(room.id, session.user.id, &token)
+        .await?;
+    let mut link = format!("/rooms/{}?speak={token}", room.id);
+    if let Some(t) = &room.invite_token {
+        link.push_str(&format!("&invite={t}"));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "link": link })),
+    ))
+}
+
+/// `POST /api/v1/rooms/<id>/invite` replaces the private invite link (the old one stops
+/// working); `DELETE` removes it.
+pub async fn api_rotate_invite(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    session.check_csrf(auth::csrf_header(&headers))?;
+    let room = state.catalog.room(parse_room_id(&id)?).await?;
+    if room.host_id != Some(session.user.id) {
+        return Err(AppError::forbidden("only the host manages the invite link"));
+    }
+    let token = auth::secret();
+    state.catalog.set_room_invite(room.id, Some(&token)).await?;
+    Ok(Json(serde_json::json!({
+        "link": format!("/rooms/{}?invite={token}", room.id)
+    })))
+}
+
+pub async fn api_revoke_invite(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    session.check_csrf(auth::csrf_header(&headers))?;
+    let room = state.catalog.room(parse_room_id(&id)?).await?;
+    if room.host_id != Some(session.user.id) {
+        return Err(AppError::forbidden("only the host manages the invite link"));
+    }
+    state.catalog.set_room_invite(room.id, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
