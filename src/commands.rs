@@ -445,7 +445,16 @@ pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
     ));
     let worker = crate::transcribe_cmd::spawn_worker(&ctx, catalog.clone(), store.clone(), stop_rx);
     let config = Arc::new(ctx.config.clone());
-    let live = roomtape_web::live::Live::new(catalog.clone(), store.clone(), config, None);
+    let (media, sfu) =
+        roomtape_web::live::sfu::start(&ctx.config.media.listen, &ctx.config.media.advertise)
+            .await
+            .with_context(|| format!("opening the media socket {}", ctx.config.media.listen))?;
+    tracing::info!(
+        "media (WebRTC) on udp {} advertised as {}",
+        sfu.bound,
+        sfu.advertised
+    );
+    let live = roomtape_web::live::Live::new(catalog.clone(), store.clone(), config, Some(media));
     let app = roomtape_web::app(roomtape_web::AppState::new(
         catalog.clone(),
         store,

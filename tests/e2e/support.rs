@@ -28,7 +28,10 @@ impl Env {
         let mut c = Command::new(env!("CARGO_BIN_EXE_roomtape"));
         c.arg("--data-dir").arg(self.data()).args(args);
         c.env_remove("ROOMTAPE_DATA_DIR")
-            .env_remove("ROOMTAPE_CONFIG");
+            .env_remove("ROOMTAPE_CONFIG")
+            // Tests run side by side: each service takes a free media port on loopback.
+            .env("ROOMTAPE_MEDIA_LISTEN", "127.0.0.1:0")
+            .env("ROOMTAPE_MEDIA_ADVERTISE", "127.0.0.1");
         c
     }
 

@@ -132,15 +132,14 @@ pub async fn entry(
         return Err(AppError::forbidden("the host removed you from this room"));
     }
     if let Some(t) = speak
+        && stored != Some(StoredRole::Cohost)
         && state.catalog.use_speaker_invite(room.id, t, user).await?
     {
-        if stored != Some(StoredRole::Cohost) {
-            state
-                .catalog
-                .set_room_role(room.id, user, Some(StoredRole::Speaker))
-                .await?;
-            return Ok(Entry::Speaker);
-        }
+        state
+            .catalog
+            .set_room_role(room.id, user, Some(StoredRole::Speaker))
+            .await?;
+        return Ok(Entry::Speaker);
     }
     let by_role = match stored {
         Some(StoredRole::Cohost) => Some(Entry::Cohost),
@@ -346,6 +345,7 @@ pub async fn room_page(
                 ul.audience #audience {}
                 div.controls {
                     button #hand type="button" { "✋ Raise hand" }
+                    button #accept type="button" hidden { "Join the stage" }
                     button #mute type="button" hidden { "Mute" }
                     button #leave-stage type="button" hidden { "Leave stage" }
                     button #leave type="button" { "Leave" }
@@ -366,7 +366,7 @@ pub async fn room_page(
                         ul #hands {}
                     }
                 }
-                audio #sink autoplay {}
+                div #sinks hidden {}
                 script #boot type="application/json" { (json_island(&boot)) }
                 script type="module" src="/static/room.js" {}
             }

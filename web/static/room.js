@@ -1,0 +1,330 @@
+// The room page: signaling over the room's WebSocket, audio over WebRTC to roomtape's SFU.
+// The server always offers and this page answers; when it is on stage, the offer names the
+// transceiver (by mid) that carries its microphone. All user text goes in through textContent.
+
+const boot = JSON.parse(document.getElementById("boot").textContent);
+const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  role: null,
+  people: [],
+  speaking: new Set(),
+  recording: false,
+  invited: false,
+  muted: false,
+  closed: false,
+};
+let ws = null;
+let pc = null;
+let micStream = null;
+let micSender = null;
+const audios = new Map();
+
+function send(msg) {
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+}
+
+function notice(text) {
+  const n = $("notice");
+  n.textContent = text;
+  n.hidden = !text;
+}
+
+function connect() {
+  const q = new URLSearchParams();
+  if (boot.invite) q.set("invite", boot.invite);
+  if (boot.speak) q.set("speak", boot.speak);
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const qs = q.toString();
+  ws = new WebSocket(`${scheme}://${location.host}/rooms/${boot.room}/ws${qs ? "?" + qs : ""}`);
+  ws.onopen = () => send({ type: "hello", v: 1 });
+  ws.onmessage = (e) => {
+    let m;
+    try {
+      m = JSON.parse(e.data);
+    } catch {
+      return;
+    }
+    handle(m).catch((err) => notice(`Something went wrong: ${err.message ?? err}`));
+  };
+  ws.onclose = () => {
+    state.closed = true;
+    if (!$("notice").textContent) notice("You left the room.");
+    teardown();
+    render();
+  };
+}
+
+async function handle(m) {
+  switch (m.type) {
+    case "welcome":
+      state.role = m.role;
+      state.people = m.people;
+      setRecording(m.recording);
+      if (m.recording) notice("This room is being recorded.");
+      break;
+    case "offer":
+      await answer(m);
+      break;
+    case "presence":
+      state.people = m.people;
+      {
+        const mine = m.people.find((p) => p.id === boot.me);
+        if (mine) {
+          state.role = mine.role;
+          state.muted = mine.muted;
+        }
+      }
+      break;
+    case "speaking":
+      state.speaking = new Set(m.users);
+      break;
+    case "invited":
+      state.invited = true;
+      notice(`${m.by} invites you to speak.`);
+      break;
+    case "role":
+      state.role = m.role;
+      state.invited = false;
+      if (m.role === "listener") notice("You are back in the audience.");
+      break;
+    case "muted":
+      notice(`${m.by} muted you.`);
+      setMicEnabled(false);
+      break;
+    case "recording":
+      setRecording(m.on);
+      notice(m.on ? "This room is being recorded." : "Recording stopped.");
+      break;
+    case "removed":
+      notice("The host removed you from this room.");
+      break;
+    case "ended":
+      notice("The host ended this room.");
+      break;
+    case "error":
+      notice(`Not done: ${m.message}`);
+      break;
+  }
+  render();
+}
+
+function peer() {
+  if (pc) return pc;
+  pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
+  pc.ontrack = (e) => {
+    const stream = e.streams[0] ?? new MediaStream([e.track]);
+    let a = audios.get(stream.id);
+    if (!a) {
+      a = document.createElement("audio");
+      a.autoplay = true;
+      a.dataset.stream = stream.id;
+      $("sinks").appendChild(a);
+      audios.set(stream.id, a);
+    }
+    a.srcObject = stream;
+    a.play().catch(() => notice("Click anywhere to hear the room."));
+  };
+  pc.onconnectionstatechange = () => {
+    if (pc && pc.connectionState === "failed") notice("The audio connection failed.");
+  };
+  return pc;
+}
+
+async function answer(m) {
+  const p = peer();
+  await p.setRemoteDescription({ type: "offer", sdp: m.sdp });
+  for (const t of p.getTransceivers()) {
+    if (m.mic && t.mid === m.mic && !t.stopped) {
+      if (!micStream) {
+        micStream = await navigator.mediaDevices.getUserMedia({
+          audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+        });
+      }
+      const track = micStream.getAudioTracks()[0];
+      track.enabled = !state.muted;
+      await t.sender.replaceTrack(track);
+      t.direction = "sendonly";
+      micSender = t.sender;
+    }
+  }
+  const a = await p.createAnswer();
+  await p.setLocalDescription(a);
+  send({ type: "answer", sdp: p.localDescription.sdp });
+}
+
+function setMicEnabled(on) {
+  state.muted = !on;
+  micStream?.getAudioTracks().forEach((t) => (t.enabled = on));
+}
+
+function setRecording(on) {
+  state.recording = on;
+  $("recording-indicator").hidden = !on;
+  const r = $("record");
+  if (r) r.textContent = on ? "Stop recording" : "Start recording";
+}
+
+function teardown() {
+  pc?.close();
+  pc = null;
+  micStream?.getTracks().forEach((t) => t.stop());
+  micStream = null;
+  micSender = null;
+  for (const a of audios.values()) a.remove();
+  audios.clear();
+}
+
+const ROLE_NAMES = { host: "Host", cohost: "Co-host", speaker: "Speaker", listener: "" };
+const onStage = (role) => role && role !== "listener";
+const moderates = () => state.role === "host" || state.role === "cohost";
+
+function button(label, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = label;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function personItem(p) {
+  const li = document.createElement("li");
+  li.dataset.user = p.id;
+  li.className = "person";
+  if (state.speaking.has(p.id) || p.speaking) li.classList.add("speaking");
+  const name = document.createElement("span");
+  name.className = "name";
+  name.textContent = p.name + (p.id === boot.me ? " (you)" : "");
+  li.appendChild(name);
+  if (ROLE_NAMES[p.role]) {
+    const r = document.createElement("span");
+    r.className = "badge";
+    r.textContent = ROLE_NAMES[p.role];
+    li.appendChild(r);
+  }
+  if (onStage(p.role) && p.muted) {
+    const m = document.createElement("span");
+    m.className = "badge muted";
+    m.textContent = "muted";
+    li.appendChild(m);
+  }
+  if (p.hand) {
+    const h = document.createElement("span");
+    h.className = "hand";
+    h.textContent = "✋";
+    h.title = "hand raised";
+    li.appendChild(h);
+  }
+  const canAct =
+    moderates() &&
+    p.id !== boot.me &&
+    p.role !== "host" &&
+    !(p.role === "cohost" && state.role !== "host");
+  if (canAct) {
+    const tools = document.createElement("span");
+    tools.className = "tools";
+    if (p.role === "listener") {
+      tools.appendChild(button("Invite to speak", () => send({ type: "invite_to_speak", user: p.id })));
+    } else {
+      tools.appendChild(button("Mute", () => send({ type: "mute", user: p.id })));
+      tools.appendChild(button("To audience", () => send({ type: "move_to_audience", user: p.id })));
+    }
+    if (p.role !== "cohost") {
+      tools.appendChild(button("Make co-host", () => send({ type: "make_cohost", user: p.id })));
+    }
+    tools.appendChild(button("Remove", () => send({ type: "remove", user: p.id })));
+    li.appendChild(tools);
+  }
+  return li;
+}
+
+function render() {
+  const stage = $("stage");
+  const audience = $("audience");
+  stage.replaceChildren(...state.people.filter((p) => onStage(p.role)).map(personItem));
+  audience.replaceChildren(...state.people.filter((p) => !onStage(p.role)).map(personItem));
+  const hands = $("hands");
+  if (hands) {
+    hands.replaceChildren(
+      ...state.people
+        .filter((p) => p.hand)
+        .map((p) => {
+          const li = document.createElement("li");
+          li.textContent = p.name + " ";
+          li.appendChild(button("Invite to speak", () => send({ type: "invite_to_speak", user: p.id })));
+          return li;
+        }),
+    );
+  }
+  const me = state.people.find((p) => p.id === boot.me);
+  const listening = state.role === "listener";
+  const hand = $("hand");
+  hand.hidden = !listening || state.closed;
+  hand.textContent = me?.hand ? "Lower hand" : "✋ Raise hand";
+  const accept = $("accept");
+  accept.hidden = !(listening && state.invited) || state.closed;
+  $("mute").hidden = !onStage(state.role) || state.closed;
+  $("mute").textContent = state.muted ? "Unmute" : "Mute";
+  $("leave-stage").hidden = !onStage(state.role) || state.role === "host" || state.closed;
+  $("leave").hidden = state.closed;
+}
+
+$("hand").addEventListener("click", () => {
+  const me = state.people.find((p) => p.id === boot.me);
+  send({ type: me?.hand ? "lower_hand" : "raise_hand" });
+});
+$("accept").addEventListener("click", () => {
+  state.invited = false;
+  notice("");
+  send({ type: "accept_invite" });
+});
+$("mute").addEventListener("click", () => {
+  setMicEnabled(state.muted);
+  send({ type: "set_muted", muted: state.muted });
+  render();
+});
+$("leave-stage").addEventListener("click", () => send({ type: "move_to_audience", user: boot.me }));
+$("leave").addEventListener("click", () => {
+  ws?.close();
+  location.href = "/";
+});
+$("record")?.addEventListener("click", () =>
+  send({ type: state.recording ? "stop_recording" : "start_recording" }),
+);
+$("end")?.addEventListener("click", () => {
+  if (confirm("End the room for everyone?")) send({ type: "end_room" });
+});
+$("speaker-link")?.addEventListener("click", async () => {
+  const r = await fetch(`/api/v1/rooms/${boot.room}/speaker-invites`, {
+    method: "POST",
+    headers: { "x-csrf-token": csrf },
+  });
+  const body = await r.json();
+  $("speaker-invite").textContent = r.ok ? new URL(body.link, location.href).href : body.error.message;
+});
+document.addEventListener("click", () => {
+  for (const a of audios.values()) a.play().catch(() => {});
+});
+
+// For tests and troubleshooting: what this page knows, and its WebRTC statistics.
+window.roomtape = {
+  state: () => ({ ...state, speaking: [...state.speaking] }),
+  inbound: async () => {
+    if (!pc) return [];
+    const out = [];
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "audio") {
+        out.push({
+          packetsReceived: s.packetsReceived ?? 0,
+          audioLevel: s.audioLevel ?? 0,
+          totalAudioEnergy: s.totalAudioEnergy ?? 0,
+        });
+      }
+    });
+    return out;
+  },
+};
+
+connect();
+render();

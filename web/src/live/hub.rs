@@ -215,9 +215,9 @@ impl Hub {
 
     fn media(&mut self, e: MediaEvent) {
         match e {
-            MediaEvent::Offer { conn, sdp } => {
+            MediaEvent::Offer { conn, sdp, mic } => {
                 if let Some(i) = self.idx(conn) {
-                    self.send(i, ServerMsg::Offer { sdp });
+                    self.send(i, ServerMsg::Offer { sdp, mic });
                 }
             }
             MediaEvent::Gone { conn } => self.leave(conn),

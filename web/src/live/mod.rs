@@ -13,6 +13,7 @@ use roomtape_core::{ArchiveStore, Catalog, Config, Room, RoomId, Speaker};
 pub mod hub;
 pub mod protocol;
 pub mod recording;
+pub mod sfu;
 pub mod ws;
 
 use hub::{Hub, HubHandle, HubMsg};
@@ -60,9 +61,11 @@ pub enum MediaCmd {
 /// What the SFU tells a room.
 #[derive(Debug)]
 pub enum MediaEvent {
+    /// `mic`: the track the client must send its microphone on, when on stage.
     Offer {
         conn: ConnId,
         sdp: String,
+        mic: Option<String>,
     },
     /// The peer connection failed or timed out.
     Gone {

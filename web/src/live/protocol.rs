@@ -105,8 +105,10 @@ pub enum ServerMsg {
         people: Vec<Person>,
     },
     /// A new session description to answer (the server always offers; the client answers).
+    /// `mic` names the transceiver (by mid) to send the microphone on, while on stage.
     Offer {
         sdp: String,
+        mic: Option<String>,
     },
     /// Everyone in the room, after any change.
     Presence {

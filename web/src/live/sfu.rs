@@ -1,0 +1,617 @@
+//! The SFU: one UDP socket, one task, one sans-IO `str0m::Rtc` (ICE-lite, DTLS-SRTP, Opus
+//! only) per participant. Audio a speaker sends is written, as received, to every other
+//! participant's matching send-only track, and handed to the room's recorder; nothing is
+//! decoded or mixed. The server always makes the offers (a data channel first, a receive-only
+//! track for a speaker's microphone, a send-only track per other speaker) and the client
+//! answers, so the two sides never offer at once.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaData, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use roomtape_core::{RoomId, Speaker};
+
+use super::hub::HubMsg;
+use super::recording::{Tap, TapPacket};
+use super::{ConnId, MediaCmd, MediaEvent};
+
+/// Audio level (RFC 6464, −dBov) at or under which a speaker counts as speaking.
+const SPEAKING_LEVEL: i8 = 50;
+/// How long a level keeps someone "speaking".
+const SPEAKING_HOLD: Duration = Duration::from_millis(400);
+/// How often speaking indicators are recomputed.
+const SPEAKING_EVERY: Duration = Duration::from_millis(200);
+/// A peer that has not connected this long after its offer is dropped.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the SFU listens and what it tells browsers.
+#[derive(Clone, Copy, Debug)]
+pub struct SfuAddr {
+    pub bound: SocketAddr,
+    pub advertised: SocketAddr,
+}
+
+/// Binds the socket and starts the SFU task. `advertise` is the IP browsers send to (empty:
+/// the bound IP, or this machine's address on its default route when bound to all addresses).
+pub async fn start(
+    listen: &str,
+    advertise: &str,
+) -> std::io::Result<(mpsc::UnboundedSender<MediaCmd>, SfuAddr)> {
+    let socket = UdpSocket::bind(listen).await?;
+    let bound = socket.local_addr()?;
+    let ip: IpAddr = if !advertise.trim().is_empty() {
+        advertise.trim().parse().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("media.advertise must be an IP address, not {advertise:?}"),
+            )
+        })?
+    } else if bound.ip().is_unspecified() {
+        default_route_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    } else {
+        bound.ip()
+    };
+    let advertised = SocketAddr::new(ip, bound.port());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sfu = Sfu::new(socket, advertised)?;
+    tokio::spawn(sfu.run(rx));
+    Ok((tx, SfuAddr { bound, advertised }))
+}
+
+/// The address this machine uses to reach the internet (no packet is sent).
+fn default_route_ip() -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+/// An offer out: the pending state, the microphone track and speaker tracks it adds.
+type Pending = (SdpPendingOffer, Option<Mid>, Vec<(ConnId, Mid)>);
+
+struct Peer {
+    room: RoomId,
+    speaker: Speaker,
+    rtc: Rtc,
+    events: mpsc::UnboundedSender<HubMsg>,
+    publish: bool,
+    forward: bool,
+    /// Our receive-only track for their microphone, once answered.
+    mic: Option<Mid>,
+    /// Our send-only track for each other speaker, once answered.
+    outs: HashMap<ConnId, Mid>,
+    /// The offer waiting for an answer, and what it adds.
+    pending: Option<Pending>,
+    /// Something changed while an offer was out: offer again after the answer.
+    renegotiate: bool,
+    opened: bool,
+    created: Instant,
+    connected: bool,
+    deadline: Instant,
+    /// A tag for the recorder's stream identity: a new one each time they go on stage.
+    ssrc_tag: u32,
+    level_at: Option<Instant>,
+}
+
+struct Sfu {
+    socket: UdpSocket,
+    advertised: SocketAddr,
+    template: RtcConfig,
+    peers: HashMap<ConnId, Peer>,
+    by_addr: HashMap<SocketAddr, ConnId>,
+    rooms: HashMap<RoomId, Vec<ConnId>>,
+    taps: HashMap<RoomId, Tap>,
+    timers: BTreeSet<(Instant, ConnId)>,
+    speaking: HashMap<RoomId, Vec<ConnId>>,
+    next_tag: u32,
+    forwarded: u64,
+}
+
+impl Sfu {
+    fn new(socket: UdpSocket, advertised: SocketAddr) -> std::io::Result<Self> {
+        let provider = str0m::crypto::from_feature_flags();
+        let cert = provider
+            .dtls_provider
+            .generate_certificate()
+            .ok_or_else(|| std::io::Error::other("cannot make a DTLS certificate"))?;
+        let template = Rtc::builder()
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            // Forward at once: a lost packet must not hold back the ones after it.
+            .set_reordering_size_audio(0)
+            .set_dtls_cert(cert);
+        Ok(Sfu {
+            socket,
+            advertised,
+            template,
+            peers: HashMap::new(),
+            by_addr: HashMap::new(),
+            rooms: HashMap::new(),
+            taps: HashMap::new(),
+            timers: BTreeSet::new(),
+            speaking: HashMap::new(),
+            next_tag: 1,
+            forwarded: 0,
+        })
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<MediaCmd>) {
+        let mut buf = vec![0u8; 2000];
+        let mut next_speaking = Instant::now() + SPEAKING_EVERY;
+        loop {
+            let next = self
+                .timers
+                .first()
+                .map_or(next_speaking, |(t, _)| (*t).min(next_speaking));
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => {
+                    if let Ok((n, src)) = r {
+                        self.udp(src, &buf[..n]);
+                    }
+                    // Take what else is waiting before going back to the scheduler.
+                    for _ in 0..64 {
+                        match self.socket.try_recv_from(&mut buf) {
+                            Ok((n, src)) => self.udp(src, &buf[..n]),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                cmd = rx.recv() => match cmd {
+                    Some(c) => self.command(c),
+                    None => break,
+                },
+                () = tokio::time::sleep_until(next.into()) => {}
+            }
+            let now = Instant::now();
+            self.timeouts(now);
+            if now >= next_speaking {
+                self.update_speaking(now);
+                next_speaking = now + SPEAKING_EVERY;
+            }
+        }
+    }
+
+    fn udp(&mut self, src: SocketAddr, data: &[u8]) {
+        let now = Instant::now();
+        let Ok(recv) = Receive::new(Protocol::Udp, src, self.advertised, data) else {
+            return;
+        };
+        let input = Input::Receive(now, recv);
+        let conn = match self.by_addr.get(&src) {
+            Some(c) if self.peers.get(c).is_some_and(|p| p.rtc.accepts(&input)) => *c,
+            _ => {
+                let Some(c) = self
+                    .peers
+                    .iter()
+                    .find(|(_, p)| p.rtc.accepts(&input))
+                    .map(|(c, _)| *c)
+                else {
+                    return;
+                };
+                self.by_addr.insert(src, c);
+                c
+            }
+        };
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if let Err(e) = p.rtc.handle_input(input) {
+            tracing::debug!(conn, "bad input: {e}");
+        }
+        self.drive(conn);
+    }
+
+    fn timeouts(&mut self, now: Instant) {
+        while let Some(&(t, conn)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(p) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            if p.deadline != t {
+                continue;
+            }
+            if !p.connected && now.duration_since(p.created) > CONNECT_TIMEOUT {
+                self.gone(conn, "the audio connection did not come up");
+                continue;
+            }
+            let _ = p.rtc.handle_input(Input::Timeout(now));
+            self.drive(conn);
+        }
+    }
+
+    /// Drains one peer's output: sends its packets, handles its events, re-arms its timer.
+    fn drive(&mut self, conn: ConnId) {
+        let mut events = Vec::new();
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let deadline = loop {
+            match p.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => break t,
+                Ok(Output::Transmit(t)) => {
+                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                }
+                Ok(Output::Event(e)) => events.push(e),
+                Err(e) => {
+                    tracing::debug!(conn, "peer failed: {e}");
+                    p.rtc.disconnect();
+                    events.push(Event::IceConnectionStateChange(
+                        IceConnectionState::Disconnected,
+                    ));
+                    break Instant::now() + Duration::from_secs(3600);
+                }
+            }
+        };
+        if deadline != p.deadline {
+            self.timers.remove(&(p.deadline, conn));
+            p.deadline = deadline;
+            self.timers.insert((deadline, conn));
+        }
+        for e in events {
+            self.event(conn, e);
+        }
+    }
+
+    fn event(&mut self, conn: ConnId, e: Event) {
+        match e {
+            Event::Connected => {
+                if let Some(p) = self.peers.get_mut(&conn) {
+                    p.connected = true;
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.gone(conn, "the audio connection was lost");
+            }
+            Event::MediaData(d) => self.media(conn, d),
+            _ => {}
+        }
+    }
+
+    fn media(&mut self, from: ConnId, d: MediaData) {
+        let Some(p) = self.peers.get_mut(&from) else {
+            return;
+        };
+        // Only a speaker's own microphone track is forwarded; anything else a client sends is
+        // dropped here.
+        if !p.publish || p.mic.as_ref() != Some(&d.mid) {
+            return;
+        }
+        if let Some(level) = d.ext_vals.audio_level
+            && level <= SPEAKING_LEVEL
+        {
+            p.level_at = Some(d.network_time);
+        }
+        if !p.forward {
+            return;
+        }
+        let room = p.room;
+        let speaker = p.speaker.clone();
+        let tag = p.ssrc_tag;
+        if let Some(tap) = self.taps.get(&room) {
+            tap.send(TapPacket {
+                speaker,
+                ssrc: tag,
+                sequence: d.seq_range.start().as_u16(),
+                timestamp: d.time.numer() as u32,
+                payload: d.data.to_vec(),
+                at: d.network_time,
+            });
+        }
+        let listeners: Vec<ConnId> = self
+            .rooms
+            .get(&room)
+            .map(|v| v.iter().copied().filter(|c| *c != from).collect())
+            .unwrap_or_default();
+        let level = d.ext_vals.audio_level.unwrap_or(127);
+        let vad = d.ext_vals.voice_activity.unwrap_or(level <= SPEAKING_LEVEL);
+        for l in listeners {
+            let Some(lp) = self.peers.get_mut(&l) else {
+                continue;
+            };
+            let Some(mid) = lp.outs.get(&from).cloned() else {
+                continue;
+            };
+            let Some(w) = lp.rtc.writer(mid) else {
+                continue;
+            };
+            let Some(pt) = w.match_params(d.params) else {
+                continue;
+            };
+            let written =
+                w.audio_level(level, vad)
+                    .write(pt, d.network_time, d.time, d.data.clone());
+            if written.is_ok() {
+                self.forwarded += 1;
+            }
+            self.drive(l);
+        }
+    }
+
+    fn update_speaking(&mut self, now: Instant) {
+        for (room, conns) in &self.rooms {
+            let mut on: Vec<ConnId> = conns
+                .iter()
+                .copied()
+                .filter(|c| {
+                    self.peers.get(c).is_some_and(|p| {
+                        p.publish
+                            && p.forward
+                            && p.level_at
+                                .is_some_and(|t| now.duration_since(t) < SPEAKING_HOLD)
+                    })
+                })
+                .collect();
+            on.sort_unstable();
+            let before = self.speaking.entry(*room).or_default();
+            if *before != on {
+                *before = on.clone();
+                if let Some(first) = conns.first().and_then(|c| self.peers.get(c)) {
+                    let _ = first
+                        .events
+                        .send(HubMsg::Media(MediaEvent::Speaking { conns: on }));
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, c: MediaCmd) {
+        match c {
+            MediaCmd::Join {
+                conn,
+                room,
+                speaker,
+                publish,
+                events,
+            } => self.join(conn, room, speaker, publish, events),
+            MediaCmd::Answer { conn, sdp } => self.answer(conn, &sdp),
+            MediaCmd::SetPublish { conn, publish } => {
+                let Some(p) = self.peers.get_mut(&conn) else {
+                    return;
+                };
+                if p.publish == publish {
+                    return;
+                }
+                p.publish = publish;
+                if publish {
+                    p.ssrc_tag = self.next_tag;
+                    self.next_tag = self.next_tag.wrapping_add(1);
+                }
+                let room = p.room;
+                self.negotiate_room(room);
+            }
+            MediaCmd::SetForward { conn, forward } => {
+                if let Some(p) = self.peers.get_mut(&conn) {
+                    p.forward = forward;
+                }
+            }
+            MediaCmd::Leave { conn } => self.remove(conn),
+            MediaCmd::Tap { room, tap } => match tap {
+                Some(t) => {
+                    self.taps.insert(room, t);
+                }
+                None => {
+                    self.taps.remove(&room);
+                }
+            },
+        }
+    }
+
+    fn join(
+        &mut self,
+        conn: ConnId,
+        room: RoomId,
+        speaker: Speaker,
+        publish: bool,
+        events: mpsc::UnboundedSender<HubMsg>,
+    ) {
+        let now = Instant::now();
+        let mut rtc = self.template.clone().build(now);
+        match Candidate::host(self.advertised, "udp") {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => {
+                let _ = events.send(HubMsg::Media(MediaEvent::Error {
+                    conn,
+                    message: format!("the media address is unusable: {e}"),
+                }));
+                return;
+            }
+        }
+        let tag = self.next_tag;
+        self.next_tag = self.next_tag.wrapping_add(1);
+        self.peers.insert(
+            conn,
+            Peer {
+                room,
+                speaker,
+                rtc,
+                events,
+                publish,
+                forward: true,
+                mic: None,
+                outs: HashMap::new(),
+                pending: None,
+                renegotiate: false,
+                opened: false,
+                created: now,
+                connected: false,
+                deadline: now,
+                ssrc_tag: tag,
+                level_at: None,
+            },
+        );
+        self.timers.insert((now, conn));
+        self.rooms.entry(room).or_default().push(conn);
+        self.negotiate_room(room);
+    }
+
+    fn remove(&mut self, conn: ConnId) {
+        let Some(mut p) = self.peers.remove(&conn) else {
+            return;
+        };
+        p.rtc.disconnect();
+        self.timers.remove(&(p.deadline, conn));
+        self.by_addr.retain(|_, c| *c != conn);
+        if let Some(v) = self.rooms.get_mut(&p.room) {
+            v.retain(|c| *c != conn);
+            if v.is_empty() {
+                self.rooms.remove(&p.room);
+                self.speaking.remove(&p.room);
+                self.taps.remove(&p.room);
+                return;
+            }
+        }
+        self.negotiate_room(p.room);
+    }
+
+    fn gone(&mut self, conn: ConnId, why: &str) {
+        if let Some(p) = self.peers.get(&conn) {
+            tracing::info!(conn, "{why}");
+            let _ = p.events.send(HubMsg::Media(MediaEvent::Gone { conn }));
+        }
+        self.remove(conn);
+    }
+
+    /// Brings every peer of `room` to what the stage is now.
+    fn negotiate_room(&mut self, room: RoomId) {
+        let conns = self.rooms.get(&room).cloned().unwrap_or_default();
+        for c in conns {
+            self.negotiate(c);
+        }
+    }
+
+    /// Offers what `conn` is missing (or no longer needs): its microphone track while it is on
+    /// stage, a send-only track per other speaker. One offer at a time.
+    fn negotiate(&mut self, conn: ConnId) {
+        let Some(p) = self.peers.get(&conn) else {
+            return;
+        };
+        let room = p.room;
+        let publishers: HashSet<ConnId> = self
+            .rooms
+            .get(&room)
+            .map(|v| {
+                v.iter()
+                    .copied()
+                    .filter(|c| *c != conn && self.peers.get(c).is_some_and(|q| q.publish))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let names: HashMap<ConnId, String> = publishers
+            .iter()
+            .filter_map(|c| self.peers.get(c).map(|q| (*c, q.speaker.id.to_string())))
+            .collect();
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if p.pending.is_some() {
+            p.renegotiate = true;
+            return;
+        }
+        let mut api = p.rtc.sdp_api();
+        if !p.opened {
+            api.add_channel("roomtape".into());
+        }
+        let mut new_mic = None;
+        if p.publish && p.mic.is_none() {
+            new_mic = Some(api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None));
+        }
+        if !p.publish
+            && let Some(m) = p.mic.take()
+        {
+            api.stop_media(m);
+        }
+        let mut new_outs = Vec::new();
+        let mut publishers: Vec<ConnId> = publishers.into_iter().collect();
+        publishers.sort_unstable();
+        for s in publishers {
+            if !p.outs.contains_key(&s) {
+                let stream = names.get(&s).cloned();
+                let mid = api.add_media(
+                    MediaKind::Audio,
+                    Direction::SendOnly,
+                    stream.clone(),
+                    stream,
+                    None,
+                );
+                new_outs.push((s, mid));
+            }
+        }
+        let gone: Vec<ConnId> = p
+            .outs
+            .keys()
+            .copied()
+            .filter(|s| !names.contains_key(s))
+            .collect();
+        for s in gone {
+            if let Some(m) = p.outs.remove(&s) {
+                api.stop_media(m);
+            }
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
+        p.opened = true;
+        p.pending = Some((pending, new_mic, new_outs));
+        let mic = new_mic.or(p.mic).map(|m| m.to_string());
+        let _ = p.events.send(HubMsg::Media(MediaEvent::Offer {
+            conn,
+            sdp: offer.to_sdp_string(),
+            mic,
+        }));
+        self.drive(conn);
+    }
+
+    fn answer(&mut self, conn: ConnId, sdp: &str) {
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let error = |p: &Peer, m: String| {
+            let _ = p
+                .events
+                .send(HubMsg::Media(MediaEvent::Error { conn, message: m }));
+        };
+        let Some((pending, mic, outs)) = p.pending.take() else {
+            error(p, "no offer is waiting for an answer".into());
+            return;
+        };
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                error(p, format!("that answer is not SDP: {e}"));
+                p.pending = Some((pending, mic, outs));
+                return;
+            }
+        };
+        match p.rtc.sdp_api().accept_answer(pending, answer) {
+            Ok(()) => {
+                if mic.is_some() {
+                    p.mic = mic;
+                }
+                p.outs.extend(outs);
+            }
+            Err(e) => {
+                error(p, format!("the answer was refused: {e}"));
+                // The offer is spent; make a fresh one with everything still missing.
+                p.renegotiate = true;
+            }
+        }
+        let again = std::mem::take(&mut p.renegotiate);
+        self.drive(conn);
+        if again {
+            self.negotiate(conn);
+        }
+    }
+}
