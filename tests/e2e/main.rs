@@ -5,6 +5,7 @@ mod support;
 
 mod archive;
 mod bad_input;
+mod browser;
 mod crash;
 mod search;
 mod serve;

@@ -8,6 +8,19 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
+impl Drop for Env {
+    /// A failed test shows the end of the service's log, if it ran one.
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(log) = std::fs::read_to_string(self.path("serve.log"))
+        {
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!("--- serve.log (last lines) ---\n{}", tail.join("\n"));
+        }
+    }
+}
+
 impl Env {
     pub fn new() -> Env {
         Env {
@@ -67,10 +80,18 @@ impl Env {
 
     /// Starts `roomtape serve` on a free port; returns the child and its address.
     pub fn serve(&self) -> (std::process::Child, String) {
+        self.serve_with(&[])
+    }
+
+    /// `serve` with extra environment.
+    pub fn serve_with(&self, vars: &[(&str, &str)]) -> (std::process::Child, String) {
         let mut child = self
             .cmd(&["serve", "--listen", "127.0.0.1:0"])
+            .envs(vars.iter().copied())
+            .env("ROOMTAPE_LOG", "info,roomtape_web=debug")
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            // The service's log, for reading after a failure.
+            .stderr(std::fs::File::create(self.path("serve.log")).expect("serve.log"))
             .spawn()
             .expect("start roomtape serve");
         let mut line = String::new();

@@ -1,0 +1,368 @@
+//! A live room in real browsers: two headless Chromium sessions, driven through chromedriver,
+//! each with an espeak sentence as its fake microphone. The host creates a room, records and
+//! speaks; a listener raises a hand, is invited, accepts and speaks too; the listener's page
+//! hears the host (WebRTC stats); the host ends the room; the recording has one track per
+//! speaker whose transcript holds that speaker's sentence.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+
+use crate::support::*;
+
+const HOST_SENTENCE: &str = "The new library will open in the spring.";
+const GUEST_SENTENCE: &str = "That is wonderful news for everyone in our town.";
+
+/// chromedriver in a process group of its own, so the browsers it starts go with it.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        use std::os::unix::process::CommandExt as _;
+        let mut child = Command::new("chromedriver")
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver) must be installed");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut port = None;
+        for _ in 0..20 {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            if let Some(p) = line.split("successfully on port ").nth(1) {
+                port = p.trim().trim_end_matches('.').parse().ok();
+                break;
+            }
+        }
+        // Keep reading its output so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in out.lines() {});
+        Driver {
+            child,
+            port: port.expect("chromedriver printed its port"),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+async fn browser(driver: &Driver, wav: &std::path::Path) -> Client {
+    let caps = serde_json::json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                format!("--use-file-for-fake-audio-capture={}", wav.display()),
+                "--autoplay-policy=no-user-gesture-required",
+            ]
+        }
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a Chromium session")
+}
+
+/// A 48 kHz mono sentence followed by silence; Chromium loops it.
+fn voice(env: &Env, name: &str, text: &str, voice: &str) -> std::path::PathBuf {
+    let raw = env.path(&format!("{name}-raw.wav"));
+    speak(text, voice, &raw);
+    let out = env.path(&format!("{name}.wav"));
+    tool(
+        "sox",
+        &[
+            "-R",
+            raw.to_str().unwrap(),
+            "-r",
+            "48000",
+            "-c",
+            "1",
+            "-b",
+            "16",
+            out.to_str().unwrap(),
+            "pad",
+            "0.5",
+            "2.5",
+        ],
+    );
+    out
+}
+
+async fn wait_for(c: &Client, css: &str, what: &str) -> fantoccini::elements::Element {
+    match c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            let page = c.source().await.unwrap_or_default();
+            let s = state(c).await;
+            panic!("waiting for {what} ({css}): {e}\nstate: {s}\npage: {page}")
+        }
+    }
+}
+
+async fn signup(c: &Client, base: &str, user: &str, name: &str) {
+    c.goto(&format!("{base}/signup")).await.unwrap();
+    c.find(Locator::Css("input[name=username]"))
+        .await
+        .unwrap()
+        .send_keys(user)
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=display_name]"))
+        .await
+        .unwrap()
+        .send_keys(name)
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys("a long enough password")
+        .await
+        .unwrap();
+    c.find(Locator::Css("main form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(c, "form[action='/logout']", "being logged in").await;
+}
+
+async fn state(c: &Client) -> serde_json::Value {
+    c.execute(
+        "return window.roomtape ? window.roomtape.state() : null",
+        vec![],
+    )
+    .await
+    .unwrap()
+}
+
+async fn until(c: &Client, what: &str, f: impl Fn(&serde_json::Value) -> bool) {
+    let start = Instant::now();
+    loop {
+        let s = state(c).await;
+        if f(&s) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn inbound(c: &Client) -> Vec<serde_json::Value> {
+    let v = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             window.roomtape.inbound().then(done, e => done({error: String(e)}));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_live_room_in_two_browsers_is_recorded_per_speaker_and_transcribed() {
+    let env = Env::new();
+    let host_wav = voice(&env, "host", HOST_SENTENCE, "en-us+m3");
+    let guest_wav = voice(&env, "guest", GUEST_SENTENCE, "en-us+f4");
+    let (mut server, addr) = env.serve_with(&[
+        ("ROOMTAPE_TRANSCRIBE_MODEL", &test_model()),
+        ("ROOMTAPE_TRANSCRIBE_THREADS", "1"),
+    ]);
+    let base = format!("http://{addr}");
+    let driver = Driver::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let recording = rt.block_on(async {
+        let host = browser(&driver, &host_wav).await;
+        let guest = browser(&driver, &guest_wav).await;
+        let result = async {
+            signup(&host, &base, "ana", "Ana Lima").await;
+            host.goto(&format!("{base}/rooms/new")).await.unwrap();
+            host.find(Locator::Css("input[name=title]"))
+                .await
+                .unwrap()
+                .send_keys("Town library")
+                .await
+                .unwrap();
+            host.find(Locator::Css("select[name=language] option[value=en]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            host.find(Locator::Css("main form button[type=submit]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            wait_for(&host, "#stage li.person", "the host on stage").await;
+            let room_url = host.current_url().await.unwrap().to_string();
+            host.find(Locator::Css("#record"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            until(&host, "recording", |s| s["recording"] == true).await;
+
+            signup(&guest, &base, "bruno", "Bruno Costa").await;
+            guest.goto(&room_url).await.unwrap();
+            wait_for(&guest, "#audience li.person", "the guest in the audience").await;
+            assert!(
+                guest
+                    .find(Locator::Css("#notice"))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+                    .contains("recorded"),
+                "a person joining is told the room is recorded"
+            );
+            // The listener hears the host.
+            let start = Instant::now();
+            loop {
+                let stats = inbound(&guest).await;
+                let heard = stats.iter().any(|s| {
+                    s["packetsReceived"].as_f64().unwrap_or(0.0) > 50.0
+                        && s["totalAudioEnergy"].as_f64().unwrap_or(0.0) > 0.0
+                });
+                if heard {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "the listener receives no audio: {stats:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            // Hand up, invited, accepted: on stage.
+            guest
+                .find(Locator::Css("#hand"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            wait_for(&host, "#hands li button", "the raised hand")
+                .await
+                .click()
+                .await
+                .unwrap();
+            wait_for(&guest, "#accept:not([hidden])", "the invitation")
+                .await
+                .click()
+                .await
+                .unwrap();
+            until(&guest, "the guest on stage", |s| s["role"] == "speaker").await;
+            until(&host, "two people on stage", |s| {
+                s["people"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().filter(|x| x["role"] != "listener").count() == 2)
+            })
+            .await;
+            // Both speak (each sentence loops), then the host ends the room.
+            tokio::time::sleep(Duration::from_secs(9)).await;
+            let host_hears = inbound(&host).await;
+            assert!(
+                host_hears
+                    .iter()
+                    .any(|s| s["packetsReceived"].as_f64().unwrap_or(0.0) > 50.0),
+                "the host hears the new speaker: {host_hears:?}"
+            );
+            host.execute("window.confirm = () => true; return null", vec![])
+                .await
+                .unwrap();
+            host.find(Locator::Css("#end"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            until(&guest, "the room to end", |s| s["closed"] == true).await;
+            room_url
+        }
+        .await;
+        let _ = host.close().await;
+        let _ = guest.close().await;
+        result
+    });
+    drop(driver);
+    assert!(recording.contains("/rooms/"));
+
+    // The recording: one track per speaker, transcribed by the service's worker.
+    let start = Instant::now();
+    let rec = loop {
+        let list = env.json(&["recordings", "list"]);
+        if let Some(r) = list.as_array().unwrap().first()
+            && r["state"] == "transcribed"
+        {
+            break r.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "the recording was not transcribed: {list:#}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    tool("kill", &["-TERM", &server.id().to_string()]);
+    assert!(server.wait().unwrap().success());
+    assert_eq!(rec["source"], "live");
+    let tracks = rec["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 2, "{rec:#}");
+    let id = rec["id"].as_str().unwrap();
+    for f in opus_files(&env.archive(id)) {
+        assert_opusinfo_ok(&f);
+    }
+    let t: serde_json::Value =
+        serde_json::from_str(&env.ok(&["export", id, "--format", "json"])).unwrap();
+    for (name, sentence) in [("Ana Lima", HOST_SENTENCE), ("Bruno Costa", GUEST_SENTENCE)] {
+        let said: Vec<&str> = t["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["speaker"] == name)
+            .map(|s| s["text"].as_str().unwrap())
+            .collect();
+        let best = said
+            .iter()
+            .map(|s| wer(sentence, s))
+            .fold(f64::INFINITY, f64::min);
+        assert!(
+            best <= 0.34,
+            "{name} said {sentence:?}; the transcript has {said:?}"
+        );
+    }
+}
