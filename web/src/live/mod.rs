@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use roomtape_core::{ArchiveStore, Catalog, Config, Room, RoomId, Speaker};
 
+pub mod client;
 pub mod hub;
 pub mod protocol;
 pub mod recording;
@@ -56,6 +57,20 @@ pub enum MediaCmd {
         room: RoomId,
         tap: Option<Tap>,
     },
+    /// What the SFU holds now (tests, benchmarks, leak checks).
+    Stats(tokio::sync::oneshot::Sender<SfuStats>),
+}
+
+/// Counters of the SFU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SfuStats {
+    pub peers: usize,
+    pub rooms: usize,
+    pub taps: usize,
+    pub timers: usize,
+    pub addresses: usize,
+    /// RTP packets written to listeners since the start.
+    pub forwarded: u64,
 }
 
 /// What the SFU tells a room.
@@ -166,6 +181,13 @@ impl Live {
     /// Rooms with a running task (for leak checks).
     pub fn running_rooms(&self) -> usize {
         self.hubs().values().filter(|h| !h.tx.is_closed()).count()
+    }
+
+    /// The SFU's counters (`None` without an SFU).
+    pub async fn sfu_stats(&self) -> Option<SfuStats> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.media.as_ref()?.send(MediaCmd::Stats(tx)).ok()?;
+        rx.await.ok()
     }
 
     pub(crate) fn media(&self, cmd: MediaCmd) {

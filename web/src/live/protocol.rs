@@ -162,12 +162,34 @@ pub fn parse(text: &str) -> Result<ClientMsg, ServerMsg> {
             format!("messages are at most {MAX_MESSAGE} bytes"),
         ));
     }
-    serde_json::from_str(text).map_err(|e| {
+    let bad = |e: &dyn std::fmt::Display| {
         let m = e.to_string();
         let m: String = m.chars().filter(|c| !c.is_control()).take(200).collect();
         ServerMsg::error("bad_message", m)
-    })
+    };
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(&e))?;
+    // serde does not refuse extra fields on field-less variants of a tagged enum: do it here.
+    if let Some(obj) = v.as_object()
+        && let Some(t) = obj.get("type").and_then(|t| t.as_str())
+        && BARE.contains(&t)
+        && obj.len() != 1
+    {
+        return Err(bad(&format!("`{t}` takes no fields")));
+    }
+    serde_json::from_value(v).map_err(|e| bad(&e))
 }
+
+/// Messages that are only a `type`.
+const BARE: &[&str] = &[
+    "raise_hand",
+    "lower_hand",
+    "accept_invite",
+    "decline_invite",
+    "start_recording",
+    "stop_recording",
+    "end_room",
+    "ping",
+];
 
 #[cfg(test)]
 mod tests {

@@ -20,7 +20,7 @@ use roomtape_core::{RoomId, Speaker};
 
 use super::hub::HubMsg;
 use super::recording::{Tap, TapPacket};
-use super::{ConnId, MediaCmd, MediaEvent};
+use super::{ConnId, MediaCmd, MediaEvent, SfuStats};
 
 /// Audio level (RFC 6464, −dBov) at or under which a speaker counts as speaking.
 const SPEAKING_LEVEL: i8 = 50;
@@ -396,6 +396,16 @@ impl Sfu {
                 }
             }
             MediaCmd::Leave { conn } => self.remove(conn),
+            MediaCmd::Stats(reply) => {
+                let _ = reply.send(SfuStats {
+                    peers: self.peers.len(),
+                    rooms: self.rooms.len(),
+                    taps: self.taps.len(),
+                    timers: self.timers.len(),
+                    addresses: self.by_addr.len(),
+                    forwarded: self.forwarded,
+                });
+            }
             MediaCmd::Tap { room, tap } => match tap {
                 Some(t) => {
                     self.taps.insert(room, t);

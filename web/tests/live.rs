@@ -1,0 +1,579 @@
+//! Live rooms through the real service in-process: axum on a TCP port, the SFU on a UDP port,
+//! WebSocket signaling, and headless str0m peers instead of browsers. Roles and every
+//! authorisation rule, forwarding to many listeners, a peer that vanishes, join/leave cycles
+//! that must leave nothing behind, and bad input of every kind.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+use roomtape_core::{
+    Catalog, Config, LocalStore, Room, RoomId, RoomState, Timestamp, User, Visibility,
+};
+use roomtape_search::SearchIndex;
+use roomtape_web::live::client::MediaClient;
+use roomtape_web::live::{Live, sfu};
+use roomtape_web::{AppState, app, auth};
+
+struct Server {
+    _dir: tempfile::TempDir,
+    addr: SocketAddr,
+    sfu: SocketAddr,
+    catalog: Catalog,
+    live: Arc<Live>,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("catalog.sqlite"))
+        .await
+        .unwrap();
+    let store = Arc::new(LocalStore::new(dir.path().join("archives")).unwrap());
+    let config = Config::default();
+    let (media, addr) = sfu::start("127.0.0.1:0", "127.0.0.1").await.unwrap();
+    let live = Live::new(
+        catalog.clone(),
+        store.clone(),
+        Arc::new(config.clone()),
+        Some(media),
+    );
+    let state = AppState::new(
+        catalog.clone(),
+        store,
+        Arc::new(SearchIndex::in_memory().unwrap()),
+        config,
+        live.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = listener.local_addr().unwrap();
+    tokio::spawn(roomtape_web::serve(
+        listener,
+        app(state),
+        std::future::pending(),
+    ));
+    Server {
+        _dir: dir,
+        addr: http,
+        sfu: addr.advertised,
+        catalog,
+        live,
+    }
+}
+
+impl Server {
+    /// A user with a session; returns the user and their cookie.
+    async fn user(&self, name: &str) -> (User, String) {
+        let u = self
+            .catalog
+            .create_user(&name.to_lowercase(), name, "unused")
+            .await
+            .unwrap();
+        let token = auth::secret();
+        self.catalog
+            .create_session(
+                &auth::digest(&token),
+                u.id,
+                "csrf",
+                Timestamp::now().add_millis(3_600_000),
+            )
+            .await
+            .unwrap();
+        (u, format!("{}={token}", auth::COOKIE_NAME))
+    }
+
+    async fn room(&self, host: &User, visibility: Visibility) -> Room {
+        let room = Room {
+            id: RoomId::new(),
+            title: "Harbour talk".into(),
+            description: String::new(),
+            language: "en".into(),
+            scheduled_at: None,
+            visibility,
+            host_id: Some(host.id),
+            state: RoomState::Open,
+            invite_token: (visibility == Visibility::Private).then(|| "letmein".to_string()),
+            created_at: Timestamp::now(),
+            ended_at: None,
+        };
+        self.catalog.create_room(&room).await.unwrap();
+        room
+    }
+
+    /// Opens the room's WebSocket; `Err(status)` when the upgrade is refused.
+    async fn ws(&self, cookie: &str, room: RoomId, query: &str) -> Result<Ws, u16> {
+        let mut req = format!("ws://{}/rooms/{room}/ws{query}", self.addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((s, _)) => Ok(Ws { s }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+            Err(e) => panic!("connecting: {e}"),
+        }
+    }
+
+    /// Joins: hello → welcome.
+    async fn join(&self, cookie: &str, room: RoomId) -> Ws {
+        let mut ws = self.ws(cookie, room, "").await.expect("allowed in");
+        ws.send(json!({"type": "hello", "v": 1})).await;
+        ws.expect("welcome").await;
+        ws
+    }
+}
+
+struct Ws {
+    s: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl Ws {
+    async fn send(&mut self, v: Value) {
+        self.s.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    async fn send_raw(&mut self, m: Message) {
+        self.s.send(m).await.unwrap();
+    }
+
+    /// The next message, or `None` when the connection closed.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            let m = match tokio::time::timeout(Duration::from_secs(30), self.s.next()).await {
+                Ok(m) => m?,
+                Err(_) => panic!("no message within 30 s"),
+            };
+            match m {
+                Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Skips to the next message of `kind`.
+    async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            let m = self
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("closed while waiting for {kind}"));
+            if m["type"] == kind {
+                return m;
+            }
+            assert_ne!(m["type"], "error", "waiting for {kind}: {m}");
+        }
+    }
+
+    /// Skips to a presence for which `f` holds.
+    async fn presence_until(&mut self, f: impl Fn(&[(String, String)]) -> bool) -> Value {
+        loop {
+            let p = self.expect("presence").await;
+            if f(&people(&p)) {
+                return p;
+            }
+        }
+    }
+
+    /// Skips to the next error; returns its code.
+    async fn error(&mut self) -> String {
+        loop {
+            let m = self.next().await.expect("an error, not a closed socket");
+            if m["type"] == "error" {
+                return m["code"].as_str().unwrap().to_string();
+            }
+        }
+    }
+
+    /// Answers offers with `peer` until `until` says stop (on the latest presence).
+    async fn answer_offer(&mut self, peer: &MediaClient) {
+        let offer = self.expect("offer").await;
+        let answer = peer
+            .answer(offer["sdp"].as_str().unwrap(), offer["mic"].as_str())
+            .await
+            .unwrap();
+        self.send(json!({"type": "answer", "sdp": answer})).await;
+    }
+}
+
+fn people(p: &Value) -> Vec<(String, String)> {
+    p["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["name"].as_str().unwrap().to_string(),
+                x["role"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_are_checked_on_the_server() {
+    let srv = server().await;
+    let (ana, ana_c) = srv.user("Ana").await;
+    let (bruno, bruno_c) = srv.user("Bruno").await;
+    let (clara, clara_c) = srv.user("Clara").await;
+    let room = srv.room(&ana, Visibility::Public).await;
+    let mut host = srv.join(&ana_c, room.id).await;
+    let mut b = srv.join(&bruno_c, room.id).await;
+    let mut c = srv.join(&clara_c, room.id).await;
+
+    // Listeners cannot run the room.
+    for msg in [
+        json!({"type": "invite_to_speak", "user": clara.id}),
+        json!({"type": "mute", "user": ana.id}),
+        json!({"type": "remove", "user": clara.id}),
+        json!({"type": "make_cohost", "user": bruno.id}),
+        json!({"type": "end_room"}),
+    ] {
+        b.send(msg.clone()).await;
+        assert_eq!(b.error().await, "forbidden", "{msg}");
+    }
+    b.send(json!({"type": "start_recording"})).await;
+    assert_eq!(b.error().await, "forbidden");
+    b.send(json!({"type": "accept_invite"})).await;
+    assert_eq!(b.error().await, "forbidden", "nobody invited Bruno");
+    b.send(json!({"type": "set_muted", "muted": true})).await;
+    assert_eq!(b.error().await, "forbidden", "a listener has no microphone");
+
+    // Hand up, invitation, acceptance.
+    b.send(json!({"type": "raise_hand"})).await;
+    loop {
+        let p = host.expect("presence").await;
+        if p["people"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == "Bruno" && x["hand"] == true)
+        {
+            break;
+        }
+    }
+    host.send(json!({"type": "invite_to_speak", "user": bruno.id}))
+        .await;
+    b.expect("invited").await;
+    b.send(json!({"type": "accept_invite"})).await;
+    assert_eq!(b.expect("role").await["role"], "speaker");
+
+    // A speaker still cannot promote, mute others, or end the room.
+    for msg in [
+        json!({"type": "make_cohost", "user": clara.id}),
+        json!({"type": "invite_to_speak", "user": clara.id}),
+        json!({"type": "mute", "user": ana.id}),
+        json!({"type": "end_room"}),
+    ] {
+        b.send(msg.clone()).await;
+        assert_eq!(b.error().await, "forbidden", "{msg}");
+    }
+    // Speakers may not raise hands; the host cannot be acted on by anyone.
+    b.send(json!({"type": "raise_hand"})).await;
+    assert_eq!(b.error().await, "forbidden");
+
+    // The host makes Clara co-host; a co-host may not act on the host or start recording.
+    host.send(json!({"type": "make_cohost", "user": clara.id}))
+        .await;
+    assert_eq!(c.expect("role").await["role"], "cohost");
+    c.send(json!({"type": "mute", "user": ana.id})).await;
+    assert_eq!(c.error().await, "forbidden");
+    c.send(json!({"type": "start_recording"})).await;
+    assert_eq!(c.error().await, "forbidden");
+    // …but may mute and move a speaker.
+    c.send(json!({"type": "mute", "user": bruno.id})).await;
+    b.expect("muted").await;
+    c.send(json!({"type": "move_to_audience", "user": bruno.id}))
+        .await;
+    assert_eq!(b.expect("role").await["role"], "listener");
+
+    // Removal is for good: the socket closes and the door stays shut.
+    host.send(json!({"type": "remove", "user": bruno.id})).await;
+    b.expect("removed").await;
+    assert!(
+        b.next().await.is_none(),
+        "the removed person's socket closes"
+    );
+    assert_eq!(srv.ws(&bruno_c, room.id, "").await.err(), Some(403));
+
+    // Roles outlive the connection: Clara reconnects as co-host.
+    drop(c);
+    let mut c = srv.ws(&clara_c, room.id, "").await.unwrap();
+    c.send(json!({"type": "hello", "v": 1})).await;
+    assert_eq!(c.expect("welcome").await["role"], "cohost");
+
+    // Ending the room tells everyone and closes it.
+    host.send(json!({"type": "end_room"})).await;
+    c.expect("ended").await;
+    assert_eq!(srv.ws(&clara_c, room.id, "").await.err(), Some(410));
+    let p = people(&json!({"people": []}));
+    assert!(p.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_room_needs_its_invite_link() {
+    let srv = server().await;
+    let (ana, ana_c) = srv.user("Ana").await;
+    let (_, bruno_c) = srv.user("Bruno").await;
+    let (_, nobody) = (0, "roomtape_session=forged".to_string());
+    let room = srv.room(&ana, Visibility::Private).await;
+    assert_eq!(srv.ws(&bruno_c, room.id, "").await.err(), Some(403));
+    assert_eq!(
+        srv.ws(&bruno_c, room.id, "?invite=wrong").await.err(),
+        Some(403)
+    );
+    assert_eq!(srv.ws(&nobody, room.id, "").await.err(), Some(401));
+    assert!(srv.ws(&bruno_c, room.id, "?invite=letmein").await.is_ok());
+    assert!(srv.ws(&ana_c, room.id, "").await.is_ok(), "the host");
+    // Revoked: the old link stops working.
+    srv.catalog.set_room_invite(room.id, None).await.unwrap();
+    assert_eq!(
+        srv.ws(&bruno_c, room.id, "?invite=letmein").await.err(),
+        Some(403)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_get_errors_and_change_nothing() {
+    let srv = server().await;
+    let (ana, ana_c) = srv.user("Ana").await;
+    let (_, bruno_c) = srv.user("Bruno").await;
+    let room = srv.room(&ana, Visibility::Public).await;
+
+    // Out of order: anything before hello.
+    let mut b = srv.ws(&bruno_c, room.id, "").await.unwrap();
+    b.send(json!({"type": "raise_hand"})).await;
+    assert_eq!(b.error().await, "out_of_order");
+    b.send(json!({"type": "hello", "v": 99})).await;
+    assert_eq!(b.error().await, "version");
+    b.send(json!({"type": "hello", "v": 1})).await;
+    b.expect("welcome").await;
+    b.send(json!({"type": "hello", "v": 1})).await;
+    assert_eq!(b.error().await, "out_of_order");
+    for bad in [
+        "not json",
+        "{}",
+        "[1,2]",
+        r#"{"type":"fly_away"}"#,
+        r#"{"type":"mute"}"#,
+        r#"{"type":"mute","user":"nobody"}"#,
+        r#"{"type":"raise_hand","x":1}"#,
+        "\u{0}\u{1b}[2J",
+    ] {
+        b.send_raw(Message::text(bad)).await;
+        assert_eq!(b.error().await, "bad_message", "{bad:?}");
+    }
+    b.send_raw(Message::binary(vec![1u8, 2, 3])).await;
+    assert_eq!(b.error().await, "bad_message");
+    let big = json!({"type": "answer", "sdp": "a".repeat(70_000)}).to_string();
+    b.send_raw(Message::text(big)).await;
+    assert_eq!(b.error().await, "too_large");
+    // Bogus SDP, and an answer nobody asked for.
+    b.send(json!({"type": "answer", "sdp": "this is not sdp"}))
+        .await;
+    assert_eq!(b.error().await, "media");
+    b.send(json!({"type": "answer", "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"}))
+        .await;
+    assert_eq!(b.error().await, "media");
+    // Still in the room, still a listener, still answered.
+    b.send(json!({"type": "ping"})).await;
+    b.expect("pong").await;
+    let mut host = srv.join(&ana_c, room.id).await;
+    let p = host.presence_until(|p| p.len() == 2).await;
+    assert_eq!(
+        people(&p),
+        vec![
+            ("Ana".to_string(), "host".to_string()),
+            ("Bruno".to_string(), "listener".to_string())
+        ]
+    );
+    // Garbage on the media socket does not stop the SFU.
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..200u32 {
+        let mut pkt = vec![
+            0x80,
+            111,
+            (i >> 8) as u8,
+            i as u8,
+            0,
+            0,
+            0,
+            0,
+            0xde,
+            0xad,
+            0xbe,
+            0xef,
+        ];
+        pkt.extend_from_slice(&[0x55; 40]);
+        u.send_to(&pkt, srv.sfu).unwrap();
+        u.send_to(&[0u8; 3], srv.sfu).unwrap();
+    }
+    assert!(
+        srv.live.sfu_stats().await.is_some(),
+        "the SFU still answers"
+    );
+    // A frame far over the limit ends that connection only; the room goes on.
+    b.send_raw(Message::text("x".repeat(300_000))).await;
+    loop {
+        match b.next().await {
+            None => break,
+            Some(m) if m["type"] == "error" => {
+                assert_eq!(m["code"], "too_large");
+                break;
+            }
+            Some(_) => {}
+        }
+    }
+    drop(b);
+    let mut b = srv.join(&bruno_c, room.id).await;
+    b.send(json!({"type": "ping"})).await;
+    b.expect("pong").await;
+}
+
+/// Brings a participant into the room with a media peer, answering the first offer.
+async fn media_join(srv: &Server, cookie: &str, room: RoomId, speak: bool) -> (Ws, MediaClient) {
+    let peer = MediaClient::start(Instant::now(), speak, false)
+        .await
+        .unwrap();
+    let mut ws = srv.join(cookie, room).await;
+    ws.answer_offer(&peer).await;
+    (ws, peer)
+}
+
+/// Answers every offer that arrives on the sockets until `done` holds or `limit` passes.
+async fn pump(sockets: &mut [(&mut Ws, &MediaClient)], limit: Duration, done: impl Fn() -> bool) {
+    let end = Instant::now() + limit;
+    while Instant::now() < end && !done() {
+        for (ws, peer) in sockets.iter_mut() {
+            if let Ok(Some(Ok(Message::Text(t)))) =
+                tokio::time::timeout(Duration::from_millis(20), ws.s.next()).await
+            {
+                let m: Value = serde_json::from_str(&t).unwrap();
+                if m["type"] == "offer" {
+                    let a = peer
+                        .answer(m["sdp"].as_str().unwrap(), m["mic"].as_str())
+                        .await
+                        .unwrap();
+                    ws.send(json!({"type": "answer", "sdp": a})).await;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_speaker_reaches_every_listener_and_a_listener_cannot_publish() {
+    let srv = server().await;
+    let (ana, ana_c) = srv.user("Ana").await;
+    let room = srv.room(&ana, Visibility::Public).await;
+    let (mut hws, host) = media_join(&srv, &ana_c, room.id, true).await;
+    let mut sockets = Vec::new();
+    let mut peers = Vec::new();
+    for i in 0..6 {
+        let (_, c) = srv.user(&format!("Listener{i}")).await;
+        // Listeners that try to speak anyway: they have no microphone track to speak on.
+        let (w, p) = media_join(&srv, &c, room.id, true).await;
+        sockets.push(w);
+        peers.push(p);
+    }
+    {
+        let mut all: Vec<(&mut Ws, &MediaClient)> = vec![(&mut hws, &host)];
+        for (w, p) in sockets.iter_mut().zip(peers.iter()) {
+            all.push((w, p));
+        }
+        pump(&mut all, Duration::from_secs(10), || {
+            peers.iter().all(|p| p.received() >= 50)
+        })
+        .await;
+    }
+    for (i, p) in peers.iter().enumerate() {
+        assert!(p.received() >= 50, "listener {i} got {}", p.received());
+        assert_eq!(p.sent(), 0, "a listener has no track to publish on");
+    }
+    assert_eq!(
+        host.received(),
+        0,
+        "nobody else speaks, so the host hears nothing"
+    );
+    assert!(host.sent() >= 50);
+    let stats = srv.live.sfu_stats().await.unwrap();
+    assert_eq!(stats.peers, 7);
+    assert!(stats.forwarded >= 300, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_peer_leaves_after_the_ice_timeout() {
+    let srv = server().await;
+    let (ana, ana_c) = srv.user("Ana").await;
+    let (_, bruno_c) = srv.user("Bruno").await;
+    let room = srv.room(&ana, Visibility::Public).await;
+    let mut host = srv.join(&ana_c, room.id).await;
+    let (mut bws, peer) = media_join(&srv, &bruno_c, room.id, false).await;
+    host.presence_until(|p| p.len() == 2).await;
+    let start = Instant::now();
+    while !peer.connected() {
+        assert!(start.elapsed() < Duration::from_secs(10), "never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The network goes away (the socket task stops); the WebSocket stays open.
+    drop(peer);
+    let gone = Instant::now();
+    host.presence_until(|p| p.len() == 1).await;
+    let waited = gone.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited <= Duration::from_secs(40),
+        "left after {waited:?}"
+    );
+    // Only the host's peer is left (its signaling-only test client never connects media).
+    assert_eq!(srv.live.sfu_stats().await.unwrap().peers, 1);
+    drop(bws.s.close(None).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_quick_joins_and_leaves_leave_nothing_behind() {
+    let srv = server().await;
+    let (ana, _) = srv.user("Ana").await;
+    let (_, bruno_c) = srv.user("Bruno").await;
+    let room = srv.room(&ana, Visibility::Public).await;
+    let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    // Warm up once so lazily made things (pools, the SFU's first room) exist before counting.
+    {
+        let (mut ws, _p) = media_join(&srv, &bruno_c, room.id, false).await;
+        ws.s.close(None).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (fd0, task0) = (fds(), tasks());
+    for _ in 0..100 {
+        let (mut ws, peer) = media_join(&srv, &bruno_c, room.id, false).await;
+        ws.s.close(None).await.unwrap();
+        drop(peer);
+    }
+    let start = Instant::now();
+    loop {
+        let s = srv.live.sfu_stats().await.unwrap();
+        let settled = s.peers == 0
+            && s.rooms == 0
+            && s.timers == 0
+            && s.addresses == 0
+            && srv.live.running_rooms() == 0;
+        if settled && fds() <= fd0 && tasks() <= task0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "left behind: {s:?}, rooms {}, fds {} (was {fd0}), tasks {} (was {task0})",
+            srv.live.running_rooms(),
+            fds(),
+            tasks()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
