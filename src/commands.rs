@@ -504,6 +504,29 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         import_minutes: u32,
     },
+    /// SFU forwarding rate, loss and delay with headless peers in another process
+    Fanout {
+        /// Speakers on stage (each sends 50 frames a second)
+        #[arg(long, default_value_t = 4)]
+        speakers: usize,
+        /// Listeners
+        #[arg(long, default_value_t = 200)]
+        listeners: usize,
+        /// Seconds measured
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Also find the most listeners one speaker reaches with under 0.5% loss
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        ramp: bool,
+    },
+    /// The SFU half of `bench fanout` (run by it)
+    #[command(hide = true)]
+    FanoutServer {
+        #[arg(long)]
+        participants: usize,
+        #[arg(long)]
+        speakers: usize,
+    },
     /// Search indexing and query latency against SQLite FTS5 on a generated corpus
     Search {
         /// Hours of speech in the corpus (about 9,000 words an hour)
@@ -543,6 +566,16 @@ pub async fn bench(ctx: &Context, cmd: BenchCommand) -> anyhow::Result<()> {
             })
             .await?
         }
+        BenchCommand::Fanout {
+            speakers,
+            listeners,
+            seconds,
+            ramp,
+        } => crate::bench_fanout::run(speakers, listeners, seconds, ramp).await,
+        BenchCommand::FanoutServer {
+            participants,
+            speakers,
+        } => crate::bench_fanout::server(participants, speakers).await,
         BenchCommand::Search {
             hours,
             queries,

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{ArgAction, Parser, Subcommand};
 
+mod bench_fanout;
 mod bench_search;
 mod bench_transcribe;
 mod commands;

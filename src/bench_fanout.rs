@@ -1,0 +1,304 @@
+//! `roomtape bench fanout`: the SFU in one process (`bench fanout-server`, hidden: the real
+//! service's signaling and SFU with one room and ready-made sessions), headless str0m peers in
+//! this one, over loopback. Speakers send a 20 ms frame stamped with its send time; every other
+//! participant receives it. Prints forwarded packets per second and per core of the SFU
+//! process, loss, the p99 forwarding delay, and the most listeners one speaker reaches here
+//! with under 0.5% loss.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+use roomtape_core::{
+    Catalog, Config, MemoryStore, Room, RoomId, RoomState, StoredRole, Timestamp, Visibility,
+};
+use roomtape_web::live::client::MediaClient;
+use roomtape_web::live::{Live, sfu};
+use roomtape_web::{AppState, app, auth};
+
+/// The server half: prints `{"http", "room", "cookies"}` (the first `speakers` cookies are on
+/// stage), then answers each `stats` line on stdin with `{"forwarded"}`, until stdin closes.
+pub async fn server(participants: usize, speakers: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).await?;
+    let store = Arc::new(MemoryStore::new());
+    let config = Config::default();
+    let (media, _) = sfu::start("127.0.0.1:0", "127.0.0.1").await?;
+    let live = Live::new(
+        catalog.clone(),
+        store.clone(),
+        Arc::new(config.clone()),
+        Some(media),
+    );
+    let mut cookies = Vec::new();
+    let mut users = Vec::new();
+    for i in 0..participants {
+        let u = catalog
+            .create_user(&format!("user{i}"), &format!("User {i}"), "unused")
+            .await?;
+        let token = auth::secret();
+        catalog
+            .create_session(
+                &auth::digest(&token),
+                u.id,
+                "csrf",
+                Timestamp::now().add_millis(86_400_000),
+            )
+            .await?;
+        cookies.push(format!("{}={token}", auth::COOKIE_NAME));
+        users.push(u);
+    }
+    let room = Room {
+        id: RoomId::new(),
+        title: "Fan-out".into(),
+        description: String::new(),
+        language: "en".into(),
+        scheduled_at: None,
+        visibility: Visibility::Public,
+        host_id: Some(users[0].id),
+        state: RoomState::Open,
+        invite_token: None,
+        created_at: Timestamp::now(),
+        ended_at: None,
+    };
+    catalog.create_room(&room).await?;
+    for u in users.iter().take(speakers).skip(1) {
+        catalog
+            .set_room_role(room.id, u.id, Some(StoredRole::Speaker))
+            .await?;
+    }
+    let state = AppState::new(
+        catalog,
+        store,
+        Arc::new(roomtape_search::SearchIndex::in_memory()?),
+        config,
+        live.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let http = listener.local_addr()?;
+    tokio::spawn(roomtape_web::serve(listener, app(state), std::future::pending()));
+    println!(
+        "{}",
+        json!({"http": http.to_string(), "room": room.id, "cookies": cookies})
+    );
+    std::io::stdout().flush()?;
+    let mut lines = BufReader::new(std::io::stdin()).lines();
+    while let Some(Ok(_)) = tokio::task::block_in_place(|| lines.next()) {
+        let s = live.sfu_stats().await.unwrap_or_default();
+        println!("{}", json!({"forwarded": s.forwarded, "peers": s.peers}));
+        std::io::stdout().flush()?;
+    }
+    Ok(())
+}
+
+/// CPU time (user + system) of a process, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+struct ServerProc {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+    stdin: std::process::ChildStdin,
+}
+
+impl ServerProc {
+    fn stats(&mut self) -> anyhow::Result<Value> {
+        writeln!(self.stdin, "stats")?;
+        let mut line = String::new();
+        self.out.read_line(&mut line)?;
+        Ok(serde_json::from_str(&line)?)
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One run's figures.
+#[derive(Debug)]
+struct Run {
+    forwarded_per_s: f64,
+    forwarded_per_cpu_s: f64,
+    sfu_cores: f64,
+    loss: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn run_once(speakers: usize, listeners: usize, seconds: f64) -> anyhow::Result<Run> {
+    let n = speakers + listeners;
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args([
+            "-q",
+            "bench",
+            "fanout-server",
+            "--participants",
+            &n.to_string(),
+            "--speakers",
+            &speakers.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the SFU process")?;
+    let stdin = child.stdin.take().context("stdin")?;
+    let mut out = BufReader::new(child.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    let mut proc = ServerProc { child, out, stdin };
+    let hello: Value = serde_json::from_str(&line).context("the SFU process's first line")?;
+    let http = hello["http"].as_str().context("http")?.to_string();
+    let room = hello["room"].as_str().context("room")?.to_string();
+    let cookies: Vec<String> = hello["cookies"]
+        .as_array()
+        .context("cookies")?
+        .iter()
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .collect();
+
+    let epoch = Instant::now();
+    let mut peers = Vec::new();
+    for (i, cookie) in cookies.iter().enumerate() {
+        let speak = i < speakers;
+        let peer = Arc::new(MediaClient::start(epoch, speak, !speak).await?);
+        let mut req = format!("ws://{http}/rooms/{room}/ws").into_client_request()?;
+        req.headers_mut().insert("cookie", cookie.parse()?);
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+        ws.send(Message::text(json!({"type": "hello", "v": 1}).to_string()))
+            .await?;
+        let p = peer.clone();
+        // Answer every offer for the whole run.
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = ws.next().await {
+                let Message::Text(t) = m else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&t) else {
+                    continue;
+                };
+                if v["type"] == "offer"
+                    && let Ok(a) = p
+                        .answer(v["sdp"].as_str().unwrap_or(""), v["mic"].as_str())
+                        .await
+                    && ws
+                        .send(Message::text(json!({"type": "answer", "sdp": a}).to_string()))
+                        .await
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        peers.push(peer);
+    }
+    // Everyone connected and the stage negotiated.
+    let start = Instant::now();
+    while !peers.iter().all(|p| p.connected()) {
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("peers did not connect");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let sent0: u64 = peers[..speakers].iter().map(|p| p.sent()).sum();
+    let recv0: u64 = peers.iter().map(|p| p.received()).sum();
+    for p in &peers[speakers..] {
+        if let Ok(mut d) = p.delays.lock() {
+            d.clear();
+        }
+    }
+    let fwd0 = proc.stats()?["forwarded"].as_u64().unwrap_or(0);
+    let cpu0 = cpu_seconds(proc.child.id());
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(proc.child.id()) - cpu0;
+    let fwd = proc.stats()?["forwarded"].as_u64().unwrap_or(0) - fwd0;
+    let sent: u64 = peers[..speakers].iter().map(|p| p.sent()).sum::<u64>() - sent0;
+    let recv: u64 = peers.iter().map(|p| p.received()).sum::<u64>() - recv0;
+    let mut delays: Vec<u32> = Vec::new();
+    for p in &peers[speakers..] {
+        if let Ok(d) = p.delays.lock() {
+            delays.extend_from_slice(&d);
+        }
+    }
+    delays.sort_unstable();
+    let q = |p: f64| {
+        if delays.is_empty() {
+            0.0
+        } else {
+            f64::from(delays[((p * delays.len() as f64) as usize).min(delays.len() - 1)]) / 1000.0
+        }
+    };
+    // Frames in flight at the window's edges make this approximate; it is over many frames.
+    let expected = sent as f64 * (n - 1) as f64;
+    Ok(Run {
+        forwarded_per_s: fwd as f64 / wall,
+        forwarded_per_cpu_s: fwd as f64 / cpu.max(1e-6),
+        sfu_cores: cpu / wall,
+        loss: if expected > 0.0 {
+            (1.0 - recv as f64 / expected).max(0.0)
+        } else {
+            0.0
+        },
+        p50_ms: q(0.50),
+        p99_ms: q(0.99),
+    })
+}
+
+fn print(label: &str, r: &Run) {
+    println!(
+        "{label:<28} {:>10.0} {:>12.0} {:>7.2} {:>8.3}% {:>8.2} {:>8.2}",
+        r.forwarded_per_s,
+        r.forwarded_per_cpu_s,
+        r.sfu_cores,
+        r.loss * 100.0,
+        r.p50_ms,
+        r.p99_ms
+    );
+}
+
+pub async fn run(speakers: usize, listeners: usize, seconds: f64, ramp: bool) -> anyhow::Result<()> {
+    if speakers == 0 {
+        bail!("--speakers must be at least 1");
+    }
+    println!(
+        "SFU in its own process, str0m peers in this one, loopback; 50 frames/s per speaker\n\
+         {:<28} {:>10} {:>12} {:>7} {:>9} {:>8} {:>8}",
+        "run", "fwd pkt/s", "fwd/core-s", "cores", "loss", "p50 ms", "p99 ms"
+    );
+    let r = run_once(speakers, listeners, seconds).await?;
+    print(&format!("{speakers} speakers, {listeners} listeners"), &r);
+    if ramp {
+        let mut best = 0;
+        let mut n = 50;
+        while n <= 3200 {
+            let r = run_once(1, n, seconds.min(8.0)).await?;
+            print(&format!("1 speaker, {n} listeners"), &r);
+            if r.loss >= 0.005 {
+                break;
+            }
+            best = n;
+            n *= 2;
+        }
+        println!("most listeners one speaker reaches with under 0.5% loss here: {best}");
+    }
+    Ok(())
+}
