@@ -83,7 +83,11 @@ pub async fn server(participants: usize, speakers: usize) -> anyhow::Result<()> 
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let http = listener.local_addr()?;
-    tokio::spawn(roomtape_web::serve(listener, app(state), std::future::pending()));
+    tokio::spawn(roomtape_web::serve(
+        listener,
+        app(state),
+        std::future::pending(),
+    ));
     println!(
         "{}",
         json!({"http": http.to_string(), "room": room.id, "cookies": cookies})
@@ -197,7 +201,9 @@ async fn run_once(speakers: usize, listeners: usize, seconds: f64) -> anyhow::Re
                         .answer(v["sdp"].as_str().unwrap_or(""), v["mic"].as_str())
                         .await
                     && ws
-                        .send(Message::text(json!({"type": "answer", "sdp": a}).to_string()))
+                        .send(Message::text(
+                            json!({"type": "answer", "sdp": a}).to_string(),
+                        ))
                         .await
                         .is_err()
                 {
@@ -275,7 +281,12 @@ fn print(label: &str, r: &Run) {
     );
 }
 
-pub async fn run(speakers: usize, listeners: usize, seconds: f64, ramp: bool) -> anyhow::Result<()> {
+pub async fn run(
+    speakers: usize,
+    listeners: usize,
+    seconds: f64,
+    ramp: bool,
+) -> anyhow::Result<()> {
     if speakers == 0 {
         bail!("--speakers must be at least 1");
     }

@@ -9,10 +9,10 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 
 use roomtape_core::{
-    ArchiveStore, Catalog, Config, LocalStore, Manifest, MemoryStore, Recording, RecordingId,
-    RecordingSource, RecordingState, Speaker, SpeakerId, Timestamp, Track, Visibility, layout,
+    ArchiveStore, Catalog, Config, LocalStore, Manifest, MemoryStore, Recording, RecordingSource,
+    RecordingState, Speaker, SpeakerId, Track, Visibility, layout,
 };
-use roomtape_ingest::{ImportOptions, LiveRecording, RecorderSettings, RtpPacket};
+use roomtape_ingest::{ImportOptions, RecorderSettings};
 
 /// What every command gets.
 pub struct Context {
@@ -711,6 +711,7 @@ pub enum DebugCommand {
 }
 
 pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
+    use roomtape_web::live::recording::{RecordingInfo, RecordingSession, TapPacket};
     let DebugCommand::RecordSynthetic {
         speakers,
         seconds,
@@ -718,28 +719,6 @@ pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
     } = cmd;
     let catalog = ctx.catalog().await?;
     let store = ctx.store()?;
-    let id = RecordingId::new();
-    let started_at = Timestamp::now();
-    catalog
-        .create_recording(
-            &Recording {
-                id,
-                room_id: None,
-                title: title.clone(),
-                source: RecordingSource::Live,
-                state: RecordingState::Recording,
-                recovered: false,
-                error: None,
-                started_at,
-                ended_at: None,
-                duration_ms: None,
-                language: "en".into(),
-                visibility: Default::default(),
-                owner_id: None,
-            },
-            &[],
-        )
-        .await?;
     let mut people = Vec::new();
     for i in 0..speakers {
         let s = Speaker {
@@ -749,29 +728,31 @@ pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
         let pool = roomtape_ingest::synth::opus_packets(250, 32_000, 110.0 + 40.0 * i as f32)?;
         people.push((s, pool));
     }
-    let origin = Instant::now();
-    let settings = RecorderSettings::from(&ctx.config.recorder);
-    let mut live = LiveRecording::start(
-        store.clone(),
-        id,
-        None,
-        &title,
-        settings,
-        Duration::ZERO,
-        started_at,
-    )?;
-    for (s, _) in &people {
-        live.add_speaker(s.clone());
-    }
+    // The same recording path as a live room's: a session thread fed packets as they arrive.
+    let session = RecordingSession::start(
+        catalog,
+        store,
+        RecordingInfo {
+            room: None,
+            title,
+            language: "en".into(),
+            owner: None,
+        },
+        RecorderSettings::from(&ctx.config.recorder),
+        ctx.config.import.mix_bitrate,
+    )
+    .await?;
+    let id = session.id();
+    let tap = session.tap();
     println!("recording {id}");
     std::io::stdout().flush()?;
+    let origin = Instant::now();
     let mut interval = tokio::time::interval(Duration::from_millis(20));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut n: u32 = 0;
     loop {
         interval.tick().await;
-        let now = origin.elapsed();
-        if seconds > 0 && now >= Duration::from_secs(u64::from(seconds)) {
+        if seconds > 0 && origin.elapsed() >= Duration::from_secs(u64::from(seconds)) {
             break;
         }
         for (i, (speaker, pool)) in people.iter().enumerate() {
@@ -779,28 +760,21 @@ pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
             let Some(k) = n.checked_sub(50 * i as u32) else {
                 continue;
             };
-            let pkt = RtpPacket {
+            tap.send(TapPacket {
+                speaker: speaker.clone(),
                 ssrc: 0x1000 + i as u32,
                 sequence: k as u16,
                 timestamp: k.wrapping_mul(960),
-                payload: &pool[k as usize % pool.len()],
-            };
-            live.push(speaker.id, pkt, now)?;
-        }
-        live.tick(now)?;
-        if let Some(m) = live.take_manifest_changed() {
-            catalog.set_tracks(id, &m.catalog_tracks()).await?;
+                payload: pool[k as usize % pool.len()].clone(),
+                at: Instant::now(),
+            });
         }
         n += 1;
     }
-    let manifest = live.finish(origin.elapsed(), Timestamp::now())?;
-    roomtape_ingest::complete_recording(
-        &catalog,
-        store.as_ref(),
-        &manifest,
-        ctx.config.import.mix_bitrate,
-    )
-    .await?;
+    let manifest = session
+        .finish()
+        .await
+        .map_err(|e| anyhow::anyhow!("finishing the recording: {e}"))?;
     println!("finished {id}: {}", format_ms(manifest.duration_ms()));
     Ok(())
 }
