@@ -147,7 +147,7 @@ fn a_transcribed_room_is_found_by_phrase_speaker_and_second() {
     // them within a moment, deleting removes them.
     let everything = search(&env, "")["total"].as_u64().unwrap();
     assert!(everything >= 5, "one segment per line at least");
-    let (mut server, addr) = env.serve();
+    let (server, addr) = env.serve();
     let (status, v) = api_search(&addr, "\"new library\"");
     assert_eq!(status, 200);
     assert_eq!(
@@ -218,8 +218,7 @@ fn a_transcribed_room_is_found_by_phrase_speaker_and_second() {
 
     env.ok(&["recordings", "delete", &id]);
     wait_for_total(&addr, "library OR welcome OR wonderful", 0);
-    tool("kill", &["-TERM", &server.id().to_string()]);
-    assert!(server.wait().unwrap().success());
+    server.stop();
     assert_eq!(search(&env, "library")["total"], 0);
 
     // The CLI refuses an over-long query in one line.

@@ -12,7 +12,7 @@ fn serve_lists_recordings_and_stops_on_sigterm() {
         .unwrap()
         .to_string();
 
-    let (mut child, addr) = env.serve();
+    let (child, addr) = env.serve();
 
     let (status, body) = http_get(&addr, "/healthz");
     assert_eq!((status, body.trim()), (200, "ok"));
@@ -25,7 +25,5 @@ fn serve_lists_recordings_and_stops_on_sigterm() {
     assert_eq!(status, 404);
     assert!(body.contains("\"code\":\"not_found\""), "{body}");
 
-    tool("kill", &["-TERM", &child.id().to_string()]);
-    let status = child.wait().unwrap();
-    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    child.stop();
 }

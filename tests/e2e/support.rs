@@ -8,6 +8,27 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
+/// A running `roomtape serve`; killed if the test ends without stopping it.
+pub struct Served(std::process::Child);
+
+impl Served {
+    /// SIGTERM, and the service must exit cleanly.
+    pub fn stop(mut self) {
+        tool("kill", &["-TERM", &self.0.id().to_string()]);
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 impl Drop for Env {
     /// A failed test shows the end of the service's log, if it ran one.
     fn drop(&mut self) {
@@ -78,13 +99,13 @@ impl Env {
         out
     }
 
-    /// Starts `roomtape serve` on a free port; returns the child and its address.
-    pub fn serve(&self) -> (std::process::Child, String) {
+    /// Starts `roomtape serve` on a free port; returns the running service and its address.
+    pub fn serve(&self) -> (Served, String) {
         self.serve_with(&[])
     }
 
     /// `serve` with extra environment.
-    pub fn serve_with(&self, vars: &[(&str, &str)]) -> (std::process::Child, String) {
+    pub fn serve_with(&self, vars: &[(&str, &str)]) -> (Served, String) {
         let mut child = self
             .cmd(&["serve", "--listen", "127.0.0.1:0"])
             .envs(vars.iter().copied())
@@ -101,7 +122,7 @@ impl Env {
         )
         .unwrap();
         let addr = line.trim().rsplit("http://").next().unwrap().to_string();
-        (child, addr)
+        (Served(child), addr)
     }
 
     /// The archive directory of a recording.
