@@ -149,6 +149,13 @@ async function answer(m) {
       micSender = t.sender;
     }
   }
+  if (!m.mic && micStream) {
+    // Off stage: the server made the microphone track inactive; release the microphone.
+    await micSender?.replaceTrack(null);
+    micStream.getTracks().forEach((t) => t.stop());
+    micStream = null;
+    micSender = null;
+  }
   const a = await p.createAnswer();
   await p.setLocalDescription(a);
   send({ type: "answer", sdp: p.localDescription.sdp });

@@ -1,9 +1,9 @@
 //! The SFU: one UDP socket, one task, one sans-IO `str0m::Rtc` (ICE-lite, DTLS-SRTP, Opus
 //! only) per participant. Audio a speaker sends is written, as received, to every other
 //! participant's matching send-only track, and handed to the room's recorder; nothing is
-//! decoded or mixed. The server always makes the offers (a data channel first, a receive-only
-//! track for a speaker's microphone, a send-only track per other speaker) and the client
-//! answers, so the two sides never offer at once.
+//! decoded or mixed. The server always makes the offers (a microphone track, receive-only while
+//! the participant is on stage and inactive otherwise, and a send-only track per other speaker)
+//! and the client answers, so the two sides never offer at once.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -73,8 +73,9 @@ fn default_route_ip() -> Option<IpAddr> {
     (!ip.is_unspecified()).then_some(ip)
 }
 
-/// An offer out: the pending state, the microphone track and speaker tracks it adds.
-type Pending = (SdpPendingOffer, Option<Mid>, Vec<(ConnId, Mid)>);
+/// An offer out: the pending state, the microphone slot it creates (first offer only), whether
+/// the slot receives in it, and the speaker tracks it adds.
+type Pending = (SdpPendingOffer, Option<Mid>, bool, Vec<(ConnId, Mid)>);
 
 struct Peer {
     room: RoomId,
@@ -83,15 +84,17 @@ struct Peer {
     events: mpsc::UnboundedSender<HubMsg>,
     publish: bool,
     forward: bool,
-    /// Our receive-only track for their microphone, once answered.
+    /// Our track for their microphone, made in the first offer: receive-only while they are on
+    /// stage, inactive otherwise (it also gives every peer something to connect for).
     mic: Option<Mid>,
+    /// Whether the answered direction of `mic` is receive-only.
+    mic_live: bool,
     /// Our send-only track for each other speaker, once answered.
     outs: HashMap<ConnId, Mid>,
     /// The offer waiting for an answer, and what it adds.
     pending: Option<Pending>,
     /// Something changed while an offer was out: offer again after the answer.
     renegotiate: bool,
-    opened: bool,
     created: Instant,
     connected: bool,
     deadline: Instant,
@@ -284,7 +287,7 @@ impl Sfu {
         };
         // Only a speaker's own microphone track is forwarded; anything else a client sends is
         // dropped here.
-        if !p.publish || p.mic.as_ref() != Some(&d.mid) {
+        if !p.publish || !p.mic_live || p.mic.as_ref() != Some(&d.mid) {
             return;
         }
         if let Some(level) = d.ext_vals.audio_level
@@ -454,7 +457,7 @@ impl Sfu {
                 outs: HashMap::new(),
                 pending: None,
                 renegotiate: false,
-                opened: false,
+                mic_live: false,
                 created: now,
                 connected: false,
                 deadline: now,
@@ -531,18 +534,22 @@ impl Sfu {
             return;
         }
         let mut api = p.rtc.sdp_api();
-        if !p.opened {
-            api.add_channel("roomtape".into());
-        }
+        let dir = |on: bool| {
+            if on {
+                Direction::RecvOnly
+            } else {
+                Direction::Inactive
+            }
+        };
         let mut new_mic = None;
-        if p.publish && p.mic.is_none() {
-            new_mic = Some(api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None));
+        match p.mic {
+            None => {
+                new_mic = Some(api.add_media(MediaKind::Audio, dir(p.publish), None, None, None));
+            }
+            Some(m) if p.mic_live != p.publish => api.set_direction(m, dir(p.publish)),
+            Some(_) => {}
         }
-        if !p.publish
-            && let Some(m) = p.mic.take()
-        {
-            api.stop_media(m);
-        }
+        let live_after = p.publish;
         let mut new_outs = Vec::new();
         let mut publishers: Vec<ConnId> = publishers.into_iter().collect();
         publishers.sort_unstable();
@@ -573,9 +580,11 @@ impl Sfu {
         let Some((offer, pending)) = api.apply() else {
             return;
         };
-        p.opened = true;
-        p.pending = Some((pending, new_mic, new_outs));
-        let mic = new_mic.or(p.mic).map(|m| m.to_string());
+        p.pending = Some((pending, new_mic, live_after, new_outs));
+        let mic = new_mic
+            .or(p.mic)
+            .filter(|_| live_after)
+            .map(|m| m.to_string());
         let _ = p.events.send(HubMsg::Media(MediaEvent::Offer {
             conn,
             sdp: offer.to_sdp_string(),
@@ -593,7 +602,7 @@ impl Sfu {
                 .events
                 .send(HubMsg::Media(MediaEvent::Error { conn, message: m }));
         };
-        let Some((pending, mic, outs)) = p.pending.take() else {
+        let Some((pending, mic, live_after, outs)) = p.pending.take() else {
             error(p, "no offer is waiting for an answer".into());
             return;
         };
@@ -601,7 +610,7 @@ impl Sfu {
             Ok(a) => a,
             Err(e) => {
                 error(p, format!("that answer is not SDP: {e}"));
-                p.pending = Some((pending, mic, outs));
+                p.pending = Some((pending, mic, live_after, outs));
                 return;
             }
         };
@@ -610,6 +619,7 @@ impl Sfu {
                 if mic.is_some() {
                     p.mic = mic;
                 }
+                p.mic_live = live_after;
                 p.outs.extend(outs);
             }
             Err(e) => {
