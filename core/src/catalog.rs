@@ -145,8 +145,23 @@ impl Catalog {
 
     /// Moves a recording to `state`.
     pub async fn set_state(&self, id: RecordingId, state: RecordingState) -> Result<()> {
-        let done = sqlx::query("UPDATE recordings SET state = ? WHERE id = ?")
-            .bind(state.as_str())
+        self.set_recording_text(
+            id,
+            "UPDATE recordings SET state = ? WHERE id = ?",
+            state.as_str(),
+        )
+        .await
+    }
+
+    /// Runs a one-value `UPDATE … WHERE id = ?` on a recording; `NotFound` when it is absent.
+    pub(crate) async fn set_recording_text(
+        &self,
+        id: RecordingId,
+        sql: &str,
+        value: &str,
+    ) -> Result<()> {
+        let done = sqlx::query(sql)
+            .bind(value)
             .bind(id.to_string())
             .execute(&self.pool)
             .await?;

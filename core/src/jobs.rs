@@ -516,14 +516,11 @@ impl Catalog {
         id: RecordingId,
         visibility: crate::Visibility,
     ) -> Result<()> {
-        let done = sqlx::query("UPDATE recordings SET visibility = ? WHERE id = ?")
-            .bind(visibility.as_str())
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("recording {id}")));
-        }
-        Ok(())
+        self.set_recording_text(
+            id,
+            "UPDATE recordings SET visibility = ? WHERE id = ?",
+            visibility.as_str(),
+        )
+        .await
     }
 }

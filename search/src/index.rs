@@ -284,16 +284,6 @@ impl SearchIndex {
         Ok(())
     }
 
-    /// Segments searched (one after [`SearchIndex::optimize`]).
-    pub fn num_segments(&self) -> usize {
-        self.reader.searcher().segment_readers().len()
-    }
-
-    /// Sees what other processes committed since the last look.
-    pub fn refresh(&self) -> Result<()> {
-        Ok(self.reader.reload()?)
-    }
-
     /// Replaces every document of `recording` with `docs` and makes them searchable.
     pub fn replace_recording(&self, recording: &str, docs: &[SegmentDoc]) -> Result<()> {
         self.replace_recordings(&[(recording.to_string(), docs.to_vec())])

@@ -284,7 +284,7 @@ pub struct EntryQuery {
     pub speak: Option<String>,
 }
 
-fn parse_room_id(s: &str) -> Result<RoomId, AppError> {
+pub(crate) fn parse_room_id(s: &str) -> Result<RoomId, AppError> {
     s.parse().map_err(|_| AppError::not_found("no such room"))
 }
 

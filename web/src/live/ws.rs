@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::hub::{HubMsg, role_of};
 use super::protocol::{self, MAX_MESSAGE, ServerMsg};
 use crate::auth::{self, Session};
-use crate::rooms::{EntryQuery, entry};
+use crate::rooms::{EntryQuery, entry, parse_room_id};
 use crate::{AppError, AppState};
 
 pub async fn handler(
@@ -24,10 +24,7 @@ pub async fn handler(
     if !auth::same_origin(&headers, &state.config.server.public_url) {
         return Err(AppError::forbidden("cross-site WebSocket refused"));
     }
-    let room_id = id
-        .parse()
-        .map_err(|_| AppError::not_found("no such room"))?;
-    let room = state.catalog.room(room_id).await?;
+    let room = state.catalog.room(parse_room_id(&id)?).await?;
     let e = entry(
         &state,
         &room,
