@@ -21,7 +21,7 @@ pub struct Catalog {
     pub(crate) pool: SqlitePool,
 }
 
-const RECORDING_COLUMNS: &str = "id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms, language, visibility, owner_id";
+pub(crate) const RECORDING_COLUMNS: &str = "id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms, language, visibility, owner_id";
 
 impl Catalog {
     /// Opens (creating if needed) the catalog at `path` and brings its schema up to date.
@@ -309,7 +309,7 @@ fn parse_col<T: FromStr<Err = Error>>(row: &SqliteRow, col: &str) -> Result<T> {
     s.parse()
 }
 
-fn recording_from_row(row: &SqliteRow) -> Result<Recording> {
+pub(crate) fn recording_from_row(row: &SqliteRow) -> Result<Recording> {
     let room: Option<String> = row.try_get("room_id")?;
     Ok(Recording {
         id: parse_col(row, "id")?,

@@ -13,6 +13,7 @@ mod config;
 mod error;
 mod id;
 mod jobs;
+mod publish;
 mod rng;
 mod types;
 
@@ -25,6 +26,7 @@ pub use config::{
 pub use error::{Error, Result};
 pub use id::{JobId, RecordingId, RoomId, SpeakerId, TrackId, UserId};
 pub use jobs::{Failure, Job, JobState, RETRY_BACKOFF_MS, SearchSource};
+pub use publish::{Access, Cursor, ListViewer};
 pub use rng::Rng;
 pub use types::{
     MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingSource, RecordingState, Segment,

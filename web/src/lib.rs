@@ -16,10 +16,12 @@ use roomtape_core::{ArchiveStore, Catalog, Config, Recording, Track};
 use roomtape_search::{SearchIndex, Sort, Viewer};
 
 pub mod account;
+pub mod api;
 pub mod auth;
 pub mod live;
 pub mod pages;
 pub mod rooms;
+pub mod webhooks;
 
 /// What every handler can reach.
 #[derive(Clone, Debug)]
@@ -59,7 +61,9 @@ impl AppState {
 
 /// The service's routes.
 pub fn app(state: AppState) -> Router {
+    let (api, _openapi) = api::router().split_for_parts();
     Router::new()
+        .merge(api)
         .route("/healthz", get(healthz))
         .route("/", get(rooms::lobby))
         .route("/static/{name}", get(pages::static_file))
