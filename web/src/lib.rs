@@ -103,6 +103,19 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The one error shape of every API answer that is not a success.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable machine-readable `code` and a sentence for people.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
 /// The one error type of handlers: logs internals, shows clients a code and a message.
 #[derive(Debug)]
 pub struct AppError {
@@ -169,7 +182,12 @@ impl From<roomtape_core::Error> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }
