@@ -71,15 +71,34 @@ pub struct ImportArgs {
     /// Spoken language: `auto` (detected per track) or a Whisper language code (en, id, es, …)
     #[arg(long, default_value = "auto")]
     language: String,
+    /// The account that owns the recording (manages and publishes it) [default: none; admins]
+    #[arg(long, value_name = "USERNAME")]
+    owner: Option<String>,
+    /// The account that spoke on each track, in track order (their transcript lines carry
+    /// their identity, and they may see the recording); repeat per track
+    #[arg(long = "speaker-account", value_name = "USERNAME")]
+    speaker_accounts: Vec<String>,
 }
 
 pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
     let what = format!("import {}", args.file.display());
     let catalog = ctx.catalog().await.context(what.clone())?;
     let store = ctx.store()?;
+    let owner = match &args.owner {
+        Some(name) => Some(catalog.user_by_username(name).await.context(what.clone())?),
+        None => None,
+    };
+    let mut accounts = Vec::new();
+    for name in &args.speaker_accounts {
+        accounts.push(catalog.user_by_username(name).await.context(what.clone())?);
+    }
     let mut opts = ImportOptions::from_config(&ctx.config.import);
     opts.title = args.title.clone();
     opts.speakers = args.speakers.clone();
+    // Tracks spoken by accounts are named after them unless named here.
+    for u in accounts.iter().skip(opts.speakers.len()) {
+        opts.speakers.push(u.display_name.clone());
+    }
     opts.split_channels = args.split_channels;
     let file = args.file.clone();
     let bar = (!ctx.quiet && std::io::stderr().is_terminal()).then(|| {
@@ -95,7 +114,7 @@ pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
     });
     let bar2 = bar.clone();
     let store2 = store.clone();
-    let manifest = tokio::task::spawn_blocking(move || {
+    let mut manifest = tokio::task::spawn_blocking(move || {
         roomtape_ingest::import_file(&file, store2.as_ref(), &opts, &mut |p| {
             if let Some(bar) = &bar2 {
                 if let Some(t) = p.total_seconds {
@@ -110,6 +129,23 @@ pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    if !accounts.is_empty() {
+        if accounts.len() > manifest.tracks.len() {
+            let _ = store.delete_dir(&manifest.recording_id.to_string());
+            bail!(
+                "{what}: {} speaker accounts for {} track(s)",
+                accounts.len(),
+                manifest.tracks.len()
+            );
+        }
+        for (t, u) in manifest.tracks.iter_mut().zip(&accounts) {
+            t.speaker_id = u.id.to_string().parse()?;
+        }
+        store.put_atomic(
+            &roomtape_core::layout::manifest_key(manifest.recording_id),
+            &manifest.to_json(),
+        )?;
+    }
     let rec = Recording {
         id: manifest.recording_id,
         room_id: None,
@@ -123,7 +159,7 @@ pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
         duration_ms: Some(manifest.duration_ms()),
         language: args.language.clone(),
         visibility: Default::default(),
-        owner_id: None,
+        owner_id: owner.map(|u| u.id),
     };
     if let Err(e) = catalog
         .create_recording(&rec, &manifest.catalog_tracks())

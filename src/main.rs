@@ -13,6 +13,7 @@ mod bench_transcribe;
 mod commands;
 mod search_cmd;
 mod transcribe_cmd;
+mod users_cmd;
 
 /// Live audio rooms with a track per speaker, Whisper transcripts and search.
 #[derive(Parser, Debug)]
@@ -67,6 +68,9 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Create and list accounts, make API tokens
+    #[command(subcommand)]
+    Users(users_cmd::UsersCommand),
     /// Measure performance
     #[command(subcommand)]
     Bench(commands::BenchCommand),
@@ -140,6 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => search_cmd::search(&ctx, args).await,
         Command::Reindex => search_cmd::reindex(&ctx).await,
         Command::Serve { listen } => commands::serve(ctx, listen).await,
+        Command::Users(cmd) => users_cmd::users(&ctx, cmd).await,
         Command::Bench(cmd) => commands::bench(&ctx, cmd).await,
         Command::Debug(cmd) => commands::debug(&ctx, cmd).await,
     }

@@ -244,6 +244,29 @@ impl Catalog {
             .transpose()
     }
 
+    /// Every account, oldest first.
+    pub async fn users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    /// Grants or takes away admin rights.
+    pub async fn set_admin(&self, id: UserId, admin: bool) -> Result<()> {
+        let done = sqlx::query("UPDATE users SET is_admin = ? WHERE id = ?")
+            .bind(admin)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("user {id}")));
+        }
+        Ok(())
+    }
+
     pub async fn user_count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(&self.pool)

@@ -351,7 +351,7 @@ async fn issue_token(
     session: &Session,
     name: &str,
 ) -> Result<(String, roomtape_core::ApiToken), AppError> {
-    let secret = format!("rt_{}", auth::secret());
+    let secret = auth::new_api_token();
     let t = state
         .catalog
         .create_api_token(session.user.id, name, &auth::digest(&secret), &secret[..10])

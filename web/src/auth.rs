@@ -34,6 +34,11 @@ pub fn secret() -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
+/// A fresh API token secret (`rt_` and 256 random bits); store only its [`digest`].
+pub fn new_api_token() -> String {
+    format!("rt_{}", secret())
+}
+
 /// What the catalog keeps of a secret.
 pub fn digest(secret: &str) -> String {
     let d = Sha256::digest(secret.as_bytes());
