@@ -122,6 +122,7 @@ pub struct SegmentUpdate {
 #[into_params(parameter_in = Query)]
 pub struct TranscriptParams {
     /// `json`, `vtt`, `srt` or `txt`; wins over `Accept`.
+    #[param(inline)]
     pub format: Option<TranscriptFormat>,
 }
 
