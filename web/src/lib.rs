@@ -18,8 +18,12 @@ use roomtape_search::{SearchIndex, Sort, Viewer};
 pub mod account;
 pub mod api;
 pub mod auth;
+pub mod browse;
+pub mod feed;
 pub mod live;
+pub mod media;
 pub mod pages;
+pub mod replay;
 pub mod rooms;
 pub mod webhooks;
 
@@ -79,10 +83,35 @@ pub fn app(state: AppState) -> Router {
         .route("/rooms", post(rooms::create_room_form))
         .route("/rooms/{id}", get(rooms::room_page))
         .route("/rooms/{id}/ws", get(live::ws::handler))
+        .route("/search", get(browse::search_page))
+        .route("/replays", get(browse::replays_page))
+        .route("/feeds/{file}", get(feed::feed))
+        .merge(replay::routes())
         .fallback(not_found)
         // After every route: it applies to the routes there are.
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// Headers on every answer: pages may run only our own scripts (so hostile text that slipped
+/// through escaping still could not execute), nothing is sniffed, referrers stay home.
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::HeaderValue;
+    use axum::http::header::{CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS};
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             media-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+             frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    res
 }
 
 /// The one error shape of every API answer that is not a success.
@@ -297,6 +326,20 @@ async fn not_found() -> AppError {
     }
 }
 
+/// Serves `app` on `listener` until `shutdown` completes, then drains open connections.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,18 +384,4 @@ mod tests {
             .unwrap();
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
     }
-}
-
-/// Serves `app` on `listener` until `shutdown` completes, then drains open connections.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }
