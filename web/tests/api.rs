@@ -916,3 +916,75 @@ async fn rooms_page_by_cursor_and_private_rooms_stay_hidden() {
     assert_eq!(a.json()["title"], "Room 0");
     assert_eq!(a.json()["live"], false);
 }
+
+#[tokio::test]
+async fn a_track_is_served_with_ranges_to_its_speaker_and_the_host_only() {
+    let api = api().await;
+    let olga = api.user("olga").await;
+    let sam = api.user("sam").await;
+    let otto = api.user("otto").await;
+    let (id, tracks) = api
+        .recording(
+            &olga,
+            Visibility::Public,
+            Timestamp::now().0,
+            &[&olga, &sam],
+        )
+        .await;
+    let bytes: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    for t in &tracks {
+        api.store
+            .put_atomic(&roomtape_core::layout::file_key(id, &t.file), &bytes)
+            .unwrap();
+    }
+    let olgas = format!("/api/v1/recordings/{id}/tracks/{}/audio", tracks[0].id);
+    let sams = format!("/api/v1/recordings/{id}/tracks/{}/audio", tracks[1].id);
+
+    for (uri, who) in [(&olgas, &olga), (&sams, &olga), (&sams, &sam)] {
+        let a = api.get(uri, Some(who)).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+        assert_eq!(a.content_type(), "audio/ogg");
+        assert_eq!(a.body, bytes);
+    }
+    api.get(&olgas, Some(&sam))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    api.get(&sams, Some(&otto))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    api.get(&sams, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    api.get(
+        &format!("/api/v1/recordings/{id}/tracks/{}/audio", TrackId::new()),
+        Some(&olga),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "not_found");
+
+    let a = api
+        .call(
+            Method::GET,
+            &sams,
+            Some(&sam),
+            &[("range", "bytes=100-199")],
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(a.body, bytes[100..200]);
+    assert_eq!(a.headers[header::CONTENT_RANGE], "bytes 100-199/5000");
+    api.call(
+        Method::GET,
+        &sams,
+        Some(&sam),
+        &[("range", "bytes=9000-")],
+        None,
+    )
+    .await
+    .error(StatusCode::RANGE_NOT_SATISFIABLE, "bad_range");
+    let list = api
+        .get(&format!("/api/v1/recordings/{id}/tracks"), None)
+        .await;
+    assert_eq!(list.json()["tracks"].as_array().unwrap().len(), 2);
+}

@@ -419,13 +419,15 @@ pub async fn track_audio(
         ));
     }
     let key = roomtape_core::layout::file_key(id, &track.file);
-    // MEDIA-PENDING: crate::media::serve_file once main has it.
-    let _ = (&key, &headers);
-    Err(AppError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "pending",
-        "media.rs",
-    ))
+    crate::media::serve_file(
+        &state,
+        &key,
+        &headers,
+        "audio/ogg",
+        crate::media::Cache::Private,
+        None,
+    )
+    .await
 }
 
 /// Picks the transcript format: `?format=` first, else the best `Accept` we can give.
