@@ -319,7 +319,9 @@ impl Sink {
             let mut rounds = 0;
             while self.out_count < expected && rounds < 64 {
                 let r = self.resampler.as_mut().ok_or(Error::Cancelled)?;
-                let out = if first {
+                // An input that filled its last chunk exactly leaves nothing here, and rubato
+                // refuses an empty slice: then there is only the flush.
+                let out = if first && !rest.is_empty() {
                     r.process_partial(Some(&[&rest[..]]), None)
                 } else {
                     r.process_partial::<&[f32]>(None, None)
@@ -728,4 +730,31 @@ fn codec_name(codec: symphonia::core::codecs::CodecType) -> String {
     symphonia::default::get_codecs()
         .get_codec(codec)
         .map_or_else(|| format!("{codec}"), |d| d.short_name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a 16 kHz input of a whole number of resampler chunks (8 s is 125 of them)
+    /// failed with "Insufficient buffer size 0" when the sink flushed.
+    #[test]
+    fn input_filling_its_last_resampler_chunk_exactly_is_flushed() {
+        let store = roomtape_core::MemoryStore::new();
+        for frames in [CHUNK * 125, CHUNK * 125 + 1, CHUNK - 1] {
+            let enc =
+                OpusTrackEncoder::new(&store, "t.opus", 32_000, opus::Application::Voip, vec![])
+                    .unwrap();
+            let mut sink = Sink::new(16_000, enc).unwrap();
+            let tone: Vec<f32> = (0..frames).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
+            for block in tone.chunks(700) {
+                sink.push(block).unwrap();
+            }
+            assert_eq!(
+                sink.finish(frames as u64).unwrap(),
+                frames as u64 * 3,
+                "{frames}"
+            );
+        }
+    }
 }
