@@ -45,8 +45,10 @@ models-test: build
 
 pytools:
 	@test -x $(PYENV)/bin/python || python3 -m venv $(PYENV)
-	@$(PYENV)/bin/python -c "import webvtt, srt" 2>/dev/null || \
-	  $(PYENV)/bin/python -m pip install --quiet --disable-pip-version-check webvtt-py==0.6.0 srt==3.5.3
+	@$(PYENV)/bin/python -c "import webvtt, srt, importlib.metadata as m; \
+	  assert m.version('schemathesis') == '4.32.5'" 2>/dev/null || \
+	  $(PYENV)/bin/python -m pip install --quiet --disable-pip-version-check webvtt-py==0.6.0 srt==3.5.3 \
+	    schemathesis==4.32.5
 
 run: models
 	./target/release/roomtape serve $(ARGS)

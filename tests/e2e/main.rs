@@ -3,6 +3,7 @@
 
 mod support;
 
+mod api;
 mod archive;
 mod bad_input;
 mod browser;
