@@ -147,33 +147,15 @@ impl From<TranscriptFormat> for Format {
     }
 }
 
-fn user(session: Option<&Session>) -> Option<&roomtape_core::User> {
-    session.map(|s| &s.user)
-}
-
-/// The same answer for "absent" and "not yours to see".
-fn no_recording(id: RecordingId) -> AppError {
-    AppError::not_found(format!("no recording {id}"))
-}
-
-/// A recording the caller may view, its tracks and the caller's rights; 404 otherwise.
+/// A recording the caller may view, its tracks and the caller's rights; 404 otherwise — the
+/// pages' gate ([`crate::replay::viewable`]), so the API and the pages cannot disagree.
 pub async fn viewable(
     state: &AppState,
     id: RecordingId,
     session: Option<&Session>,
 ) -> Result<(Recording, Vec<Track>, Access), AppError> {
-    let rec = match state.catalog.recording(id).await {
-        Ok(r) => r,
-        Err(e) if e.is_not_found() => return Err(no_recording(id)),
-        Err(e) => return Err(e.into()),
-    };
-    let tracks = state.catalog.tracks(id).await?;
-    let speakers: Vec<SpeakerId> = tracks.iter().map(|t| t.speaker.id).collect();
-    let access = Access::of(&rec, &speakers, user(session));
-    if !access.view {
-        return Err(no_recording(id));
-    }
-    Ok((rec, tracks, access))
+    let v = crate::replay::viewable(state, &id.to_string(), session).await?;
+    Ok((v.recording, v.tracks, v.access))
 }
 
 /// A recording the caller manages (403 when they only view it, 404 when not even that), after
