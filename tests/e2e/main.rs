@@ -10,3 +10,4 @@ mod crash;
 mod search;
 mod serve;
 mod transcribe;
+mod webhooks;
