@@ -1004,6 +1004,51 @@ mod tests {
     }
 
     #[test]
+    fn the_openapi_description_is_whole() {
+        let doc = serde_json::to_value(api_routes().into_openapi()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let ops = [
+            ("/api/v1/webhooks", "get", "list_webhooks"),
+            ("/api/v1/webhooks", "post", "create_webhook"),
+            ("/api/v1/webhooks/{id}", "delete", "delete_webhook"),
+            (
+                "/api/v1/webhooks/{id}/deliveries",
+                "get",
+                "list_webhook_deliveries",
+            ),
+        ];
+        for (path, method, id) in ops {
+            let op = &paths[path][method];
+            assert_eq!(op["operationId"], id, "{path} {method}: {op}");
+            assert_eq!(op["tags"][0], "webhooks");
+            assert!(op["responses"]["401"].is_object(), "{id} documents 401");
+        }
+        // Every schema referred to is in the document.
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &piece[..piece.find('"').unwrap()];
+            assert!(
+                schemas.contains_key(name),
+                "{name} is referred to but missing"
+            );
+        }
+        for name in [
+            "WebhookCreated",
+            "WebhookDelivery",
+            "WebhookEventType",
+            "ErrorBody",
+        ] {
+            assert!(schemas.contains_key(name), "{name}: {:?}", schemas.keys());
+        }
+        let created = &schemas["WebhookCreated"]["required"];
+        assert!(
+            created.as_array().unwrap().contains(&"secret".into()),
+            "{created}"
+        );
+    }
+
+    #[test]
     fn hmac_sha256_matches_rfc_4231() {
         // RFC 4231, test case 2.
         assert_eq!(
