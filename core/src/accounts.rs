@@ -11,7 +11,7 @@ use sqlx::sqlite::SqliteRow;
 use crate::{Catalog, Error, Result, RoomId, Timestamp, UserId, Visibility};
 
 /// A person with an account.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct User {
     pub id: UserId,
     pub username: String,
@@ -21,7 +21,7 @@ pub struct User {
 }
 
 /// An API token as its owner sees it (never the secret).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiToken {
     pub id: String,
     pub name: String,
@@ -33,7 +33,7 @@ pub struct ApiToken {
 }
 
 /// Whether people can be in a room now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RoomState {
     /// Created (maybe scheduled) and not ended: people may join.
@@ -63,7 +63,7 @@ impl FromStr for RoomState {
 }
 
 /// A live audio room.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Room {
     pub id: RoomId,
     pub title: String,

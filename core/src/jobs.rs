@@ -10,7 +10,7 @@ use sqlx::sqlite::SqliteRow;
 use crate::{Catalog, Error, JobId, RecordingId, Result, Segment, Timestamp, Transcript};
 
 /// A job's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,
@@ -42,7 +42,7 @@ impl JobState {
 }
 
 /// A job as the catalog knows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: JobId,
     pub recording_id: RecordingId,

@@ -209,3 +209,107 @@ impl Catalog {
         self.user(id.parse()?).await
     }
 }
+
+/// Reads `(sort key, id)` rows of a newest-first page of `limit` (the query asked for one more)
+/// into the ids of the page and the cursor of the next one.
+fn page_of<T: std::str::FromStr<Err = Error>>(
+    rows: &[sqlx::sqlite::SqliteRow],
+    limit: u32,
+) -> Result<(Vec<T>, Option<Cursor>)> {
+    let mut keys = Vec::with_capacity(rows.len());
+    for r in rows {
+        let at: i64 = r.try_get("at")?;
+        let id: String = r.try_get("id")?;
+        keys.push((at, id));
+    }
+    let next = if keys.len() > limit as usize {
+        keys.truncate(limit as usize);
+        keys.last().map(|(at, id)| Cursor {
+            started_at: *at,
+            id: id.clone(),
+        })
+    } else {
+        None
+    };
+    let ids = keys
+        .iter()
+        .map(|(_, id)| id.parse())
+        .collect::<Result<_>>()?;
+    Ok((ids, next))
+}
+
+impl Catalog {
+    /// Sets a recording's title (checked like every user-chosen text).
+    pub async fn set_recording_title(&self, id: RecordingId, title: &str) -> Result<()> {
+        let title = crate::clean_text("title", title, 200, false)?;
+        self.set_recording_text(id, "UPDATE recordings SET title = ? WHERE id = ?", &title)
+            .await
+    }
+
+    /// The lobby as pages: open public rooms, newest first, `limit` from `after` (the cursor's
+    /// time is the room's creation). Returns the page and the cursor of the next one.
+    pub async fn list_rooms(
+        &self,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<(Vec<crate::Room>, Option<Cursor>)> {
+        let mut sql = String::from(
+            "SELECT created_at AS at, id FROM rooms WHERE state = 'open' AND visibility = 'public'",
+        );
+        if after.is_some() {
+            sql.push_str(" AND (created_at < ? OR (created_at = ? AND id < ?))");
+        }
+        sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
+        let mut q = sqlx::query(&sql);
+        if let Some(c) = after {
+            q = q.bind(c.started_at).bind(c.started_at).bind(&c.id);
+        }
+        let rows = q.bind(i64::from(limit) + 1).fetch_all(self.pool()).await?;
+        let (ids, next) = page_of::<crate::RoomId>(&rows, limit)?;
+        let mut rooms = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.room(id).await {
+                Ok(r) => rooms.push(r),
+                // Deleted since the page was read.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((rooms, next))
+    }
+
+    /// Jobs of the recordings `user` manages (all of them for an admin), newest first, `limit`
+    /// from `after`. Returns the page and the cursor of the next one.
+    pub async fn list_jobs(
+        &self,
+        user: &User,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<(Vec<crate::Job>, Option<Cursor>)> {
+        let mut sql = String::from(
+            "SELECT j.created_at AS at, j.id AS id FROM jobs j JOIN recordings r ON r.id = j.recording_id
+             WHERE (? OR r.owner_id = ?)",
+        );
+        if after.is_some() {
+            sql.push_str(" AND (j.created_at < ? OR (j.created_at = ? AND j.id < ?))");
+        }
+        sql.push_str(" ORDER BY j.created_at DESC, j.id DESC LIMIT ?");
+        let mut q = sqlx::query(&sql)
+            .bind(user.is_admin)
+            .bind(user.id.to_string());
+        if let Some(c) = after {
+            q = q.bind(c.started_at).bind(c.started_at).bind(&c.id);
+        }
+        let rows = q.bind(i64::from(limit) + 1).fetch_all(self.pool()).await?;
+        let (ids, next) = page_of::<crate::JobId>(&rows, limit)?;
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.job(id).await {
+                Ok(j) => jobs.push(j),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((jobs, next))
+    }
+}

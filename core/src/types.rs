@@ -10,7 +10,8 @@ use time::format_description::well_known::Rfc3339;
 use crate::{Error, RecordingId, Result, RoomId, SpeakerId, TrackId, UserId};
 
 /// A point in time, milliseconds since the Unix epoch, shown as RFC 3339 (UTC).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, utoipa::ToSchema)]
+#[schema(value_type = String, format = DateTime, example = "2026-11-25T03:08:04.123Z")]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
@@ -67,7 +68,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 /// Where a recording's audio came from.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordingSource {
     /// Recorded from a live room.
@@ -100,7 +101,7 @@ impl FromStr for RecordingSource {
 }
 
 /// Who may see a recording (its replay, transcript and search hits).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
     /// Its owner, hosts and speakers (and admins). What every new recording is.
@@ -145,7 +146,7 @@ impl FromStr for Visibility {
 }
 
 /// The life of a recording.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordingState {
     /// Audio is being written now (or was, when the process died).
@@ -194,7 +195,7 @@ impl FromStr for RecordingState {
 }
 
 /// Who spoke on a track.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Speaker {
     /// Stable identity (a user's, or one made at import).
     pub id: SpeakerId,
@@ -203,7 +204,7 @@ pub struct Speaker {
 }
 
 /// A recording as the catalog knows it.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Recording {
     pub id: RecordingId,
     pub room_id: Option<RoomId>,
@@ -233,7 +234,7 @@ fn auto_language() -> String {
 }
 
 /// One speaker's track in a recording.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Track {
     pub id: TrackId,
     pub recording_id: RecordingId,
@@ -357,7 +358,7 @@ mod tests {
 }
 
 /// A transcript: every speaker's segments, merged by start time.
-#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Transcript {
     pub recording_id: RecordingId,
     pub title: String,
@@ -369,7 +370,7 @@ pub struct Transcript {
 }
 
 /// A speaker as the transcript names them.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TranscriptSpeaker {
     pub id: SpeakerId,
     pub name: String,
@@ -377,7 +378,7 @@ pub struct TranscriptSpeaker {
 }
 
 /// One line of a transcript: who said what, when (milliseconds from the recording's start).
-#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Segment {
     pub speaker_id: SpeakerId,
     pub speaker: String,
@@ -394,7 +395,7 @@ pub struct Segment {
 }
 
 /// One word with its timing and Whisper's confidence.
-#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Word {
     pub text: String,
     pub start_ms: i64,

@@ -78,7 +78,7 @@ pub enum Sort {
 }
 
 /// One hit: a segment, with its snippet (HTML-escaped, matches in `<mark>`).
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Hit {
     pub speaker: String,
     pub speaker_id: String,
@@ -91,7 +91,7 @@ pub struct Hit {
 }
 
 /// Hits of one recording.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RecordingHits {
     pub recording_id: String,
     pub title: String,
@@ -100,7 +100,7 @@ pub struct RecordingHits {
 }
 
 /// A page of results.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Results {
     /// Matching segments in all (what the viewer may see).
     pub total: usize,

@@ -17,13 +17,13 @@ const HOST_SENTENCE: &str = "The new library will open in the spring.";
 const GUEST_SENTENCE: &str = "That is wonderful news for everyone in our town.";
 
 /// chromedriver in a process group of its own, so the browsers it starts go with it.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     port: u16,
 }
 
 impl Driver {
-    fn start() -> Driver {
+    pub(crate) fn start() -> Driver {
         use std::os::unix::process::CommandExt as _;
         let mut child = Command::new("chromedriver")
             .arg("--port=0")
@@ -62,7 +62,7 @@ impl Drop for Driver {
     }
 }
 
-async fn browser(driver: &Driver, wav: &std::path::Path) -> Client {
+pub(crate) async fn browser(driver: &Driver, wav: &std::path::Path) -> Client {
     let caps = serde_json::json!({
         "browserName": "chrome",
         "goog:chromeOptions": {

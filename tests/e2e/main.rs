@@ -7,6 +7,7 @@ mod archive;
 mod bad_input;
 mod browser;
 mod crash;
+mod replay;
 mod search;
 mod serve;
 mod transcribe;

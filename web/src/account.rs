@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use roomtape_core::Timestamp;
 
+use crate::api::{ApiJson, ApiPath};
 use crate::auth::{self, Session};
 use crate::pages::{PageError, form_page, layout};
 use crate::{AppError, AppState};
@@ -282,10 +283,14 @@ pub fn urlencode(s: &str) -> String {
 
 // ---- API tokens ----
 
-#[derive(Debug, Deserialize)]
+/// A new API token's name.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewToken {
+    /// 1–64 characters, to tell tokens apart.
+    #[schema(min_length = 1, max_length = 64)]
     name: String,
     #[serde(default)]
+    #[schema(ignore)]
     _csrf: String,
 }
 
@@ -380,39 +385,103 @@ pub async fn revoke_token_form(
     Ok(Redirect::to("/tokens").into_response())
 }
 
+/// The caller's API tokens.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TokenList {
+    /// Newest first; revoked ones are kept, with `revoked_at` set.
+    pub tokens: Vec<roomtape_core::ApiToken>,
+}
+
+/// A new API token: the only answer that holds its secret.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub info: roomtape_core::ApiToken,
+    /// The secret to send as `Authorization: Bearer <token>`; shown only now.
+    pub token: String,
+}
+
+/// The caller's API tokens.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "account",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The tokens", body = TokenList),
+        (status = 401, description = "Not signed in", body = crate::ErrorBody),
+    )
+)]
 pub async fn api_list_tokens(
     State(state): State<AppState>,
     session: Session,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<TokenList>, AppError> {
     let tokens = state.catalog.api_tokens(session.user.id).await?;
-    Ok(Json(serde_json::json!({ "tokens": tokens })))
+    Ok(Json(TokenList { tokens }))
 }
 
+/// Makes an API token for the caller.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "account",
+    request_body = NewToken,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, description = "The token, with its secret", body = CreatedToken),
+        (status = 400, description = "A bad name or body", body = crate::ErrorBody),
+        (status = 401, description = "Not signed in", body = crate::ErrorBody),
+        (status = 403, description = "A cookie request without its CSRF token", body = crate::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = crate::ErrorBody),
+    )
+)]
 pub async fn api_create_token(
     State(state): State<AppState>,
     session: Session,
     headers: HeaderMap,
-    Json(f): Json<NewToken>,
-) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    ApiJson(f): ApiJson<NewToken>,
+) -> Result<(StatusCode, Json<CreatedToken>), AppError> {
     session.check_csrf(auth::csrf_header(&headers))?;
-    let (secret, t) = issue_token(&state, &session, &f.name).await?;
-    let mut v = serde_json::to_value(t).map_err(AppError::internal)?;
-    v["token"] = secret.into();
-    Ok((StatusCode::CREATED, Json(v)))
+    let (token, info) = issue_token(&state, &session, &f.name).await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { info, token })))
 }
 
+/// Revokes one of the caller's API tokens.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    tag = "account",
+    params(("id" = String, Path, description = "Token id")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Revoked (it no longer opens anything)"),
+        (status = 401, description = "Not signed in", body = crate::ErrorBody),
+        (status = 403, description = "A cookie request without its CSRF token", body = crate::ErrorBody),
+        (status = 404, description = "No such token of the caller's", body = crate::ErrorBody),
+    )
+)]
 pub async fn api_revoke_token(
     State(state): State<AppState>,
     session: Session,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, AppError> {
     session.check_csrf(auth::csrf_header(&headers))?;
     state.catalog.revoke_api_token(session.user.id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/v1/me`
+/// The caller's account.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "account",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The account", body = roomtape_core::User),
+        (status = 401, description = "Not signed in", body = crate::ErrorBody),
+    )
+)]
 pub async fn api_me(session: Session) -> Json<roomtape_core::User> {
     Json(session.user)
 }

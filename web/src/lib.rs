@@ -5,21 +5,25 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use roomtape_core::{ArchiveStore, Catalog, Config, Recording, Track};
+use roomtape_core::{ArchiveStore, Catalog, Config};
 use roomtape_search::{SearchIndex, Sort, Viewer};
 
 pub mod account;
 pub mod api;
 pub mod auth;
+pub mod browse;
+pub mod feed;
 pub mod live;
+pub mod media;
 pub mod pages;
+pub mod replay;
 pub mod rooms;
 pub mod webhooks;
 
@@ -80,28 +84,35 @@ pub fn app(state: AppState) -> Router {
         .route("/rooms", post(rooms::create_room_form))
         .route("/rooms/{id}", get(rooms::room_page))
         .route("/rooms/{id}/ws", get(live::ws::handler))
-        .route("/api/v1/me", get(account::api_me))
-        .route(
-            "/api/v1/tokens",
-            get(account::api_list_tokens).post(account::api_create_token),
-        )
-        .route("/api/v1/tokens/{id}", delete(account::api_revoke_token))
-        .route(
-            "/api/v1/rooms",
-            get(rooms::api_lobby).post(rooms::api_create_room),
-        )
-        .route(
-            "/api/v1/rooms/{id}/invite",
-            post(rooms::api_rotate_invite).delete(rooms::api_revoke_invite),
-        )
-        .route(
-            "/api/v1/rooms/{id}/speaker-invites",
-            post(rooms::api_speaker_invite),
-        )
-        .route("/api/v1/recordings", get(list_recordings))
-        .route("/api/v1/search", get(search))
+        .route("/search", get(browse::search_page))
+        .route("/replays", get(browse::replays_page))
+        .route("/feeds/{file}", get(feed::feed))
+        .merge(replay::routes())
         .fallback(not_found)
+        // After every route: it applies to the routes there are.
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// Headers on every answer: pages may run only our own scripts (so hostile text that slipped
+/// through escaping still could not execute), nothing is sniffed, referrers stay home.
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::HeaderValue;
+    use axum::http::header::{CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS};
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             media-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+             frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    res
 }
 
 /// The one error shape of every API answer that is not a success.
@@ -198,31 +209,31 @@ async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError
     Ok("ok\n")
 }
 
-#[derive(Serialize)]
-struct RecordingJson {
-    #[serde(flatten)]
-    recording: Recording,
-    tracks: Vec<Track>,
-}
-
-async fn list_recordings(
-    State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, AppError> {
-    let mut items = Vec::new();
-    for recording in state.catalog.recordings().await? {
-        let tracks = state.catalog.tracks(recording.id).await?;
-        items.push(RecordingJson { recording, tracks });
-    }
-    Ok(Json(serde_json::json!({ "recordings": items })))
-}
-
 /// Query parameters of `/api/v1/search`, all as text so every mistake gets a message naming it.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchParams {
+    /// The query (see the README's Search section); empty lists every line the caller may see.
+    #[param(max_length = 1000)]
     q: Option<String>,
+    /// `relevance` (the default) or `newest`.
+    #[param(value_type = Option<SearchSort>)]
     sort: Option<String>,
+    /// Page number, 1–10000 (default 1).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000)]
     page: Option<String>,
+    /// Lines per page, 1–100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     per_page: Option<String>,
+}
+
+/// Order of search results.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Only described: `search` parses the parameter itself.
+enum SearchSort {
+    Relevance,
+    Newest,
 }
 
 fn number_param(
@@ -244,12 +255,27 @@ fn number_param(
     }
 }
 
+/// Transcript lines matching a query, grouped by recording, as the caller may see them.
+///
+/// Anonymous callers search published public recordings; a signed-in user also those they own
+/// or spoke in; an admin everything. `snippet_html` is escaped HTML with matches in `<mark>`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/search",
+    tag = "search",
+    params(SearchParams),
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "A page of hits", body = roomtape_search::Results),
+        (status = 400, description = "A query over 1000 characters, or a bad `sort`, `page` or `per_page`", body = ErrorBody),
+        (status = 401, description = "An unknown or revoked API token", body = ErrorBody),
+    )
+)]
 async fn search(
     State(state): State<AppState>,
     session: Option<auth::Session>,
-    params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+    api::ApiQuery(p): api::ApiQuery<SearchParams>,
 ) -> Result<Json<roomtape_search::Results>, AppError> {
-    let Query(p) = params.map_err(|e| AppError::bad_request("bad_parameter", e.body_text()))?;
     let q = p.q.unwrap_or_default();
     let parsed = roomtape_search::query::parse(&q)
         .map_err(|e| AppError::bad_request("bad_query", e.to_string()))?;
@@ -285,12 +311,34 @@ async fn search(
     Ok(Json(results))
 }
 
+async fn method_not_allowed() -> AppError {
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not take that method",
+    )
+}
+
 async fn not_found() -> AppError {
     AppError {
         status: StatusCode::NOT_FOUND,
         code: "not_found",
         message: "no such page".into(),
     }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains open connections.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 #[cfg(test)]
@@ -337,18 +385,4 @@ mod tests {
             .unwrap();
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
     }
-}
-
-/// Serves `app` on `listener` until `shutdown` completes, then drains open connections.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }

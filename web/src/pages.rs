@@ -27,6 +27,8 @@ pub fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                     a.brand href="/" { "roomtape" }
                     nav {
                         a href="/" { "Rooms" }
+                        a href="/replays" { "Replays" }
+                        a href="/search" { "Search" }
                         @if let Some(s) = session {
                             a href="/rooms/new" { "New room" }
                             a href="/tokens" { "API tokens" }
@@ -101,6 +103,7 @@ pub fn form_page(
 
 const STYLE: &str = include_str!("../static/style.css");
 const ROOM_JS: &str = include_str!("../static/room.js");
+const REPLAY_JS: &str = include_str!("../static/replay.js");
 
 /// `/static/<file>`
 pub async fn static_file(
@@ -109,6 +112,7 @@ pub async fn static_file(
     let (body, kind) = match name.as_str() {
         "style.css" => (STYLE, "text/css; charset=utf-8"),
         "room.js" => (ROOM_JS, "text/javascript; charset=utf-8"),
+        "replay.js" => (REPLAY_JS, "text/javascript; charset=utf-8"),
         _ => return Err(AppError::not_found("no such file")),
     };
     Ok((

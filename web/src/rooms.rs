@@ -10,6 +10,7 @@ use serde::Deserialize;
 use roomtape_core::{Room, RoomId, RoomState, StoredRole, Timestamp, Visibility, clean_text};
 
 use crate::account::login_redirect;
+use crate::api::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::{self, Session};
 use crate::pages::{PageError, form_page, json_island, layout};
 use crate::{AppError, AppState};
@@ -25,19 +26,27 @@ pub enum Entry {
 }
 
 /// Room fields from a form or JSON.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewRoom {
+    /// 1–120 characters.
+    #[schema(min_length = 1, max_length = 120)]
     title: String,
+    /// Up to 2000 characters.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: String,
+    /// `auto` (the default) or a Whisper language code such as `en`.
     #[serde(default)]
     language: String,
     /// `YYYY-MM-DDTHH:MM` (UTC) or RFC 3339; empty: starts now.
     #[serde(default)]
     scheduled_at: String,
+    /// `public` (the default), `unlisted` or `private`.
     #[serde(default)]
+    #[schema(value_type = Visibility)]
     visibility: String,
     #[serde(default)]
+    #[schema(ignore)]
     _csrf: String,
 }
 
@@ -248,34 +257,161 @@ pub async fn create_room_form(
     Ok(Redirect::to(&format!("/rooms/{}", room.id)).into_response())
 }
 
+/// A room as the API shows it: the room, whether people are in it now, and (for its host) the
+/// private invite link.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RoomView {
+    #[serde(flatten)]
+    pub room: Room,
+    /// People are in the room now.
+    pub live: bool,
+    /// How many people are in it now.
+    pub participants: usize,
+    /// The private invite link, shown to the host only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invite_link: Option<String>,
+}
+
+impl RoomView {
+    fn of(state: &AppState, room: Room, viewer: Option<&Session>) -> RoomView {
+        let invite_link = room
+            .invite_token
+            .as_ref()
+            .filter(|_| viewer.is_some_and(|s| room.host_id == Some(s.user.id)))
+            .map(|t| format!("/rooms/{}?invite={t}", room.id));
+        RoomView {
+            live: state.live.is_live(room.id),
+            participants: state.live.count(room.id),
+            invite_link,
+            room,
+        }
+    }
+}
+
+/// A page of the lobby, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RoomPage {
+    pub rooms: Vec<RoomView>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// A link made for someone.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Link {
+    /// A path on this server, e.g. `/rooms/<id>?invite=…`.
+    pub link: String,
+}
+
+/// Creates a room hosted by the caller.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rooms",
+    tag = "rooms",
+    request_body = NewRoom,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, description = "The room (a private one with its `invite_link`)", body = RoomView),
+        (status = 400, description = "A bad field or body", body = crate::ErrorBody),
+        (status = 401, description = "Not signed in", body = crate::ErrorBody),
+        (status = 403, description = "A cookie request without its CSRF token", body = crate::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = crate::ErrorBody),
+    )
+)]
 pub async fn api_create_room(
     State(state): State<AppState>,
     session: Session,
     headers: HeaderMap,
-    Json(f): Json<NewRoom>,
-) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    ApiJson(f): ApiJson<NewRoom>,
+) -> Result<(StatusCode, Json<RoomView>), AppError> {
     session.check_csrf(auth::csrf_header(&headers))?;
     let room = f.into_room(&session)?;
     state.catalog.create_room(&room).await?;
-    let mut v = serde_json::to_value(&room).map_err(AppError::internal)?;
-    if let Some(t) = &room.invite_token {
-        v["invite_link"] = format!("/rooms/{}?invite={t}", room.id).into();
-    }
-    Ok((StatusCode::CREATED, Json(v)))
+    Ok((
+        StatusCode::CREATED,
+        Json(RoomView::of(&state, room, Some(&session))),
+    ))
 }
 
-pub async fn api_lobby(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
-    let rooms = state.catalog.lobby_rooms().await?;
-    let items: Vec<serde_json::Value> = rooms
-        .iter()
-        .map(|r| {
-            let mut v = serde_json::to_value(r).unwrap_or_default();
-            v["live"] = state.live.is_live(r.id).into();
-            v["participants"] = state.live.count(r.id).into();
-            v
-        })
-        .collect();
-    Ok(Json(serde_json::json!({ "rooms": items })))
+/// The lobby: open public rooms, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rooms",
+    tag = "rooms",
+    params(crate::api::PageParams),
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "A page of rooms", body = RoomPage),
+        (status = 400, description = "A bad `cursor` or `limit`", body = crate::ErrorBody),
+        (status = 401, description = "An unknown or revoked API token", body = crate::ErrorBody),
+    )
+)]
+pub async fn api_list_rooms(
+    State(state): State<AppState>,
+    session: Option<Session>,
+    ApiQuery(q): ApiQuery<crate::api::PageParams>,
+) -> Result<Json<RoomPage>, AppError> {
+    let (limit, cursor) = q.resolve()?;
+    let (rooms, next) = state.catalog.list_rooms(cursor.as_ref(), limit).await?;
+    Ok(Json(RoomPage {
+        rooms: rooms
+            .into_iter()
+            .map(|r| RoomView::of(&state, r, session.as_ref()))
+            .collect(),
+        next_cursor: next.map(|c| c.encode()),
+    }))
+}
+
+/// `?invite=` of `GET /api/v1/rooms/{id}`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RoomQuery {
+    /// The token of a private room's invite link.
+    pub invite: Option<String>,
+}
+
+/// One room. A private room is shown to its host, co-hosts, speakers, admins and holders of its
+/// invite link; to everyone else it does not exist.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rooms/{id}",
+    tag = "rooms",
+    params(("id" = RoomId, Path, description = "Room id"), RoomQuery),
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The room", body = RoomView),
+        (status = 400, description = "The id is not a UUID", body = crate::ErrorBody),
+        (status = 401, description = "An unknown or revoked API token", body = crate::ErrorBody),
+        (status = 404, description = "No such room, or a private one the caller may not see", body = crate::ErrorBody),
+    )
+)]
+pub async fn api_get_room(
+    State(state): State<AppState>,
+    session: Option<Session>,
+    ApiPath(id): ApiPath<RoomId>,
+    ApiQuery(q): ApiQuery<RoomQuery>,
+) -> Result<Json<RoomView>, AppError> {
+    let missing = || AppError::not_found(format!("no room {id}"));
+    let room = match state.catalog.room(id).await {
+        Ok(r) => r,
+        Err(e) if e.is_not_found() => return Err(missing()),
+        Err(e) => return Err(e.into()),
+    };
+    if room.visibility == Visibility::Private {
+        let by_link = matches!((q.invite.as_deref(), &room.invite_token), (Some(a), Some(b)) if auth::same_secret(a, b));
+        let by_person = match &session {
+            Some(s) if s.user.is_admin || room.host_id == Some(s.user.id) => true,
+            Some(s) => matches!(
+                state.catalog.room_role(room.id, s.user.id).await?,
+                Some(StoredRole::Cohost | StoredRole::Speaker)
+            ),
+            None => false,
+        };
+        if !by_link && !by_person {
+            return Err(missing());
+        }
+    }
+    Ok(Json(RoomView::of(&state, room, session.as_ref())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -375,15 +511,29 @@ pub async fn room_page(
     .into_response())
 }
 
-/// `POST /rooms/<id>/speaker-invites`: a one-person link onto the stage (host and co-hosts).
+/// A one-person link onto the stage (host and co-hosts).
+#[utoipa::path(
+    post,
+    path = "/api/v1/rooms/{id}/speaker-invites",
+    tag = "rooms",
+    params(("id" = RoomId, Path, description = "Room id")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, description = "The link", body = Link),
+        (status = 400, description = "The id is not a UUID", body = crate::ErrorBody),
+        (status = 401, description = "Not signed in", body = crate::ErrorBody),
+        (status = 403, description = "Not a host or co-host of the room", body = crate::ErrorBody),
+        (status = 404, description = "No such room", body = crate::ErrorBody),
+    )
+)]
 pub async fn api_speaker_invite(
     State(state): State<AppState>,
     session: Session,
     headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    ApiPath(id): ApiPath<RoomId>,
+) -> Result<(StatusCode, Json<Link>), AppError> {
     session.check_csrf(auth::csrf_header(&headers))?;
-    let room = state.catalog.room(parse_room_id(&id)?).await?;
+    let room = state.catalog.room(id).await?;
     let e = entry(&state, &room, &session, None, None).await.ok();
     if !matches!(e, Some(Entry::Host | Entry::Cohost)) {
         return Err(AppError::forbidden(
@@ -399,40 +549,65 @@ pub async fn api_speaker_invite(
     if let Some(t) = &room.invite_token {
         link.push_str(&format!("&invite={t}"));
     }
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "link": link })),
-    ))
+    Ok((StatusCode::CREATED, Json(Link { link })))
 }
 
-/// `POST /api/v1/rooms/<id>/invite` replaces the private invite link (the old one stops
-/// working); `DELETE` removes it.
+/// Replaces the room's private invite link (the old one stops working; host only).
+#[utoipa::path(
+    post,
+    path = "/api/v1/rooms/{id}/invite",
+    tag = "rooms",
+    params(("id" = RoomId, Path, description = "Room id")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The new link", body = Link),
+        (status = 400, description = "The id is not a UUID", body = crate::ErrorBody),
+        (status = 401, description = "Not signed in", body = crate::ErrorBody),
+        (status = 403, description = "Not the room's host", body = crate::ErrorBody),
+        (status = 404, description = "No such room", body = crate::ErrorBody),
+    )
+)]
 pub async fn api_rotate_invite(
     State(state): State<AppState>,
     session: Session,
     headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, AppError> {
+    ApiPath(id): ApiPath<RoomId>,
+) -> Result<Json<Link>, AppError> {
     session.check_csrf(auth::csrf_header(&headers))?;
-    let room = state.catalog.room(parse_room_id(&id)?).await?;
+    let room = state.catalog.room(id).await?;
     if room.host_id != Some(session.user.id) {
         return Err(AppError::forbidden("only the host manages the invite link"));
     }
     let token = auth::secret();
     state.catalog.set_room_invite(room.id, Some(&token)).await?;
-    Ok(Json(serde_json::json!({
-        "link": format!("/rooms/{}?invite={token}", room.id)
-    })))
+    Ok(Json(Link {
+        link: format!("/rooms/{}?invite={token}", room.id),
+    }))
 }
 
+/// Removes the room's private invite link (host only).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/rooms/{id}/invite",
+    tag = "rooms",
+    params(("id" = RoomId, Path, description = "Room id")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "The id is not a UUID", body = crate::ErrorBody),
+        (status = 401, description = "Not signed in", body = crate::ErrorBody),
+        (status = 403, description = "Not the room's host", body = crate::ErrorBody),
+        (status = 404, description = "No such room", body = crate::ErrorBody),
+    )
+)]
 pub async fn api_revoke_invite(
     State(state): State<AppState>,
     session: Session,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<RoomId>,
 ) -> Result<StatusCode, AppError> {
     session.check_csrf(auth::csrf_header(&headers))?;
-    let room = state.catalog.room(parse_room_id(&id)?).await?;
+    let room = state.catalog.room(id).await?;
     if room.host_id != Some(session.user.id) {
         return Err(AppError::forbidden("only the host manages the invite link"));
     }

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -33,6 +32,7 @@ use roomtape_core::{
 };
 
 use crate::account::login_redirect;
+use crate::api::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::{self, Session};
 use crate::pages::{PageError, layout};
 use crate::{AppError, AppState, ErrorBody};
@@ -233,6 +233,7 @@ async fn register(
     Ok((hook, secret))
 }
 
+/// A webhook id from a page's form action; not a UUID is `400 bad_parameter`, like the API.
 fn webhook_id(raw: &str) -> Result<WebhookId, AppError> {
     raw.parse().map_err(|_| {
         AppError::bad_request(
@@ -243,21 +244,6 @@ fn webhook_id(raw: &str) -> Result<WebhookId, AppError> {
             ),
         )
     })
-}
-
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AppError> {
-    match body {
-        Ok(Json(v)) => Ok(v),
-        Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON, with Content-Type: application/json",
-        )),
-        Err(e) if e.status().is_client_error() => {
-            Err(AppError::bad_request("bad_body", e.body_text()))
-        }
-        Err(e) => Err(AppError::internal(e.body_text())),
-    }
 }
 
 // ---- the API ----
@@ -469,10 +455,9 @@ pub async fn create_webhook(
     State(state): State<AppState>,
     session: Session,
     headers: HeaderMap,
-    body: Result<Json<NewWebhook>, JsonRejection>,
+    ApiJson(new): ApiJson<NewWebhook>,
 ) -> Result<(StatusCode, Json<CreatedJson>), AppError> {
     session.check_csrf(auth::csrf_header(&headers))?;
-    let new = json_body(body)?;
     let (hook, secret) = register(&state, &session, &new.url, new.events.as_deref()).await?;
     let w = WebhookJson::from(&hook);
     Ok((
@@ -510,10 +495,9 @@ pub async fn delete_webhook(
     State(state): State<AppState>,
     session: Session,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<WebhookId>,
 ) -> Result<StatusCode, AppError> {
     session.check_csrf(auth::csrf_header(&headers))?;
-    let id = webhook_id(&id)?;
     state.catalog.delete_webhook(session.user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -539,11 +523,9 @@ pub async fn delete_webhook(
 pub async fn list_deliveries(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
-    params: Result<Query<DeliveriesParams>, QueryRejection>,
+    ApiPath(id): ApiPath<WebhookId>,
+    ApiQuery(p): ApiQuery<DeliveriesParams>,
 ) -> Result<Json<DeliveryList>, AppError> {
-    let id = webhook_id(&id)?;
-    let Query(p) = params.map_err(|e| AppError::bad_request("bad_parameter", e.body_text()))?;
     let limit = match p.limit {
         None => DEFAULT_DELIVERIES,
         Some(n) if (1..=MAX_DELIVERIES).contains(&n) => n,

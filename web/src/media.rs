@@ -1,0 +1,254 @@
+//! Serving archive files (the mix, tracks) over HTTP: byte ranges (RFC 9110 §14), validators
+//! and caching headers, so `<audio>` can seek and podcast apps can resume.
+
+use axum::body::Body;
+use axum::http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    ETAG, IF_NONE_MATCH, IF_RANGE, RANGE,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest as _, Sha256};
+
+use crate::{AppError, AppState};
+
+/// The most bytes one answer to an open-ended range (`bytes=N-`) carries; players ask again.
+const OPEN_RANGE_CHUNK: u64 = 4 << 20;
+
+/// Who may cache an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cache {
+    /// A published recording: shared caches may keep it.
+    Public,
+    /// Anything behind access rules: only the browser keeps it.
+    Private,
+}
+
+/// A byte range asked for, resolved against the file's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ranged {
+    /// No usable Range: the whole file.
+    Whole,
+    /// Bytes `start..=end`.
+    Part { start: u64, end: u64 },
+    /// A bytes range that is malformed or lies past the end: 416.
+    Unsatisfiable,
+}
+
+/// Reads a `Range` header against a file of `size` bytes. Only one range is served; a list of
+/// several is answered with the first (what players ask for).
+pub fn parse_range(header: Option<&str>, size: u64) -> Ranged {
+    let Some(h) = header else {
+        return Ranged::Whole;
+    };
+    let Some(spec) = h.trim().strip_prefix("bytes=") else {
+        // Another unit: ignore it, as RFC 9110 allows.
+        return Ranged::Whole;
+    };
+    let first = spec.split(',').next().unwrap_or("").trim();
+    let Some((a, b)) = first.split_once('-') else {
+        return Ranged::Unsatisfiable;
+    };
+    let num = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match (a.trim().is_empty(), b.trim().is_empty()) {
+        // bytes=-N: the last N bytes.
+        (true, false) => match num(b) {
+            Some(n) if n > 0 && size > 0 => Ranged::Part {
+                start: size.saturating_sub(n),
+                end: size - 1,
+            },
+            _ => Ranged::Unsatisfiable,
+        },
+        // bytes=N-: from N, in chunks.
+        (false, true) => match num(a) {
+            Some(start) if start < size => Ranged::Part {
+                start,
+                end: (start + OPEN_RANGE_CHUNK - 1).min(size - 1),
+            },
+            _ => Ranged::Unsatisfiable,
+        },
+        (false, false) => match (num(a), num(b)) {
+            (Some(start), Some(end)) if start <= end && start < size => Ranged::Part {
+                start,
+                end: end.min(size - 1),
+            },
+            _ => Ranged::Unsatisfiable,
+        },
+        (true, true) => Ranged::Unsatisfiable,
+    }
+}
+
+/// A strong validator for an archive file. Finished archive files never change in place (they
+/// are replaced whole), so the key and size identify the bytes.
+fn etag(key: &str, size: u64) -> String {
+    let d = Sha256::digest(format!("{key}\n{size}").as_bytes());
+    let hex: String = d.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+fn header(v: &str) -> HeaderValue {
+    HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Answers a GET for archive file `key`: 200 whole, 206 with a range, 304 when the client's
+/// copy is current, 416 for a range the file cannot satisfy.
+pub async fn serve_file(
+    state: &AppState,
+    key: &str,
+    headers: &HeaderMap,
+    content_type: &'static str,
+    cache: Cache,
+    download_name: Option<&str>,
+) -> Result<Response, AppError> {
+    let store = state.store.clone();
+    let k = key.to_string();
+    let size = tokio::task::spawn_blocking(move || store.size(&k))
+        .await
+        .map_err(AppError::internal)?
+        .map_err(|e| {
+            if e.is_not_found() {
+                AppError::not_found("that audio file is not there (yet)")
+            } else {
+                AppError::internal(e)
+            }
+        })?;
+    let tag = etag(key, size);
+    let mut common = HeaderMap::new();
+    common.insert(ETAG, header(&tag));
+    common.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    common.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static(match cache {
+            Cache::Public => "public, max-age=86400",
+            Cache::Private => "private, max-age=3600",
+        }),
+    );
+    if let Some(name) = download_name {
+        let clean: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        common.insert(
+            CONTENT_DISPOSITION,
+            header(&format!("attachment; filename=\"{clean}\"")),
+        );
+    }
+    let matches_tag = |v: &str| v.split(',').any(|t| t.trim() == tag || t.trim() == "*");
+    if headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(matches_tag)
+    {
+        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+    }
+    // If-Range: a range only applies to the bytes the client already has.
+    let range_ok = headers
+        .get(IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim() == tag);
+    let range = if range_ok {
+        parse_range(headers.get(RANGE).and_then(|v| v.to_str().ok()), size)
+    } else {
+        Ranged::Whole
+    };
+    let (status, start, len) = match range {
+        Ranged::Whole => (StatusCode::OK, 0, size),
+        Ranged::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        Ranged::Unsatisfiable => {
+            common.insert(CONTENT_RANGE, header(&format!("bytes */{size}")));
+            common.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            let e = AppError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "bad_range",
+                format!("the file has {size} bytes; that range is not in it"),
+            );
+            return Ok((common, e).into_response());
+        }
+    };
+    let store = state.store.clone();
+    let k = key.to_string();
+    let bytes = tokio::task::spawn_blocking(move || store.get_range(&k, start, len))
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)?;
+    common.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    common.insert(CONTENT_LENGTH, header(&bytes.len().to_string()));
+    if status == StatusCode::PARTIAL_CONTENT {
+        common.insert(
+            CONTENT_RANGE,
+            header(&format!(
+                "bytes {start}-{}/{size}",
+                start + bytes.len() as u64 - 1
+            )),
+        );
+    }
+    Ok((status, common, Body::from(bytes)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let p = |h: &str| parse_range(Some(h), 1000);
+        assert_eq!(parse_range(None, 1000), Ranged::Whole);
+        assert_eq!(p("bytes=0-99"), Ranged::Part { start: 0, end: 99 });
+        assert_eq!(
+            p("bytes=900-"),
+            Ranged::Part {
+                start: 900,
+                end: 999
+            }
+        );
+        assert_eq!(
+            p("bytes=-100"),
+            Ranged::Part {
+                start: 900,
+                end: 999
+            }
+        );
+        assert_eq!(p("bytes=-5000"), Ranged::Part { start: 0, end: 999 });
+        assert_eq!(
+            p("bytes=990-5000"),
+            Ranged::Part {
+                start: 990,
+                end: 999
+            }
+        );
+        assert_eq!(p("bytes=0-1, 5-9"), Ranged::Part { start: 0, end: 1 });
+        assert_eq!(p("items=0-1"), Ranged::Whole);
+        for bad in [
+            "bytes=1000-",
+            "bytes=5000-6000",
+            "bytes=9-1",
+            "bytes=abc",
+            "bytes=-",
+            "bytes=-0",
+            "bytes=1-x",
+            "bytes=+1-2",
+        ] {
+            assert_eq!(p(bad), Ranged::Unsatisfiable, "{bad}");
+        }
+        assert_eq!(parse_range(Some("bytes=0-"), 0), Ranged::Unsatisfiable);
+        // Open-ended ranges come in chunks.
+        assert_eq!(
+            parse_range(Some("bytes=0-"), 100 << 20),
+            Ranged::Part {
+                start: 0,
+                end: OPEN_RANGE_CHUNK - 1
+            }
+        );
+    }
+}

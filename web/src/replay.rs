@@ -1,0 +1,477 @@
+//! The replay page `/r/<id>` and what it serves: the mix and tracks with byte ranges, the
+//! peaks, transcript downloads; and the host's publishing: visibility, speaker names, lines.
+
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use roomtape_core::{
+    Access, Recording, RecordingId, SpeakerId, Track, Transcript, Visibility, layout as keys,
+};
+use roomtape_transcribe::export::{self, Format};
+
+use crate::auth::Session;
+use crate::media::{self, Cache};
+use crate::pages::{PageError, layout};
+use crate::{AppError, AppState};
+
+/// The replay routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/r/{id}", get(page))
+        .route("/r/{id}/edit", get(edit_page))
+        .route("/r/{id}/visibility", post(set_visibility))
+        .route("/r/{id}/speakers/{speaker}", post(rename_speaker))
+        .route("/r/{id}/lines/{index}", post(correct_line))
+        .route("/r/{id}/tracks/{file}", get(track_file))
+        .route("/r/{id}/{file}", get(file))
+}
+
+/// A recording the caller may view, with its tracks and what the caller may do.
+#[derive(Debug)]
+pub struct Viewable {
+    pub recording: Recording,
+    pub tracks: Vec<Track>,
+    pub access: Access,
+}
+
+/// Loads recording `id` for `session`. Not there, or not theirs to see: the same 404, so
+/// private recordings cannot be discovered.
+pub async fn viewable(
+    state: &AppState,
+    id: &str,
+    session: Option<&Session>,
+) -> Result<Viewable, AppError> {
+    let missing = || AppError::not_found("no such recording");
+    let id: RecordingId = id.parse().map_err(|_| missing())?;
+    let recording = match state.catalog.recording(id).await {
+        Ok(r) => r,
+        Err(e) if e.is_not_found() => return Err(missing()),
+        Err(e) => return Err(e.into()),
+    };
+    let tracks = state.catalog.tracks(id).await?;
+    let speakers: Vec<SpeakerId> = tracks.iter().map(|t| t.speaker.id).collect();
+    let access = Access::of(&recording, &speakers, session.map(|s| &s.user));
+    if !access.view {
+        return Err(missing());
+    }
+    Ok(Viewable {
+        recording,
+        tracks,
+        access,
+    })
+}
+
+fn cache_of(r: &Recording) -> Cache {
+    if r.visibility == Visibility::Public {
+        Cache::Public
+    } else {
+        Cache::Private
+    }
+}
+
+/// `m:ss` or `h:mm:ss`.
+pub fn clock(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct ReplayQuery {
+    /// Start at this second.
+    t: Option<String>,
+    /// A shared quote: lines `a-b` (0-based, inclusive).
+    q: Option<String>,
+}
+
+/// Parses `?q=a-b` against a transcript of `n` lines.
+fn quote_span(q: Option<&str>, n: usize) -> Option<(usize, usize)> {
+    let (a, b) = q?.split_once('-').unwrap_or((q?, q?));
+    let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a <= b && b < n && b - a < 200).then_some((a, b))
+}
+
+async fn page(
+    State(state): State<AppState>,
+    session: Option<Session>,
+    Path(id): Path<String>,
+    Query(q): Query<ReplayQuery>,
+) -> Result<Response, PageError> {
+    let v = viewable(&state, &id, session.as_ref()).await?;
+    let r = &v.recording;
+    let transcript = state.catalog.transcript(r.id).await?;
+    let segments = transcript.as_ref().map_or(&[][..], |t| &t.segments[..]);
+    let start_at =
+        q.t.as_deref()
+            .and_then(|t| t.trim().parse::<f64>().ok())
+            .filter(|t| t.is_finite() && *t >= 0.0);
+    let quote = quote_span(q.q.as_deref(), segments.len());
+    let has_mix = state
+        .store
+        .exists(&keys::file_key(r.id, keys::MIX_FILE))
+        .unwrap_or(false);
+    let speaker_index = |sid: &SpeakerId| {
+        v.tracks
+            .iter()
+            .position(|t| t.speaker.id == *sid)
+            .unwrap_or(0)
+    };
+    let user = session.as_ref().map(|s| &s.user);
+    let my_tracks: Vec<&Track> = v
+        .tracks
+        .iter()
+        .filter(|t| v.access.track(&t.speaker.id, user))
+        .collect();
+    let base = format!("/r/{}", r.id);
+    let body = html! {
+        article.replay #replay data-id=(r.id) data-start=[start_at]
+            data-quote-start=[quote.map(|(a, _)| segments[a].start_ms)]
+            data-quote-end=[quote.map(|(_, b)| segments[b].end_ms)] {
+            header.replay-head {
+                h1 #title { (r.title) }
+                p.muted {
+                    (r.started_at.to_rfc3339().get(..10).unwrap_or(""))
+                    " · " (clock(r.duration_ms.unwrap_or(0)))
+                    " · " span.badge { (r.visibility) }
+                    @if r.state != roomtape_core::RecordingState::Transcribed {
+                        " · " span.badge { (r.state) }
+                    }
+                }
+                ul.speakers {
+                    @for (i, t) in v.tracks.iter().enumerate() {
+                        li { span class={"dot s" (i % 8)} {} (t.speaker.name) }
+                    }
+                }
+                @if v.access.manage {
+                    form.inline #visibility-form method="post" action={(base) "/visibility"} {
+                        input type="hidden" name="_csrf" value=(session.as_ref().map(|s| s.csrf.as_str()).unwrap_or(""));
+                        label.row { "Visibility "
+                            select name="visibility" {
+                                @for vis in [Visibility::Private, Visibility::Unlisted, Visibility::Public] {
+                                    option value=(vis) selected[vis == r.visibility] { (vis) }
+                                }
+                            }
+                            button type="submit" { "Save" }
+                        }
+                    }
+                    " " a href={(base) "/edit"} { "Correct names and lines" }
+                }
+            }
+            @if let Some((a, b)) = quote {
+                blockquote.quote #quote {
+                    @for s in &segments[a..=b] {
+                        p { (s.text) }
+                    }
+                    footer {
+                        "— " (segments[a].speaker)
+                        @if segments[b].speaker != segments[a].speaker { " and others" }
+                        ", " (r.title) " at " (clock(segments[a].start_ms)) "–" (clock(segments[b].end_ms))
+                    }
+                }
+            }
+            section.player.card {
+                @if has_mix {
+                    audio #player controls preload="metadata" src={(base) "/mix.opus"} {}
+                    div.player-controls {
+                        label.row { "Speed "
+                            select #speed {
+                                @for s in ["0.75", "1", "1.25", "1.5", "2"] {
+                                    option value=(s) selected[s == "1"] { (s) "×" }
+                                }
+                            }
+                        }
+                        button #prev-speaker type="button" { "⏮ Previous speaker" }
+                        button #next-speaker type="button" { "Next speaker ⏭" }
+                    }
+                    canvas #lanes height=(24 * v.tracks.len().max(1)) aria-label="Who spoke when; click to seek" {}
+                } @else {
+                    p.notice { "The audio is not ready yet." }
+                }
+            }
+            section.transcript-box.card {
+                div.transcript-tools {
+                    input #find type="search" placeholder="Search this replay" aria-label="Search this replay";
+                    span #find-count.muted {}
+                    button #share type="button" disabled { "Share quote" }
+                    input #share-link type="text" readonly hidden aria-label="Quote link";
+                }
+                @if segments.is_empty() {
+                    p.muted { "No transcript yet." }
+                }
+                ol #transcript {
+                    @for (i, s) in segments.iter().enumerate() {
+                        li.line data-i=(i) data-start=(s.start_ms) data-end=(s.end_ms)
+                            data-speaker=(speaker_index(&s.speaker_id)) {
+                            input.pick type="checkbox" aria-label="Pick this line for a quote";
+                            button.time type="button" { (clock(s.start_ms)) }
+                            span class={"who s" (speaker_index(&s.speaker_id) % 8)} { (s.speaker) }
+                            span.text { (s.text) }
+                        }
+                    }
+                }
+            }
+            section.downloads.card {
+                h2 { "Downloads" }
+                ul {
+                    @if !segments.is_empty() {
+                        li { "Transcript: "
+                            a href={(base) "/transcript.vtt"} download { "WebVTT" } " · "
+                            a href={(base) "/transcript.srt"} download { "SRT" } " · "
+                            a href={(base) "/transcript.json"} download { "JSON" } " · "
+                            a href={(base) "/transcript.txt"} download { "text" }
+                        }
+                    }
+                    @if has_mix { li { a href={(base) "/mix.opus"} download { "The mix (Ogg/Opus)" } } }
+                    @for t in &my_tracks {
+                        li { a href={(base) "/tracks/" (t.id) ".opus"} download { (t.speaker.name) "'s track (Ogg/Opus)" } }
+                    }
+                }
+            }
+        }
+        script src="/static/replay.js" defer {}
+    };
+    Ok(layout(&r.title, session.as_ref(), body).into_response())
+}
+
+/// `/r/<id>/{mix.opus, peaks.json, transcript.vtt|srt|json|txt}`
+async fn file(
+    State(state): State<AppState>,
+    session: Option<Session>,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let v = viewable(&state, &id, session.as_ref()).await?;
+    let r = &v.recording;
+    match name.as_str() {
+        "mix.opus" => {
+            media::serve_file(
+                &state,
+                &keys::file_key(r.id, keys::MIX_FILE),
+                &headers,
+                "audio/ogg",
+                cache_of(r),
+                None,
+            )
+            .await
+        }
+        "peaks.json" => {
+            media::serve_file(
+                &state,
+                &keys::file_key(r.id, keys::PEAKS_FILE),
+                &headers,
+                "application/json",
+                cache_of(r),
+                None,
+            )
+            .await
+        }
+        _ => {
+            let format = name
+                .strip_prefix("transcript.")
+                .and_then(|ext| ext.parse::<Format>().ok())
+                .ok_or_else(|| AppError::not_found("no such file"))?;
+            let t = state
+                .catalog
+                .transcript(r.id)
+                .await?
+                .ok_or_else(|| AppError::not_found("this recording has no transcript yet"))?;
+            Ok(transcript_download(&t, format, &r.id.to_string()))
+        }
+    }
+}
+
+/// A transcript as a download in `format`.
+pub fn transcript_download(t: &Transcript, format: Format, stem: &str) -> Response {
+    let body = export::render(t, format);
+    let mut h = HeaderMap::new();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "inline; filename=\"{stem}.{}\"",
+        format.extension()
+    )) {
+        h.insert(CONTENT_DISPOSITION, v);
+    }
+    (StatusCode::OK, h, body).into_response()
+}
+
+/// `/r/<id>/tracks/<track-id>.opus`: the host's (and admins') and the speaker's own.
+async fn track_file(
+    State(state): State<AppState>,
+    session: Option<Session>,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let v = viewable(&state, &id, session.as_ref()).await?;
+    let wanted = name.strip_suffix(".opus").unwrap_or("");
+    let track = v
+        .tracks
+        .iter()
+        .find(|t| t.id.to_string() == wanted)
+        .ok_or_else(|| AppError::not_found("no such track"))?;
+    if !v
+        .access
+        .track(&track.speaker.id, session.as_ref().map(|s| &s.user))
+    {
+        return Err(AppError::forbidden(
+            "only the host and the speaker may download a speaker's own track",
+        ));
+    }
+    let download = format!("{}-{}.opus", v.recording.id, track.speaker.name);
+    media::serve_file(
+        &state,
+        &keys::file_key(v.recording.id, &track.file),
+        &headers,
+        "audio/ogg",
+        Cache::Private,
+        Some(&download),
+    )
+    .await
+}
+
+/// A host's form post: signed in, allowed to manage, with the session's CSRF token.
+async fn managing(
+    state: &AppState,
+    id: &str,
+    session: &Session,
+    csrf: Option<&str>,
+) -> Result<Viewable, AppError> {
+    session.check_csrf(csrf)?;
+    let v = viewable(state, id, Some(session)).await?;
+    if !v.access.manage {
+        return Err(AppError::forbidden(
+            "only the recording's host (or an admin) may change it",
+        ));
+    }
+    Ok(v)
+}
+
+#[derive(Deserialize)]
+struct VisibilityForm {
+    _csrf: Option<String>,
+    visibility: String,
+}
+
+async fn set_visibility(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(f): Form<VisibilityForm>,
+) -> Result<Redirect, PageError> {
+    let v = managing(&state, &id, &session, f._csrf.as_deref()).await?;
+    let vis: Visibility = f.visibility.parse()?;
+    state.catalog.set_visibility(v.recording.id, vis).await?;
+    Ok(Redirect::to(&format!("/r/{}", v.recording.id)))
+}
+
+#[derive(Deserialize)]
+struct NameForm {
+    _csrf: Option<String>,
+    name: String,
+}
+
+async fn rename_speaker(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, speaker)): Path<(String, String)>,
+    Form(f): Form<NameForm>,
+) -> Result<Redirect, PageError> {
+    let v = managing(&state, &id, &session, f._csrf.as_deref()).await?;
+    let speaker: SpeakerId = speaker
+        .parse()
+        .map_err(|_| AppError::not_found("no such speaker"))?;
+    state
+        .catalog
+        .rename_speaker(v.recording.id, speaker, &f.name)
+        .await?;
+    Ok(Redirect::to(&format!("/r/{}/edit", v.recording.id)))
+}
+
+#[derive(Deserialize)]
+struct LineForm {
+    _csrf: Option<String>,
+    text: String,
+}
+
+async fn correct_line(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, index)): Path<(String, String)>,
+    Form(f): Form<LineForm>,
+) -> Result<Redirect, PageError> {
+    let v = managing(&state, &id, &session, f._csrf.as_deref()).await?;
+    let index: i64 = index
+        .parse()
+        .map_err(|_| AppError::not_found("no such line"))?;
+    state
+        .catalog
+        .correct_segment(v.recording.id, index, &f.text)
+        .await?;
+    Ok(Redirect::to(&format!(
+        "/r/{}/edit#line-{index}",
+        v.recording.id
+    )))
+}
+
+/// `/r/<id>/edit`: speaker names and transcript lines, one small form each.
+async fn edit_page(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Markup, PageError> {
+    let v = viewable(&state, &id, Some(&session)).await?;
+    if !v.access.manage {
+        return Err(
+            AppError::forbidden("only the recording's host (or an admin) may change it").into(),
+        );
+    }
+    let r = &v.recording;
+    let t = state.catalog.transcript(r.id).await?;
+    let base = format!("/r/{}", r.id);
+    Ok(layout(
+        &format!("Correct {}", r.title),
+        Some(&session),
+        html! {
+            p { a href=(base) { "← Back to the replay" } }
+            h1 { "Correct " (r.title) }
+            section.card {
+                h2 { "Speakers" }
+                @for tr in &v.tracks {
+                    form.edit-speaker method="post" action={(base) "/speakers/" (tr.speaker.id)} {
+                        input type="hidden" name="_csrf" value=(session.csrf);
+                        label.row { input type="text" name="name" value=(tr.speaker.name) maxlength="100" required;
+                            button type="submit" { "Rename" } }
+                    }
+                }
+            }
+            section.card {
+                h2 { "Lines" }
+                @if let Some(t) = &t {
+                    @for (i, s) in t.segments.iter().enumerate() {
+                        form.edit-line #{"line-" (i)} method="post" action={(base) "/lines/" (i)} {
+                            input type="hidden" name="_csrf" value=(session.csrf);
+                            span.muted { (clock(s.start_ms)) " " (s.speaker) }
+                            label.row { textarea name="text" rows="2" maxlength="5000" required { (s.text) }
+                                button type="submit" { "Save" } }
+                        }
+                    }
+                } @else {
+                    p.muted { "No transcript yet." }
+                }
+            }
+        },
+    ))
+}
