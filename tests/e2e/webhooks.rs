@@ -326,6 +326,15 @@ fn webhooks_are_signed_retried_and_listed_with_their_outcome() {
         );
     }
 
+    // The transcript link works for the owner once transcript.ready has arrived.
+    let link = to_ok[1].json()["data"]["links"]["transcript"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = link.strip_prefix(&format!("http://{addr}")).unwrap();
+    let (status, text) = call(&addr, "GET", path, &ana, None);
+    assert_eq!(status, 200, "{path}: {text}");
+
     // The admin hears of Ana's recording too, under the admin's own secret; Bob does not.
     let to_admin: Vec<&Received> = got.iter().filter(|r| r.path == "/admin").collect();
     assert_eq!(to_admin.len(), 2);
