@@ -11,3 +11,4 @@ mod replay;
 mod search;
 mod serve;
 mod transcribe;
+mod webhooks;
