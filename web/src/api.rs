@@ -151,7 +151,8 @@ async fn openapi_json() -> Response {
     ([(CONTENT_TYPE, "application/json")], body.clone()).into_response()
 }
 
-/// A JSON request body; a malformed one is `400 bad_body`, a body that is not JSON `415`.
+/// A JSON object as request body; a malformed one is `400 bad_body`, one without a JSON
+/// `Content-Type` `415 unsupported_media_type`.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -159,8 +160,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            // Every body is an object; serde would also take a struct's fields from an array.
+            Ok(axum::Json(v)) if !v.is_object() => Err(AppError::bad_request(
+                "bad_body",
+                "the body must be a JSON object",
+            )),
+            Ok(axum::Json(v)) => serde_json::from_value(v)
+                .map(ApiJson)
+                .map_err(|e| AppError::bad_request("bad_body", format!("bad body: {e}"))),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",

@@ -217,7 +217,7 @@ struct SearchParams {
     #[param(max_length = 1000)]
     q: Option<String>,
     /// `relevance` (the default) or `newest`.
-    #[param(value_type = Option<SearchSort>)]
+    #[param(value_type = Option<SearchSort>, inline)]
     sort: Option<String>,
     /// Page number, 1–10000 (default 1).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 10000)]

@@ -122,6 +122,7 @@ pub struct SegmentUpdate {
 #[into_params(parameter_in = Query)]
 pub struct TranscriptParams {
     /// `json`, `vtt`, `srt` or `txt`; wins over `Accept`.
+    #[param(inline)]
     pub format: Option<TranscriptFormat>,
 }
 
@@ -418,13 +419,15 @@ pub async fn track_audio(
         ));
     }
     let key = roomtape_core::layout::file_key(id, &track.file);
-    // MEDIA-PENDING: crate::media::serve_file once main has it.
-    let _ = (&key, &headers);
-    Err(AppError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "pending",
-        "media.rs",
-    ))
+    crate::media::serve_file(
+        &state,
+        &key,
+        &headers,
+        "audio/ogg",
+        crate::media::Cache::Private,
+        None,
+    )
+    .await
 }
 
 /// Picks the transcript format: `?format=` first, else the best `Accept` we can give.

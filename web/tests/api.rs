@@ -1,0 +1,990 @@
+//! The public API in-process (`oneshot`): cursor pages without gaps or duplicates, the access
+//! rules (404 for what the caller may not see, 403 for what they see but may not change),
+//! transcript formats by `?format=` and `Accept`, and the one error shape for every mistake.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use roomtape_core::{
+    ArchiveStore, Catalog, Config, MemoryStore, Recording, RecordingId, RecordingSource,
+    RecordingState, Room, RoomId, RoomState, Segment, Speaker, SpeakerId, Timestamp, Track,
+    TrackId, Transcript, TranscriptSpeaker, User, Visibility,
+};
+use roomtape_search::SearchIndex;
+use roomtape_web::{AppState, app, auth};
+
+struct Api {
+    app: Router,
+    catalog: Catalog,
+    store: Arc<MemoryStore>,
+    _dir: tempfile::TempDir,
+}
+
+/// An account and its API token.
+struct Who {
+    user: User,
+    token: String,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {:?} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).unwrap()
+    }
+
+    fn content_type(&self) -> &str {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+
+    /// The answer is the one error shape with this status and code.
+    #[track_caller]
+    fn error(&self, status: StatusCode, code: &str) {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert!(
+            self.content_type().starts_with("application/json"),
+            "{:?}",
+            self.headers
+        );
+        let v = self.json();
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+        assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
+    }
+}
+
+async fn api() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("c.sqlite")).await.unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let config = Config::default();
+    let live = roomtape_web::live::Live::new(
+        catalog.clone(),
+        store.clone(),
+        Arc::new(config.clone()),
+        None,
+    );
+    let state = AppState::new(
+        catalog.clone(),
+        store.clone(),
+        Arc::new(SearchIndex::in_memory().unwrap()),
+        config,
+        live,
+    );
+    Api {
+        app: app(state),
+        catalog,
+        store,
+        _dir: dir,
+    }
+}
+
+impl Api {
+    async fn user(&self, name: &str) -> Who {
+        let user = self.catalog.create_user(name, name, "x").await.unwrap();
+        let token = auth::new_api_token();
+        self.catalog
+            .create_api_token(user.id, "test", &auth::digest(&token), &token[..10])
+            .await
+            .unwrap();
+        Who { user, token }
+    }
+
+    /// A finished recording of `owner` with one track per speaker (speaker ids are user ids).
+    async fn recording(
+        &self,
+        owner: &Who,
+        visibility: Visibility,
+        started_at: i64,
+        speakers: &[&Who],
+    ) -> (RecordingId, Vec<Track>) {
+        let id = RecordingId::new();
+        let rec = Recording {
+            id,
+            room_id: None,
+            title: format!("Talk at {started_at}"),
+            source: RecordingSource::Import,
+            state: RecordingState::Recorded,
+            recovered: false,
+            error: None,
+            started_at: Timestamp(started_at),
+            ended_at: Some(Timestamp(started_at + 60_000)),
+            duration_ms: Some(60_000),
+            language: "en".into(),
+            visibility,
+            owner_id: Some(owner.user.id),
+        };
+        let tracks: Vec<Track> = speakers
+            .iter()
+            .map(|w| {
+                let t = TrackId::new();
+                Track {
+                    id: t,
+                    recording_id: id,
+                    speaker: Speaker {
+                        id: SpeakerId::from(w.user.id.as_uuid()),
+                        name: w.user.display_name.clone(),
+                    },
+                    file: roomtape_core::layout::track_file(t),
+                    offset_ms: 0,
+                    duration_ms: 60_000,
+                }
+            })
+            .collect();
+        self.catalog.create_recording(&rec, &tracks).await.unwrap();
+        (id, tracks)
+    }
+
+    async fn transcript(&self, id: RecordingId, tracks: &[Track]) {
+        let seg = |i: usize, t: &Track, text: &str| Segment {
+            speaker_id: t.speaker.id,
+            speaker: t.speaker.name.clone(),
+            track_id: t.id,
+            start_ms: i as i64 * 2000,
+            end_ms: i as i64 * 2000 + 1500,
+            language: Some("en".into()),
+            text: text.into(),
+            words: Vec::new(),
+        };
+        let t = Transcript {
+            recording_id: id,
+            title: String::new(),
+            model: "tiny.en".into(),
+            created_at: Timestamp::now(),
+            speakers: tracks
+                .iter()
+                .map(|t| TranscriptSpeaker {
+                    id: t.speaker.id,
+                    name: t.speaker.name.clone(),
+                    track_id: t.id,
+                })
+                .collect(),
+            segments: vec![
+                seg(0, &tracks[0], "Good morning and welcome."),
+                seg(1, &tracks[tracks.len() - 1], "Thank you for having me."),
+            ],
+        };
+        self.catalog.store_transcript(&t).await.unwrap();
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        who: Option<&Who>,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(w) = who {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {}", w.token));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = match body {
+            Some((ct, b)) => req.header(header::CONTENT_TYPE, ct).body(Body::from(b)),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 24)
+            .await
+            .unwrap()
+            .to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, uri: &str, who: Option<&Who>) -> Answer {
+        self.call(Method::GET, uri, who, &[], None).await
+    }
+
+    async fn send_json(&self, method: Method, uri: &str, who: Option<&Who>, v: Value) -> Answer {
+        self.call(
+            method,
+            uri,
+            who,
+            &[],
+            Some(("application/json", v.to_string().into_bytes())),
+        )
+        .await
+    }
+
+    /// Follows `next_cursor` from the first page to the last; returns every item's id.
+    async fn all_pages(&self, path: &str, key: &str, limit: u32, who: Option<&Who>) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1000 {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let mut uri = format!("{path}{sep}limit={limit}");
+            if let Some(c) = &cursor {
+                uri.push_str(&format!("&cursor={}", roomtape_web::account::urlencode(c)));
+            }
+            let a = self.get(&uri, who).await;
+            assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+            let v = a.json();
+            let items = v[key].as_array().unwrap();
+            assert!(items.len() <= limit as usize);
+            ids.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_string()));
+            match v["next_cursor"].as_str() {
+                Some(c) => {
+                    assert_eq!(items.len(), limit as usize, "only full pages have a next");
+                    cursor = Some(c.to_string());
+                }
+                None => return ids,
+            }
+        }
+        panic!("pages never ended");
+    }
+}
+
+fn ids_of(list: &[(RecordingId, i64)]) -> Vec<String> {
+    // Newest first; equal times by id, descending.
+    let mut l = list.to_vec();
+    l.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+    l.iter().map(|(id, _)| id.to_string()).collect()
+}
+
+#[tokio::test]
+async fn recording_pages_have_no_gaps_or_duplicates_and_list_only_what_the_caller_may_see() {
+    let api = api().await;
+    let admin = api.user("admin").await;
+    let olga = api.user("olga").await;
+    let sam = api.user("sam").await;
+    let otto = api.user("otto").await;
+
+    let mut public = Vec::new();
+    let mut olgas_private = Vec::new();
+    let mut sams = Vec::new();
+    let mut unlisted = Vec::new();
+    for i in 0..23i64 {
+        // Several recordings share a start time, so the cursor must break ties by id.
+        let at = 1_700_000_000_000 + (i / 3) * 1000;
+        let (id, _) = api.recording(&olga, Visibility::Public, at, &[&olga]).await;
+        public.push((id, at));
+    }
+    for i in 0..5i64 {
+        let at = 1_700_000_000_500 + i * 1000;
+        let (id, _) = api
+            .recording(&olga, Visibility::Private, at, &[&olga])
+            .await;
+        olgas_private.push((id, at));
+    }
+    for i in 0..4i64 {
+        let at = 1_700_000_000_700 + i * 1000;
+        let (id, _) = api
+            .recording(&olga, Visibility::Private, at, &[&olga, &sam])
+            .await;
+        sams.push((id, at));
+    }
+    let (u, _) = api
+        .recording(&olga, Visibility::Unlisted, 1_700_000_000_900, &[&olga])
+        .await;
+    unlisted.push((u, 1_700_000_000_900));
+
+    for limit in [1, 7, 23, 100] {
+        let seen = api
+            .all_pages("/api/v1/recordings", "recordings", limit, None)
+            .await;
+        assert_eq!(seen, ids_of(&public), "anonymous, limit {limit}");
+    }
+    let everything: Vec<_> = [&public, &olgas_private, &sams, &unlisted]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+    let mine: Vec<_> = everything.clone();
+    assert_eq!(
+        api.all_pages("/api/v1/recordings", "recordings", 4, Some(&olga))
+            .await,
+        ids_of(&mine),
+        "the owner lists all of hers"
+    );
+    let sam_sees: Vec<_> = public.iter().chain(&sams).copied().collect();
+    assert_eq!(
+        api.all_pages("/api/v1/recordings", "recordings", 6, Some(&sam))
+            .await,
+        ids_of(&sam_sees),
+        "a speaker lists public ones and those they spoke in"
+    );
+    assert_eq!(
+        api.all_pages("/api/v1/recordings", "recordings", 5, Some(&otto))
+            .await,
+        ids_of(&public)
+    );
+    assert_eq!(
+        api.all_pages("/api/v1/recordings", "recordings", 9, Some(&admin))
+            .await,
+        ids_of(&everything)
+    );
+    assert_eq!(
+        api.all_pages(
+            "/api/v1/recordings?owner=olga",
+            "recordings",
+            50,
+            Some(&sam)
+        )
+        .await,
+        ids_of(&sam_sees)
+    );
+    assert!(
+        api.all_pages(
+            "/api/v1/recordings?owner=sam",
+            "recordings",
+            50,
+            Some(&admin)
+        )
+        .await
+        .is_empty()
+    );
+    assert!(
+        api.all_pages("/api/v1/recordings?owner=nobody", "recordings", 50, None)
+            .await
+            .is_empty()
+    );
+    // Every item carries its tracks.
+    let v = api.get("/api/v1/recordings?limit=1", None).await.json();
+    assert_eq!(v["recordings"][0]["tracks"][0]["speaker"]["name"], "olga");
+
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "cursor=nonsense",
+        "cursor=1.2",
+    ] {
+        api.get(&format!("/api/v1/recordings?{bad}"), None)
+            .await
+            .error(StatusCode::BAD_REQUEST, "bad_parameter");
+    }
+}
+
+#[tokio::test]
+async fn who_may_see_and_change_a_recording() {
+    let api = api().await;
+    let admin = api.user("admin").await;
+    let olga = api.user("olga").await;
+    let sam = api.user("sam").await;
+    let otto = api.user("otto").await;
+    let at = Timestamp::now().0;
+    let (private, ptracks) = api
+        .recording(&olga, Visibility::Private, at, &[&olga, &sam])
+        .await;
+    let (public, _) = api.recording(&olga, Visibility::Public, at, &[&olga]).await;
+    let (unlisted, _) = api
+        .recording(&olga, Visibility::Unlisted, at, &[&olga])
+        .await;
+    api.transcript(private, &ptracks).await;
+
+    let absent = RecordingId::new();
+    let not_there = api.get(&format!("/api/v1/recordings/{absent}"), None).await;
+    not_there.error(StatusCode::NOT_FOUND, "not_found");
+    // A private recording answers others exactly as one that does not exist.
+    for who in [None, Some(&otto)] {
+        for path in ["", "/tracks", "/transcript", "/transcript?format=vtt"] {
+            let a = api
+                .get(&format!("/api/v1/recordings/{private}{path}"), who)
+                .await;
+            a.error(StatusCode::NOT_FOUND, "not_found");
+            assert_eq!(
+                a.json()["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .replace(&private.to_string(), "ID"),
+                not_there.json()["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .replace(&absent.to_string(), "ID")
+            );
+        }
+    }
+    let flags = |a: Answer| {
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+        let v = a.json();
+        (
+            v["access"]["view"].as_bool().unwrap(),
+            v["access"]["manage"].as_bool().unwrap(),
+            v["access"]["speaker"].as_bool().unwrap(),
+        )
+    };
+    let uri = format!("/api/v1/recordings/{private}");
+    assert_eq!(flags(api.get(&uri, Some(&sam)).await), (true, false, true));
+    // The owner spoke in it too.
+    assert_eq!(flags(api.get(&uri, Some(&olga)).await), (true, true, true));
+    assert_eq!(
+        flags(api.get(&uri, Some(&admin)).await),
+        (true, true, false)
+    );
+    for id in [public, unlisted] {
+        let u = format!("/api/v1/recordings/{id}");
+        assert_eq!(flags(api.get(&u, None).await), (true, false, false));
+        assert_eq!(flags(api.get(&u, Some(&otto)).await), (true, false, false));
+    }
+    assert_eq!(
+        api.get(&format!("{uri}/transcript"), Some(&sam))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // Changing: 401 without a caller, 404 for who cannot see it, 403 for who only sees it.
+    let publish = json!({"visibility": "public"});
+    api.send_json(Method::PATCH, &uri, None, publish.clone())
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    api.send_json(Method::PATCH, &uri, Some(&otto), publish.clone())
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    api.send_json(Method::PATCH, &uri, Some(&sam), publish.clone())
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    let pub_uri = format!("/api/v1/recordings/{public}");
+    api.send_json(Method::PATCH, &pub_uri, Some(&otto), publish.clone())
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    api.call(Method::DELETE, &pub_uri, Some(&otto), &[], None)
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    api.call(Method::DELETE, &uri, Some(&otto), &[], None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    let speaker = ptracks[1].speaker.id;
+    let rename = format!("{uri}/speakers/{speaker}");
+    api.send_json(
+        Method::PATCH,
+        &rename,
+        Some(&sam),
+        json!({"name": "Sam S."}),
+    )
+    .await
+    .error(StatusCode::FORBIDDEN, "forbidden");
+    api.send_json(
+        Method::PATCH,
+        &format!("{uri}/transcript/segments/0"),
+        Some(&sam),
+        json!({"text": "x"}),
+    )
+    .await
+    .error(StatusCode::FORBIDDEN, "forbidden");
+
+    // The owner publishes and retitles; a bad title changes nothing.
+    let a = api
+        .send_json(
+            Method::PATCH,
+            &uri,
+            Some(&olga),
+            json!({"visibility": "unlisted", "title": "\u{7}"}),
+        )
+        .await;
+    a.error(StatusCode::BAD_REQUEST, "invalid");
+    assert_eq!(
+        api.get(&uri, Some(&olga)).await.json()["visibility"],
+        "private"
+    );
+    let a = api
+        .send_json(
+            Method::PATCH,
+            &uri,
+            Some(&olga),
+            json!({"visibility": "unlisted", "title": "Budget hearing"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.json()["visibility"], "unlisted");
+    assert_eq!(a.json()["title"], "Budget hearing");
+    assert_eq!(api.get(&uri, None).await.status, StatusCode::OK);
+    // Names and lines.
+    let a = api
+        .send_json(
+            Method::PATCH,
+            &rename,
+            Some(&admin),
+            json!({"name": "Sam S."}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.json()["tracks"][1]["speaker"]["name"], "Sam S.");
+    let a = api
+        .send_json(
+            Method::PATCH,
+            &format!("{uri}/transcript/segments/1"),
+            Some(&olga),
+            json!({"text": "Thanks for having me."}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let t = api.get(&format!("{uri}/transcript"), None).await.json();
+    assert_eq!(t["segments"][1]["text"], "Thanks for having me.");
+    assert_eq!(t["segments"][1]["speaker"], "Sam S.");
+    api.send_json(
+        Method::PATCH,
+        &format!("{uri}/transcript/segments/7"),
+        Some(&olga),
+        json!({"text": "x"}),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "not_found");
+    api.send_json(
+        Method::PATCH,
+        &format!("{uri}/speakers/{}", SpeakerId::new()),
+        Some(&olga),
+        json!({"name": "x"}),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "not_found");
+
+    // Deleting: the archive goes too.
+    api.store
+        .put_atomic(&format!("{public}/manifest.json"), b"{}")
+        .unwrap();
+    let a = api
+        .call(Method::DELETE, &pub_uri, Some(&olga), &[], None)
+        .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert!(a.body.is_empty());
+    assert!(
+        !api.store
+            .exists(&format!("{public}/manifest.json"))
+            .unwrap()
+    );
+    api.get(&pub_uri, Some(&olga))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn transcripts_come_in_the_format_asked_for() {
+    let api = api().await;
+    let olga = api.user("olga").await;
+    let sam = api.user("sam").await;
+    let (id, tracks) = api
+        .recording(
+            &olga,
+            Visibility::Public,
+            Timestamp::now().0,
+            &[&olga, &sam],
+        )
+        .await;
+    let uri = format!("/api/v1/recordings/{id}/transcript");
+    api.get(&uri, None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    api.transcript(id, &tracks).await;
+
+    let get = |q: &'static str, accept: Option<&'static str>| {
+        let uri = format!("{uri}{q}");
+        let api = &api;
+        async move {
+            let h: Vec<(&str, &str)> = accept.iter().map(|a| ("accept", *a)).collect();
+            api.call(Method::GET, &uri, None, &h, None).await
+        }
+    };
+    let json = get("", None).await;
+    assert_eq!(json.status, StatusCode::OK);
+    assert!(json.content_type().starts_with("application/json"));
+    assert_eq!(
+        json.json()["segments"][0]["text"],
+        "Good morning and welcome."
+    );
+    assert_eq!(json.json()["recording_id"], id.to_string());
+
+    for (q, accept, ctype, start) in [
+        ("?format=vtt", None, "text/vtt", "WEBVTT"),
+        ("", Some("text/vtt"), "text/vtt", "WEBVTT"),
+        ("?format=srt", None, "application/x-subrip", "1\n"),
+        (
+            "",
+            Some("application/x-subrip"),
+            "application/x-subrip",
+            "1\n",
+        ),
+        ("?format=txt", None, "text/plain", "Talk at"),
+        (
+            "",
+            Some("text/plain;q=0.9, image/png"),
+            "text/plain",
+            "Talk at",
+        ),
+        ("?format=json", Some("text/vtt"), "application/json", "{"),
+        ("", Some("application/*"), "application/json", "{"),
+        ("?format=vtt", Some("image/png"), "text/vtt", "WEBVTT"),
+    ] {
+        let a = get(q, accept).await;
+        assert_eq!(a.status, StatusCode::OK, "{q} {accept:?}: {}", a.text());
+        assert!(
+            a.content_type().starts_with(ctype),
+            "{q} {accept:?}: {}",
+            a.content_type()
+        );
+        assert!(a.text().starts_with(start), "{q} {accept:?}: {}", a.text());
+    }
+    let vtt = get("?format=vtt", None).await.text();
+    assert!(vtt.contains("<v sam>Thank you for having me."), "{vtt}");
+
+    get("", Some("image/png"))
+        .await
+        .error(StatusCode::NOT_ACCEPTABLE, "not_acceptable");
+    get("", Some("text/vtt;q=0, application/json;q=0"))
+        .await
+        .error(StatusCode::NOT_ACCEPTABLE, "not_acceptable");
+    get("?format=docx", None)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_parameter");
+}
+
+#[tokio::test]
+async fn every_mistake_gets_the_one_error_shape_and_its_status() {
+    let api = api().await;
+    let olga = api.user("olga").await;
+    let (id, _) = api
+        .recording(&olga, Visibility::Public, Timestamp::now().0, &[&olga])
+        .await;
+    let uri = format!("/api/v1/recordings/{id}");
+
+    api.get("/api/v1/nothing-here", None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    api.get("/api/v1/recordings/not-a-uuid", None)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_parameter");
+    api.get(&format!("{uri}/transcript/segments/x"), None)
+        .await
+        .error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    let a = api.call(Method::PUT, &uri, Some(&olga), &[], None).await;
+    a.error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    let allow = a.headers.get(header::ALLOW).unwrap().to_str().unwrap();
+    for m in ["GET", "PATCH", "DELETE"] {
+        assert!(allow.contains(m), "{allow}");
+    }
+    api.call(Method::POST, "/api/v1/recordings", None, &[], None)
+        .await
+        .error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+
+    // Bodies: not JSON, malformed, wrong shape, unknown fields, wrong types.
+    api.call(
+        Method::PATCH,
+        &uri,
+        Some(&olga),
+        &[],
+        Some(("text/plain", b"visibility=public".to_vec())),
+    )
+    .await
+    .error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    api.call(Method::PATCH, &uri, Some(&olga), &[], None)
+        .await
+        .error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    for body in [
+        "{\"visibility\":",
+        "[null, null]",
+        "\"public\"",
+        "{\"visibility\": \"everyone\"}",
+        "{\"colour\": \"red\"}",
+        "{\"title\": 5}",
+    ] {
+        api.call(
+            Method::PATCH,
+            &uri,
+            Some(&olga),
+            &[],
+            Some(("application/json", body.as_bytes().to_vec())),
+        )
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_body");
+    }
+    // Authentication.
+    let bad = Who {
+        user: olga.user.clone(),
+        token: "rt_nonsense".into(),
+    };
+    api.get("/api/v1/recordings", Some(&bad))
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    api.get("/api/v1/me", None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    api.get("/api/v1/jobs", None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+
+    // Status codes of success: 201 on create, 204 on delete.
+    let a = api
+        .send_json(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&olga),
+            json!({"name": "sync"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+    let made = a.json();
+    let fresh = Who {
+        user: olga.user.clone(),
+        token: made["token"].as_str().unwrap().to_string(),
+    };
+    assert_eq!(
+        api.get("/api/v1/me", Some(&fresh)).await.json()["username"],
+        "olga"
+    );
+    let tokens = api.get("/api/v1/tokens", Some(&olga)).await.json();
+    assert_eq!(tokens["tokens"].as_array().unwrap().len(), 2);
+    assert!(!tokens.to_string().contains(made["token"].as_str().unwrap()));
+    let a = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{}", made["id"].as_str().unwrap()),
+            Some(&olga),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    api.get("/api/v1/me", Some(&fresh))
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+
+    // The document itself.
+    let doc = api.get("/api/v1/openapi.json", None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert!(doc.content_type().starts_with("application/json"));
+    assert!(doc.json()["openapi"].as_str().unwrap().starts_with("3.1"));
+}
+
+#[tokio::test]
+async fn jobs_are_shown_to_who_manages_their_recordings() {
+    let api = api().await;
+    let admin = api.user("admin").await;
+    let olga = api.user("olga").await;
+    let sam = api.user("sam").await;
+    let mut olgas = BTreeSet::new();
+    for _ in 0..5 {
+        let (id, _) = api
+            .recording(
+                &olga,
+                Visibility::Public,
+                Timestamp::now().0,
+                &[&olga, &sam],
+            )
+            .await;
+        olgas.insert(
+            api.catalog
+                .enqueue_transcription(id)
+                .await
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let (sams, _) = api
+        .recording(&sam, Visibility::Private, Timestamp::now().0, &[&sam])
+        .await;
+    let sam_job = api.catalog.enqueue_transcription(sams).await.unwrap();
+
+    let seen = api.all_pages("/api/v1/jobs", "jobs", 2, Some(&olga)).await;
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen.iter().cloned().collect::<BTreeSet<_>>(), olgas);
+    assert_eq!(
+        api.all_pages("/api/v1/jobs", "jobs", 2, Some(&sam)).await,
+        vec![sam_job.to_string()],
+        "a speaker does not manage the recordings they spoke in"
+    );
+    assert_eq!(
+        api.all_pages("/api/v1/jobs", "jobs", 4, Some(&admin))
+            .await
+            .len(),
+        6
+    );
+    let uri = format!("/api/v1/jobs/{sam_job}");
+    api.get(&uri, Some(&olga))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    let a = api.get(&uri, Some(&admin)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json()["state"], "queued");
+    assert_eq!(a.json()["recording_id"], sams.to_string());
+}
+
+#[tokio::test]
+async fn rooms_page_by_cursor_and_private_rooms_stay_hidden() {
+    let api = api().await;
+    let olga = api.user("olga").await;
+    let otto = api.user("otto").await;
+    let mut public = Vec::new();
+    for i in 0..9 {
+        let a = api
+            .send_json(
+                Method::POST,
+                "/api/v1/rooms",
+                Some(&olga),
+                json!({"title": format!("Room {i}")}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+        public.push(a.json()["id"].as_str().unwrap().to_string());
+    }
+    let a = api
+        .send_json(
+            Method::POST,
+            "/api/v1/rooms",
+            Some(&olga),
+            json!({"title": "Secret", "visibility": "private"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let private = a.json()["id"].as_str().unwrap().to_string();
+    let link = a.json()["invite_link"].as_str().unwrap().to_string();
+    let invite = link.split("invite=").nth(1).unwrap().to_string();
+    // An ended room leaves the lobby.
+    let ended = Room {
+        id: RoomId::new(),
+        title: "Over".into(),
+        description: String::new(),
+        language: "auto".into(),
+        scheduled_at: None,
+        visibility: Visibility::Public,
+        host_id: Some(olga.user.id),
+        state: RoomState::Ended,
+        invite_token: None,
+        created_at: Timestamp::now(),
+        ended_at: Some(Timestamp::now()),
+    };
+    api.catalog.create_room(&ended).await.unwrap();
+
+    let mut seen = api.all_pages("/api/v1/rooms", "rooms", 4, None).await;
+    seen.reverse();
+    assert_eq!(seen, public, "newest first, every public room once");
+
+    let uri = format!("/api/v1/rooms/{private}");
+    api.get(&uri, None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    api.get(&uri, Some(&otto))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    api.get(&format!("{uri}?invite=wrong"), Some(&otto))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    let a = api
+        .get(&format!("{uri}?invite={invite}"), Some(&otto))
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(
+        a.json().get("invite_link").is_none(),
+        "only the host sees the link"
+    );
+    assert!(a.json().get("invite_token").is_none());
+    let a = api.get(&uri, Some(&olga)).await;
+    assert_eq!(a.json()["invite_link"], link.as_str());
+    let a = api.get(&format!("/api/v1/rooms/{}", public[0]), None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json()["title"], "Room 0");
+    assert_eq!(a.json()["live"], false);
+}
+
+#[tokio::test]
+async fn a_track_is_served_with_ranges_to_its_speaker_and_the_host_only() {
+    let api = api().await;
+    let olga = api.user("olga").await;
+    let sam = api.user("sam").await;
+    let otto = api.user("otto").await;
+    let (id, tracks) = api
+        .recording(
+            &olga,
+            Visibility::Public,
+            Timestamp::now().0,
+            &[&olga, &sam],
+        )
+        .await;
+    let bytes: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    for t in &tracks {
+        api.store
+            .put_atomic(&roomtape_core::layout::file_key(id, &t.file), &bytes)
+            .unwrap();
+    }
+    let olgas = format!("/api/v1/recordings/{id}/tracks/{}/audio", tracks[0].id);
+    let sams = format!("/api/v1/recordings/{id}/tracks/{}/audio", tracks[1].id);
+
+    for (uri, who) in [(&olgas, &olga), (&sams, &olga), (&sams, &sam)] {
+        let a = api.get(uri, Some(who)).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+        assert_eq!(a.content_type(), "audio/ogg");
+        assert_eq!(a.body, bytes);
+    }
+    api.get(&olgas, Some(&sam))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    api.get(&sams, Some(&otto))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    api.get(&sams, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    api.get(
+        &format!("/api/v1/recordings/{id}/tracks/{}/audio", TrackId::new()),
+        Some(&olga),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "not_found");
+
+    let a = api
+        .call(
+            Method::GET,
+            &sams,
+            Some(&sam),
+            &[("range", "bytes=100-199")],
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(a.body, bytes[100..200]);
+    assert_eq!(a.headers[header::CONTENT_RANGE], "bytes 100-199/5000");
+    api.call(
+        Method::GET,
+        &sams,
+        Some(&sam),
+        &[("range", "bytes=9000-")],
+        None,
+    )
+    .await
+    .error(StatusCode::RANGE_NOT_SATISFIABLE, "bad_range");
+    let list = api
+        .get(&format!("/api/v1/recordings/{id}/tracks"), None)
+        .await;
+    assert_eq!(list.json()["tracks"].as_array().unwrap().len(), 2);
+}
