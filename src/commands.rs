@@ -479,6 +479,18 @@ pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
         std::time::Duration::from_millis(250),
         stop_rx.clone(),
     ));
+    // Webhook links point at the public URL, or at this listener when none is set.
+    let base_url = match ctx.config.server.public_url.trim() {
+        "" => format!("http://{local}"),
+        url => url.to_string(),
+    };
+    let webhooks = tokio::spawn(roomtape_web::webhooks::run(
+        catalog.clone(),
+        ctx.config.webhooks.clone(),
+        base_url,
+        std::time::Duration::from_millis(250),
+        stop_rx.clone(),
+    ));
     let worker = crate::transcribe_cmd::spawn_worker(&ctx, catalog.clone(), store.clone(), stop_rx);
     let config = Arc::new(ctx.config.clone());
     let (media, sfu) =
@@ -504,6 +516,7 @@ pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
         let _ = w.await;
     }
     let _ = indexer.await;
+    let _ = webhooks.await;
     catalog.close().await;
     Ok(())
 }

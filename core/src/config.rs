@@ -21,6 +21,41 @@ pub struct Config {
     pub recorder: RecorderConfig,
     pub import: ImportConfig,
     pub transcribe: TranscribeConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[webhooks]`: how events reach the URLs users register.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Delay before the first retry; each further retry waits twice as long (plus up to a
+    /// quarter more at random), at most an hour.
+    pub retry_base_ms: u64,
+    /// Attempts before a delivery is given up as failed.
+    pub max_attempts: u32,
+    /// How long one attempt may take, connecting included.
+    pub timeout_ms: u64,
+    /// Deliveries sent at the same time (at most one per webhook, so a slow receiver holds up
+    /// only its own).
+    pub concurrency: u32,
+    /// Webhooks one user may have.
+    pub max_per_user: u32,
+    /// Whether webhooks may point at loopback, private, link-local and other non-public
+    /// addresses (off: such URLs are refused, and so are host names that resolve to them).
+    pub allow_private: bool,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            retry_base_ms: 30_000,
+            max_attempts: 10,
+            timeout_ms: 10_000,
+            concurrency: 8,
+            max_per_user: 10,
+            allow_private: false,
+        }
+    }
 }
 
 /// `[transcribe]`: Whisper and the worker.
@@ -112,6 +147,7 @@ impl Default for Config {
             recorder: RecorderConfig::default(),
             import: ImportConfig::default(),
             transcribe: TranscribeConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -256,6 +292,20 @@ mod tests {
         assert_eq!(c.recorder.jitter_ms, 80);
         assert_eq!(c.recorder.flush_ms, 1000);
         assert_eq!(c.data_dir, PathBuf::from("/srv/rt"));
+        let env = vec![
+            (
+                "ROOMTAPE_WEBHOOKS_RETRY_BASE_MS".to_string(),
+                "200".to_string(),
+            ),
+            (
+                "ROOMTAPE_WEBHOOKS_ALLOW_PRIVATE".to_string(),
+                "true".to_string(),
+            ),
+        ];
+        let c = Config::load_with_env(None, &env).unwrap();
+        assert_eq!(c.webhooks.retry_base_ms, 200);
+        assert!(c.webhooks.allow_private);
+        assert_eq!(c.webhooks.max_attempts, 10);
     }
 
     #[test]

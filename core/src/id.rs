@@ -88,6 +88,16 @@ id_type!(
     JobId, "job"
 );
 
+id_type!(
+    /// A URL a user registered to be told of events.
+    WebhookId, "webhook"
+);
+
+id_type!(
+    /// One event on its way to one webhook (the same on every attempt).
+    DeliveryId, "delivery"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,21 +16,27 @@ mod jobs;
 mod publish;
 mod rng;
 mod types;
+mod webhooks;
 
 pub use accounts::{ApiToken, Room, RoomState, StoredRole, User, clean_text};
 pub use archive::{AppendFile, ArchiveStore, LocalStore, MemoryStore, check_key};
 pub use catalog::Catalog;
 pub use config::{
     Config, ImportConfig, MediaConfig, RecorderConfig, ServerConfig, TranscribeConfig,
+    WebhooksConfig,
 };
 pub use error::{Error, Result};
-pub use id::{JobId, RecordingId, RoomId, SpeakerId, TrackId, UserId};
+pub use id::{DeliveryId, JobId, RecordingId, RoomId, SpeakerId, TrackId, UserId, WebhookId};
 pub use jobs::{Failure, Job, JobState, RETRY_BACKOFF_MS, SearchSource};
 pub use publish::{Access, Cursor, ListViewer};
 pub use rng::Rng;
 pub use types::{
     MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingSource, RecordingState, Segment,
     Speaker, Timestamp, Track, Transcript, TranscriptSpeaker, Visibility, Word,
+};
+pub use webhooks::{
+    DeliveryOutcome, DeliveryState, DueDelivery, WEBHOOK_EVENTS, Webhook, WebhookDelivery,
+    WebhookEvent,
 };
 
 /// Shortens untrusted text for an error message (at most 64 characters, no control characters).

@@ -12,3 +12,4 @@ mod replay;
 mod search;
 mod serve;
 mod transcribe;
+mod webhooks;

@@ -121,20 +121,15 @@ fn replays_are_published_searched_fed_and_played_with_access_rules() {
         .iter()
         .map(|t| t["track_id"].as_str().unwrap().to_string())
         .collect();
+    env.ok(&[
+        "transcribe",
+        &id,
+        "--model",
+        &test_model(),
+        "--threads",
+        "1",
+    ]);
     let (server, addr) = env.serve();
-
-    let start = Instant::now();
-    loop {
-        let list = env.json(&["recordings", "list"]);
-        if list[0]["state"] == "transcribed" {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "not transcribed: {list:#}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 
     // The host corrects a line (hostile text on purpose) and a name through the forms.
     let cookie = login(&addr, "hana");

@@ -68,6 +68,7 @@ pub fn app(state: AppState) -> Router {
     let (api, _openapi) = api::router().split_for_parts();
     Router::new()
         .merge(api)
+        .merge(webhooks::page_routes())
         .route("/healthz", get(healthz))
         .route("/", get(rooms::lobby))
         .route("/static/{name}", get(pages::static_file))

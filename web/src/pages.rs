@@ -32,6 +32,7 @@ pub fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                         @if let Some(s) = session {
                             a href="/rooms/new" { "New room" }
                             a href="/tokens" { "API tokens" }
+                            a href="/webhooks" { "Webhooks" }
                             form.inline method="post" action="/logout" {
                                 input type="hidden" name="_csrf" value=(s.csrf);
                                 button.link type="submit" { "Log out " (s.user.display_name) }
