@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use roomtape_core::{ArchiveStore, Catalog, Config};
-use roomtape_search::{SearchIndex, Sort, Viewer};
+use roomtape_search::{SearchIndex, Sort};
 
 pub mod account;
 pub mod api;
@@ -277,8 +277,6 @@ async fn search(
     api::ApiQuery(p): api::ApiQuery<SearchParams>,
 ) -> Result<Json<roomtape_search::Results>, AppError> {
     let q = p.q.unwrap_or_default();
-    let parsed = roomtape_search::query::parse(&q)
-        .map_err(|e| AppError::bad_request("bad_query", e.to_string()))?;
     let sort = match p.sort.as_deref() {
         None | Some("relevance") => Sort::Relevance,
         Some("newest" | "date") => Sort::Newest,
@@ -294,20 +292,7 @@ async fn search(
     };
     let page = number_param("page", p.page.as_deref(), 1, 10_000)?;
     let per_page = number_param("per_page", p.per_page.as_deref(), 20, 100)?;
-    let viewer = match session {
-        None => Viewer::Anonymous,
-        Some(s) if s.user.is_admin => Viewer::Admin,
-        Some(s) => Viewer::User(s.user.id.to_string()),
-    };
-    let index = state.search.clone();
-    let results =
-        tokio::task::spawn_blocking(move || index.search(&parsed, &viewer, sort, page, per_page))
-            .await
-            .map_err(AppError::internal)?
-            .map_err(|e| match e {
-                roomtape_search::Error::Query(m) => AppError::bad_request("bad_query", m),
-                other => AppError::internal(other),
-            })?;
+    let results = browse::run_search(&state, session.as_ref(), &q, sort, page, per_page).await?;
     Ok(Json(results))
 }
 

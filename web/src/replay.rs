@@ -342,20 +342,21 @@ async fn track_file(
     .await
 }
 
-/// A host's form post: signed in, allowed to manage, with the session's CSRF token.
-async fn managing(
+/// A change by the host (or an admin): 404 when the caller may not even view the recording,
+/// 403 when they only view it or the CSRF token of a cookie session is wrong. Pages and API.
+pub async fn managing(
     state: &AppState,
     id: &str,
     session: &Session,
     csrf: Option<&str>,
 ) -> Result<Viewable, AppError> {
-    session.check_csrf(csrf)?;
     let v = viewable(state, id, Some(session)).await?;
     if !v.access.manage {
         return Err(AppError::forbidden(
-            "only the recording's host (or an admin) may change it",
+            "only the recording's owner or an admin may change it",
         ));
     }
+    session.check_csrf(csrf)?;
     Ok(v)
 }
 

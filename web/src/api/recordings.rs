@@ -4,9 +4,9 @@
 //! Access follows [`roomtape_core::Access`], the rules the pages use: a recording the caller
 //! may not view answers exactly as one that does not exist (404).
 
-use axum::http::header::{ACCEPT, CONTENT_TYPE, VARY};
+use axum::http::header::{ACCEPT, VARY};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -15,7 +15,7 @@ use roomtape_core::{
     Access, ListViewer, Recording, RecordingId, RecordingState, SpeakerId, Track, TrackId,
     Transcript, Visibility,
 };
-use roomtape_transcribe::export::{self, Format};
+use roomtape_transcribe::export::Format;
 
 use super::{ApiJson, ApiPath, ApiQuery, page};
 use crate::auth::{self, Session};
@@ -166,14 +166,9 @@ async fn managed(
     session: &Session,
     headers: &HeaderMap,
 ) -> Result<(Recording, Vec<Track>, Access), AppError> {
-    let found = viewable(state, id, Some(session)).await?;
-    if !found.2.manage {
-        return Err(AppError::forbidden(
-            "only the recording's owner or an admin may change it",
-        ));
-    }
-    session.check_csrf(auth::csrf_header(headers))?;
-    Ok(found)
+    let v = crate::replay::managing(state, &id.to_string(), session, auth::csrf_header(headers))
+        .await?;
+    Ok((v.recording, v.tracks, v.access))
 }
 
 /// Recordings the caller may list, newest first.
@@ -521,15 +516,12 @@ pub async fn get_transcript(
         .transcript(id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("recording {id} has no transcript yet")))?;
-    let body = export::render(&t, format);
-    Ok((
-        [
-            (CONTENT_TYPE, format.content_type()),
-            (VARY, "Accept, Authorization, Cookie"),
-        ],
-        body,
-    )
-        .into_response())
+    let mut res = crate::replay::transcript_download(&t, format, &id.to_string());
+    res.headers_mut().insert(
+        VARY,
+        axum::http::HeaderValue::from_static("Accept, Authorization, Cookie"),
+    );
+    Ok(res)
 }
 
 /// Renames a speaker in a recording: their tracks and every line they said (owner or admin).
