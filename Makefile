@@ -11,15 +11,17 @@ FUZZ_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
   -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
   -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks
 PYENV := $(CURDIR)/target/pyenv
+GECKODRIVER := $(CURDIR)/target/tools/bin/geckodriver
 
 export RUST_BACKTRACE ?= 1
 export ROOMTAPE_DATA_DIR := $(DATA)
 # What the tests use: the real tiny.en model and Python tools that judge our exports.
 export ROOMTAPE_TEST_MODEL := $(DATA)/models/tiny.en.bin
 export ROOMTAPE_TEST_PYTHON := $(PYENV)/bin/python
+export ROOMTAPE_TEST_GECKODRIVER := $(GECKODRIVER)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build models models-test pytools run lint test fuzz-build fuzz bench clean
+.PHONY: help setup build models models-test pytools geckodriver run lint test fuzz-build fuzz bench clean
 
 help:
 	@echo "make run    - install what is missing, build, provision models, start roomtape serve (ARGS=...)"
@@ -50,6 +52,11 @@ pytools:
 	  $(PYENV)/bin/python -m pip install --quiet --disable-pip-version-check webvtt-py==0.6.0 srt==3.5.3 \
 	    schemathesis==4.32.5
 
+# Firefox's WebDriver server, for the browser tests: not in Debian, so built from crates.io.
+geckodriver:
+	@test -x $(GECKODRIVER) || $(CARGO) install --quiet --locked geckodriver --version 0.37.1 \
+	  --root $(CURDIR)/target/tools
+
 run: models
 	./target/release/roomtape serve $(ARGS)
 
@@ -59,7 +66,7 @@ lint:
 	@echo "==> cargo clippy -D warnings"
 	$(CARGO) clippy --release --all-targets $(CARGO_FLAGS) -- -D warnings
 
-test: models-test pytools
+test: models-test pytools geckodriver
 	@$(MAKE) --no-print-directory lint
 	@echo "==> cargo test"
 	$(CARGO) test --release --workspace $(CARGO_FLAGS)

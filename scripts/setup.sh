@@ -13,6 +13,7 @@ PACKAGES=(
   python3-pip python3-venv                  # model provisioning from PyPI; test tools
   wamerican                                 # a real word list for the search benchmark corpus
   chromium chromium-driver                  # the browser the live-room tests drive
+  firefox-esr                               # the second browser (geckodriver: make test)
 )
 
 check_only=0

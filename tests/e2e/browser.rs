@@ -16,22 +16,35 @@ use crate::support::*;
 const HOST_SENTENCE: &str = "The new library will open in the spring.";
 const GUEST_SENTENCE: &str = "That is wonderful news for everyone in our town.";
 
-/// chromedriver in a process group of its own, so the browsers it starts go with it.
+/// A WebDriver server (chromedriver or geckodriver) in a process group of its own, so the
+/// browsers it starts go with it.
 pub(crate) struct Driver {
     child: Child,
     port: u16,
 }
 
 impl Driver {
+    /// chromedriver, from Debian's chromium-driver.
     pub(crate) fn start() -> Driver {
+        Driver::spawn("chromedriver", "successfully on port ")
+    }
+
+    /// geckodriver, built from crates.io by `make test` (`ROOMTAPE_TEST_GECKODRIVER`).
+    pub(crate) fn gecko() -> Driver {
+        let program =
+            std::env::var("ROOMTAPE_TEST_GECKODRIVER").unwrap_or_else(|_| "geckodriver".into());
+        Driver::spawn(&program, "Listening on 127.0.0.1:")
+    }
+
+    fn spawn(program: &str, before_port: &str) -> Driver {
         use std::os::unix::process::CommandExt as _;
-        let mut child = Command::new("chromedriver")
+        let mut child = Command::new(program)
             .arg("--port=0")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .expect("chromedriver (Debian package chromium-driver) must be installed");
+            .unwrap_or_else(|e| panic!("{program} must be installed (make test does it): {e}"));
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut port = None;
         for _ in 0..20 {
@@ -39,7 +52,7 @@ impl Driver {
             if out.read_line(&mut line).unwrap_or(0) == 0 {
                 break;
             }
-            if let Some(p) = line.split("successfully on port ").nth(1) {
+            if let Some(p) = line.split(before_port).nth(1) {
                 port = p.trim().trim_end_matches('.').parse().ok();
                 break;
             }
@@ -48,7 +61,7 @@ impl Driver {
         std::thread::spawn(move || for _ in out.lines() {});
         Driver {
             child,
-            port: port.expect("chromedriver printed its port"),
+            port: port.unwrap_or_else(|| panic!("{program} printed its port")),
         }
     }
 }
@@ -63,18 +76,47 @@ impl Drop for Driver {
 }
 
 pub(crate) async fn browser(driver: &Driver, wav: &std::path::Path) -> Client {
-    let caps = serde_json::json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                format!("--use-file-for-fake-audio-capture={}", wav.display()),
-                "--autoplay-policy=no-user-gesture-required",
-            ]
-        }
-    });
+    session(
+        driver,
+        serde_json::json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                    format!("--use-file-for-fake-audio-capture={}", wav.display()),
+                    "--autoplay-policy=no-user-gesture-required",
+                ]
+            }
+        }),
+    )
+    .await
+}
+
+/// Headless Firefox ESR (Debian's firefox-esr): its fake microphone plays a tone.
+pub(crate) async fn firefox(driver: &Driver) -> Client {
+    session(
+        driver,
+        serde_json::json!({
+            "browserName": "firefox",
+            "moz:firefoxOptions": {
+                "binary": "/usr/bin/firefox-esr",
+                "args": ["-headless"],
+                "prefs": {
+                    "media.navigator.streams.fake": true,
+                    "media.navigator.permission.disabled": true,
+                    "media.autoplay.default": 0,
+                    "media.autoplay.blocking_policy": 0,
+                    "media.peerconnection.ice.obfuscate_host_addresses": false,
+                }
+            }
+        }),
+    )
+    .await
+}
+
+async fn session(driver: &Driver, caps: serde_json::Value) -> Client {
     let serde_json::Value::Object(caps) = caps else {
         unreachable!()
     };
@@ -82,7 +124,7 @@ pub(crate) async fn browser(driver: &Driver, wav: &std::path::Path) -> Client {
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{}", driver.port))
         .await
-        .expect("a Chromium session")
+        .expect("a browser session")
 }
 
 /// A 48 kHz mono sentence followed by silence; Chromium loops it.
@@ -372,5 +414,195 @@ fn a_live_room_in_two_browsers_is_recorded_per_speaker_and_transcribed() {
             best <= 0.34,
             "{name} said {sentence:?}; the transcript has {said:?}"
         );
+    }
+}
+
+/// Whether the page is wider than the window (something would need sideways scrolling).
+async fn overflows(c: &Client) -> serde_json::Value {
+    c.execute(
+        "const w = document.documentElement.clientWidth;\
+         const wide = [...document.querySelectorAll('body *')]\
+           .filter(e => e.getBoundingClientRect().right > w + 1)\
+           .map(e => e.tagName + (e.id ? '#' + e.id : ''));\
+         return document.documentElement.scrollWidth > w ? wide : null;",
+        vec![],
+    )
+    .await
+    .unwrap()
+}
+
+async fn assert_fits(c: &Client, page: &str) {
+    let o = overflows(c).await;
+    assert!(o.is_null(), "{page} is wider than a phone's screen: {o}");
+}
+
+#[test]
+fn a_firefox_listener_on_a_phone_sized_screen_hears_takes_the_stage_and_is_recorded() {
+    let env = Env::new();
+    let host_wav = voice(&env, "host", HOST_SENTENCE, "en-us+m3");
+    let (server, addr) = env.serve_with(&[
+        ("ROOMTAPE_TRANSCRIBE_MODEL", &test_model()),
+        ("ROOMTAPE_TRANSCRIBE_THREADS", "1"),
+        // Firefox will not send media to a loopback address: the service listens on every
+        // address and advertises this machine's own (its default, as in production).
+        ("ROOMTAPE_MEDIA_LISTEN", "0.0.0.0:0"),
+        ("ROOMTAPE_MEDIA_ADVERTISE", ""),
+    ]);
+    let base = format!("http://{addr}");
+    let chrome = Driver::start();
+    let gecko = Driver::gecko();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let host = browser(&chrome, &host_wav).await;
+        let guest = firefox(&gecko).await;
+        let result = async {
+            // A phone: 390 × 844 CSS pixels.
+            guest.set_window_size(390, 844).await.unwrap();
+            signup(&host, &base, "ana", "Ana Lima").await;
+            host.goto(&format!("{base}/rooms/new")).await.unwrap();
+            host.find(Locator::Css("input[name=title]"))
+                .await
+                .unwrap()
+                .send_keys("A room with a rather long title that has to wrap on a phone")
+                .await
+                .unwrap();
+            host.find(Locator::Css("main form button[type=submit]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            wait_for(&host, "#stage li.person", "the host on stage").await;
+            let room_url = host.current_url().await.unwrap().to_string();
+            host.find(Locator::Css("#record"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            until(&host, "recording", |s| s["recording"] == true).await;
+
+            signup(&guest, &base, "bruno", "Bruno Costa").await;
+            assert_fits(&guest, "the lobby").await;
+            guest.goto(&room_url).await.unwrap();
+            wait_for(&guest, "#audience li.person", "the guest in the audience").await;
+            assert_fits(&guest, "the room page").await;
+            assert!(
+                guest
+                    .find(Locator::Css("#notice"))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+                    .contains("recorded"),
+                "a person joining is told the room is recorded"
+            );
+            // Firefox hears the host.
+            let start = Instant::now();
+            loop {
+                let stats = inbound(&guest).await;
+                if stats.iter().any(|s| {
+                    s["packetsReceived"].as_f64().unwrap_or(0.0) > 50.0
+                        && s["totalAudioEnergy"].as_f64().unwrap_or(0.0) > 0.0
+                }) {
+                    break;
+                }
+                if start.elapsed() > Duration::from_secs(20) {
+                    let s = state(&guest).await;
+                    let page = guest.source().await.unwrap_or_default();
+                    panic!("Firefox receives no audio: {stats:?}\nstate: {s}\npage: {page}");
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            // Hand up (a tap on a phone-sized page), invited, accepted: Firefox publishes.
+            guest
+                .find(Locator::Css("#hand"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            wait_for(&host, "#hands li button", "the raised hand")
+                .await
+                .click()
+                .await
+                .unwrap();
+            wait_for(&guest, "#accept:not([hidden])", "the invitation")
+                .await
+                .click()
+                .await
+                .unwrap();
+            until(&guest, "the guest on stage", |s| s["role"] == "speaker").await;
+            assert_fits(&guest, "the room page with its speaker controls").await;
+            let start = Instant::now();
+            loop {
+                let stats = inbound(&host).await;
+                if stats.iter().any(|s| {
+                    s["packetsReceived"].as_f64().unwrap_or(0.0) > 100.0
+                        && s["totalAudioEnergy"].as_f64().unwrap_or(0.0) > 0.0
+                }) {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "Chromium hears nothing from Firefox: {stats:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            host.execute("window.confirm = () => true; return null", vec![])
+                .await
+                .unwrap();
+            host.find(Locator::Css("#end"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            until(&guest, "the room to end", |s| s["closed"] == true).await;
+        }
+        .await;
+        let _ = host.close().await;
+        let _ = guest.close().await;
+        result
+    });
+    drop(gecko);
+    drop(chrome);
+
+    // One track per speaker, Firefox's among them, each a valid Ogg Opus file with seconds of
+    // audio.
+    let start = Instant::now();
+    let rec = loop {
+        let list = env.json(&["recordings", "list"]);
+        if let Some(r) = list.as_array().unwrap().first()
+            && r["state"] != "recording"
+        {
+            break r.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the recording did not finish: {list:#}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    server.stop();
+    assert_ne!(rec["state"], "failed", "{rec:#}");
+    let tracks = rec["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 2, "{rec:#}");
+    let names: Vec<&str> = tracks
+        .iter()
+        .filter_map(|t| t["speaker"]["name"].as_str())
+        .collect();
+    assert!(names.contains(&"Bruno Costa"), "{rec:#}");
+    let id = rec["id"].as_str().unwrap();
+    let files = opus_files(&env.archive(id));
+    assert!(files.len() >= 2, "{files:?}");
+    let scratch = env.path("decoded");
+    std::fs::create_dir_all(&scratch).unwrap();
+    for f in &files {
+        assert_opusinfo_ok(f);
+        let secs = opusdec_seconds(f, &scratch);
+        assert!(secs > 2.0, "{} holds {secs} s", f.display());
     }
 }

@@ -1,4 +1,5 @@
-//! `roomtape serve` answers on HTTP and stops cleanly on SIGTERM.
+//! `roomtape serve` answers on HTTP (anonymous callers see public recordings only) and stops
+//! cleanly on SIGTERM.
 
 use crate::support::*;
 
@@ -11,6 +12,11 @@ fn serve_lists_recordings_and_stops_on_sigterm() {
         .as_str()
         .unwrap()
         .to_string();
+    let private = env.json(&["import", voice.to_str().unwrap(), "--title", "Not yet out"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.ok(&["recordings", "publish", &id, "--visibility", "public"]);
 
     let (child, addr) = env.serve();
 
@@ -20,7 +26,15 @@ fn serve_lists_recordings_and_stops_on_sigterm() {
     assert_eq!(status, 200);
     let v: serde_json::Value =
         serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {body}"));
-    assert_eq!(v["recordings"][0]["id"], id.as_str());
+    // Anonymous callers see the public recording and not the private one.
+    let ids: Vec<&str> = v["recordings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, [id.as_str()], "{body}");
+    assert_ne!(ids[0], private);
     let (status, body) = http_get(&addr, "/api/v1/nothing");
     assert_eq!(status, 404);
     assert!(body.contains("\"code\":\"not_found\""), "{body}");

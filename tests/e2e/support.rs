@@ -108,8 +108,8 @@ impl Env {
     pub fn serve_with(&self, vars: &[(&str, &str)]) -> (Served, String) {
         let mut child = self
             .cmd(&["serve", "--listen", "127.0.0.1:0"])
-            .envs(vars.iter().copied())
             .env("ROOMTAPE_LOG", "info,roomtape_web=debug")
+            .envs(vars.iter().copied())
             .stdout(std::process::Stdio::piped())
             // The service's log, for reading after a failure.
             .stderr(std::fs::File::create(self.path("serve.log")).expect("serve.log"))

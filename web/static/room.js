@@ -316,7 +316,11 @@ document.addEventListener("click", () => {
 
 // For tests and troubleshooting: what this page knows, and its WebRTC statistics.
 window.roomtape = {
-  state: () => ({ ...state, speaking: [...state.speaking] }),
+  state: () => ({
+    ...state,
+    speaking: [...state.speaking],
+    connection: pc ? `${pc.iceConnectionState}/${pc.connectionState}/${pc.signalingState}` : null,
+  }),
   inbound: async () => {
     if (!pc) return [];
     const out = [];
