@@ -21,7 +21,7 @@ export ROOMTAPE_TEST_PYTHON := $(PYENV)/bin/python
 export ROOMTAPE_TEST_GECKODRIVER := $(GECKODRIVER)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build models models-test pytools geckodriver run lint test fuzz-build fuzz bench clean
+.PHONY: help setup build models models-test pytools geckodriver run locks lint test fuzz-build fuzz bench clean
 
 help:
 	@echo "make run    - install what is missing, build, provision models, start roomtape serve (ARGS=...)"
@@ -60,13 +60,19 @@ geckodriver:
 run: models
 	./target/release/roomtape serve $(ARGS)
 
-lint:
+# First, so a stale lock file fails the run in seconds, not after the suite.
+locks:
+	@echo "==> lock files up to date (the workspace's and the fuzz workspace's)"
+	$(CARGO) metadata --locked --format-version 1 >/dev/null
+	$(CARGO) metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
+
+lint: locks
 	@echo "==> cargo fmt --check"
 	$(CARGO) fmt --all -- --check
 	@echo "==> cargo clippy -D warnings"
 	$(CARGO) clippy --release --all-targets $(CARGO_FLAGS) -- -D warnings
 
-test: models-test pytools geckodriver
+test: locks models-test pytools geckodriver
 	@$(MAKE) --no-print-directory lint
 	@echo "==> cargo test"
 	$(CARGO) test --release --workspace $(CARGO_FLAGS)
