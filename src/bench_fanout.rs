@@ -3,7 +3,9 @@
 //! this one, over loopback. Speakers send a 20 ms frame stamped with its send time; every other
 //! participant receives it. Prints forwarded packets per second and per core of the SFU
 //! process, loss, the p99 forwarding delay, and the most listeners one speaker reaches here
-//! with under 0.5% loss.
+//! with under 0.5% loss. Then, for scale, the floor: the same number of datagrams of the same
+//! size to the same number of loopback sockets at the same rate, by a bare `sendto` loop, and
+//! how much of that rate per core the SFU reaches.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -104,7 +106,12 @@ pub async fn server(participants: usize, speakers: usize) -> anyhow::Result<()> 
 
 /// CPU time (user + system) of a process, from /proc.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time (user + system) from a `stat` file of /proc.
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
@@ -215,9 +222,11 @@ async fn run_once(speakers: usize, listeners: usize, seconds: f64) -> anyhow::Re
     }
     // Everyone connected and the stage negotiated.
     let start = Instant::now();
+    let limit = Duration::from_secs(30 + n as u64 / 10);
     while !peers.iter().all(|p| p.connected()) {
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("peers did not connect");
+        if start.elapsed() > limit {
+            let up = peers.iter().filter(|p| p.connected()).count();
+            bail!("{up} of {n} peers connected in {} s", limit.as_secs());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -290,6 +299,9 @@ pub async fn run(
     if speakers == 0 {
         bail!("--speakers must be at least 1");
     }
+    if speakers + listeners < 2 {
+        bail!("a room of one forwards nothing: add listeners");
+    }
     println!(
         "SFU in its own process, str0m peers in this one, loopback; 50 frames/s per speaker\n\
          {:<28} {:>10} {:>12} {:>7} {:>9} {:>8} {:>8}",
@@ -297,14 +309,32 @@ pub async fn run(
     );
     let r = run_once(speakers, listeners, seconds).await?;
     print(&format!("{speakers} speakers, {listeners} listeners"), &r);
+    let floor = sendto_floor(
+        (speakers * FRAMES_PER_SECOND) as f64 * (speakers + listeners - 1) as f64,
+        speakers + listeners - 1,
+        seconds,
+    )
+    .await?;
+    println!(
+        "floor: a bare sendto loop, same datagrams, destinations and rate: {floor:.0} pkt/s per \
+         core; the SFU reaches {:.0}% of it",
+        100.0 * r.forwarded_per_cpu_s / floor
+    );
     if ramp {
         let mut best = 0;
         let mut n = 50;
         while n <= 3200 {
-            let r = run_once(1, n, seconds.min(8.0)).await?;
-            print(&format!("1 speaker, {n} listeners"), &r);
-            if r.loss >= 0.005 {
-                break;
+            match run_once(1, n, seconds.min(8.0)).await {
+                Ok(r) => {
+                    print(&format!("1 speaker, {n} listeners"), &r);
+                    if r.loss >= 0.005 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    println!("1 speaker, {n} listeners: {e:#}");
+                    break;
+                }
             }
             best = n;
             n *= 2;
@@ -312,4 +342,56 @@ pub async fn run(
         println!("most listeners one speaker reaches with under 0.5% loss here: {best}");
     }
     Ok(())
+}
+
+/// Frames a speaker sends a second (20 ms Opus frames).
+const FRAMES_PER_SECOND: usize = 50;
+/// An SRTP audio packet as the SFU forwards one here: 12 bytes of RTP header, 8 of header
+/// extensions (audio level, MID), an 11-byte payload, a 10-byte authentication tag.
+const FORWARDED_BYTES: usize = 41;
+
+/// The cost of the system calls alone: one thread sends `rate` datagrams a second of
+/// `FORWARDED_BYTES` round-robin to `destinations` loopback sockets (read by tasks of this
+/// runtime, as the peers read theirs) for `seconds`, and measures its own CPU time. Returns
+/// datagrams per CPU-second.
+async fn sendto_floor(rate: f64, destinations: usize, seconds: f64) -> anyhow::Result<f64> {
+    let mut addrs = Vec::new();
+    let mut readers = Vec::new();
+    for _ in 0..destinations {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+        addrs.push(sock.local_addr()?);
+        readers.push(tokio::spawn(async move {
+            let mut buf = [0u8; 2000];
+            while sock.recv_from(&mut buf).await.is_ok() {}
+        }));
+    }
+    let sent = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, f64)> {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let datagram = [0x80u8; FORWARDED_BYTES];
+        let tick = Duration::from_millis(20);
+        let per_tick = (rate / FRAMES_PER_SECOND as f64).round() as usize;
+        let cpu0 = stat_cpu_seconds("/proc/thread-self/stat");
+        let start = Instant::now();
+        let mut sent = 0u64;
+        let mut next = start;
+        let mut i = 0;
+        while start.elapsed().as_secs_f64() < seconds {
+            for _ in 0..per_tick {
+                if sock.send_to(&datagram, addrs[i % addrs.len()]).is_ok() {
+                    sent += 1;
+                }
+                i += 1;
+            }
+            next += tick;
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        Ok((sent, stat_cpu_seconds("/proc/thread-self/stat") - cpu0))
+    })
+    .await??;
+    for r in readers {
+        r.abort();
+    }
+    Ok(sent.0 as f64 / sent.1.max(1e-6))
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaData, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::Extension;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -30,6 +31,9 @@ const SPEAKING_HOLD: Duration = Duration::from_millis(400);
 const SPEAKING_EVERY: Duration = Duration::from_millis(200);
 /// A peer that has not connected this long after its offer is dropped.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many times one drive of a peer answers str0m's "call me again now" timeouts inline
+/// before leaving the rest to the timer.
+const INLINE_TIMEOUTS: usize = 4;
 
 /// Where the SFU listens and what it tells browsers.
 #[derive(Clone, Copy, Debug)]
@@ -101,6 +105,8 @@ struct Peer {
     /// A tag for the recorder's stream identity: a new one each time they go on stage.
     ssrc_tag: u32,
     level_at: Option<Instant>,
+    /// Packets were written to this peer since it was last driven (it is in `Sfu::dirty`).
+    dirty: bool,
 }
 
 struct Sfu {
@@ -115,6 +121,9 @@ struct Sfu {
     speaking: HashMap<RoomId, Vec<ConnId>>,
     next_tag: u32,
     forwarded: u64,
+    /// Peers with written, unsent packets: driven once per batch of received datagrams, not
+    /// once per packet (see `flush`).
+    dirty: Vec<ConnId>,
 }
 
 impl Sfu {
@@ -128,6 +137,12 @@ impl Sfu {
             .set_ice_lite(true)
             .clear_codecs()
             .enable_opus(true, false)
+            // Audio rooms need the level (speaking rings) and the MID (which track a packet
+            // belongs to) and nothing else: no transport-wide congestion control or send-time
+            // stamps to write and parse on every forwarded packet.
+            .clear_extension_map()
+            .set_extension(1, Extension::AudioLevel)
+            .set_extension(4, Extension::RtpMid)
             // Forward at once: a lost packet must not hold back the ones after it.
             .set_reordering_size_audio(0)
             .set_dtls_cert(cert);
@@ -143,6 +158,7 @@ impl Sfu {
             speaking: HashMap::new(),
             next_tag: 1,
             forwarded: 0,
+            dirty: Vec::new(),
         })
     }
 
@@ -175,6 +191,7 @@ impl Sfu {
             }
             let now = Instant::now();
             self.timeouts(now);
+            self.flush();
             if now >= next_speaking {
                 self.update_speaking(now);
                 next_speaking = now + SPEAKING_EVERY;
@@ -233,15 +250,36 @@ impl Sfu {
         }
     }
 
+    /// Sends what was written to listeners since the last batch.
+    fn flush(&mut self) {
+        for conn in std::mem::take(&mut self.dirty) {
+            if let Some(p) = self.peers.get_mut(&conn) {
+                p.dirty = false;
+                self.drive(conn);
+            }
+        }
+    }
+
     /// Drains one peer's output: sends its packets, handles its events, re-arms its timer.
+    /// A timeout str0m wants now (it asks after most writes) is answered here, a few times,
+    /// rather than by a round trip through the timer set.
     fn drive(&mut self, conn: ConnId) {
         let mut events = Vec::new();
         let Some(p) = self.peers.get_mut(&conn) else {
             return;
         };
+        let mut inline = 0;
         let deadline = loop {
             match p.rtc.poll_output() {
-                Ok(Output::Timeout(t)) => break t,
+                Ok(Output::Timeout(t)) => {
+                    let now = Instant::now();
+                    if t <= now && inline < INLINE_TIMEOUTS && p.rtc.is_alive() {
+                        inline += 1;
+                        let _ = p.rtc.handle_input(Input::Timeout(now));
+                        continue;
+                    }
+                    break t;
+                }
                 Ok(Output::Transmit(t)) => {
                     let _ = self.socket.try_send_to(&t.contents, t.destination);
                 }
@@ -337,7 +375,10 @@ impl Sfu {
             if written.is_ok() {
                 self.forwarded += 1;
             }
-            self.drive(l);
+            if !lp.dirty {
+                lp.dirty = true;
+                self.dirty.push(l);
+            }
         }
     }
 
@@ -463,11 +504,17 @@ impl Sfu {
                 deadline: now,
                 ssrc_tag: tag,
                 level_at: None,
+                dirty: false,
             },
         );
         self.timers.insert((now, conn));
         self.rooms.entry(room).or_default().push(conn);
-        self.negotiate_room(room);
+        // A listener changes nobody else's tracks: offer to them alone.
+        if publish {
+            self.negotiate_room(room);
+        } else {
+            self.negotiate(conn);
+        }
     }
 
     fn remove(&mut self, conn: ConnId) {
@@ -486,7 +533,10 @@ impl Sfu {
                 return;
             }
         }
-        self.negotiate_room(p.room);
+        // Only a speaker leaving takes a track away from the others.
+        if p.publish {
+            self.negotiate_room(p.room);
+        }
     }
 
     fn gone(&mut self, conn: ConnId, why: &str) {
