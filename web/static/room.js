@@ -9,6 +9,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   role: null,
   people: [],
+  byId: new Map(),
   speaking: new Set(),
   recording: false,
   invited: false,
@@ -56,11 +57,21 @@ function connect() {
   };
 }
 
+const ROLE_ORDER = ["host", "cohost", "speaker", "listener"];
+
+// The server's order: host, co-hosts, speakers, listeners; by name within each.
+function byStageThenName(a, b) {
+  const r = ROLE_ORDER.indexOf(a.role) - ROLE_ORDER.indexOf(b.role);
+  if (r !== 0) return r;
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
 async function handle(m) {
   switch (m.type) {
     case "welcome":
       state.role = m.role;
       state.people = m.people;
+      state.byId = new Map(m.people.map((p) => [p.id, p]));
       setRecording(m.recording);
       if (m.recording) notice("This room is being recorded.");
       break;
@@ -68,9 +79,12 @@ async function handle(m) {
       await answer(m);
       break;
     case "presence":
-      state.people = m.people;
+      // A change since the last one: people whole, by id, and the ids of those who left.
+      for (const p of m.changed) state.byId.set(p.id, p);
+      for (const id of m.gone) state.byId.delete(id);
+      state.people = [...state.byId.values()].sort(byStageThenName);
       {
-        const mine = m.people.find((p) => p.id === boot.me);
+        const mine = state.byId.get(boot.me);
         if (mine) {
           state.role = mine.role;
           state.muted = mine.muted;

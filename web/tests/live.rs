@@ -3,6 +3,7 @@
 //! authorisation rule, forwarding to many listeners, a peer that vanishes, join/leave cycles
 //! that must leave nothing behind, and bad input of every kind.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,7 +112,10 @@ impl Server {
             .unwrap();
         req.headers_mut().insert("cookie", cookie.parse().unwrap());
         match tokio_tungstenite::connect_async(req).await {
-            Ok((s, _)) => Ok(Ws { s }),
+            Ok((s, _)) => Ok(Ws {
+                s,
+                people: BTreeMap::new(),
+            }),
             Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
             Err(e) => panic!("connecting: {e}"),
         }
@@ -128,6 +132,8 @@ impl Server {
 
 struct Ws {
     s: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    /// The room as this client knows it: the welcome's list with every presence change applied.
+    people: BTreeMap<String, Value>,
 }
 
 impl Ws {
@@ -147,11 +153,56 @@ impl Ws {
                 Err(_) => panic!("no message within 30 s"),
             };
             match m {
-                Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
+                Ok(Message::Text(t)) => return Some(self.learn(serde_json::from_str(&t).unwrap())),
                 Ok(Message::Close(_)) | Err(_) => return None,
                 Ok(_) => {}
             }
         }
+    }
+
+    /// Keeps `people` current as a page does: the welcome's list, then each presence's changes
+    /// by id. A presence comes back with the room it leads to as `people` (host, co-hosts,
+    /// speakers, listeners; by name), so tests read whole rooms.
+    fn learn(&mut self, mut m: Value) -> Value {
+        let id = |p: &Value| p["id"].as_str().unwrap().to_string();
+        match m["type"].as_str() {
+            Some("welcome") => {
+                self.people = m["people"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| (id(p), p.clone()))
+                    .collect();
+            }
+            Some("presence") => {
+                for p in m["changed"].as_array().unwrap() {
+                    self.people.insert(id(p), p.clone());
+                }
+                for g in m["gone"].as_array().unwrap() {
+                    self.people.remove(g.as_str().unwrap());
+                }
+                m["people"] = Value::Array(self.room());
+            }
+            _ => {}
+        }
+        m
+    }
+
+    /// The room as this client knows it, in the page's order.
+    fn room(&self) -> Vec<Value> {
+        let order = |r: &Value| {
+            ["host", "cohost", "speaker", "listener"]
+                .iter()
+                .position(|x| r == *x)
+                .unwrap()
+        };
+        let mut all: Vec<Value> = self.people.values().cloned().collect();
+        all.sort_by(|a, b| {
+            order(&a["role"])
+                .cmp(&order(&b["role"]))
+                .then_with(|| a["name"].as_str().cmp(&b["name"].as_str()))
+        });
+        all
     }
 
     /// Skips to the next message of `kind`.
@@ -379,10 +430,10 @@ async fn malformed_messages_get_errors_and_change_nothing() {
     // Still in the room, still a listener, still answered.
     b.send(json!({"type": "ping"})).await;
     b.expect("pong").await;
-    let mut host = srv.join(&ana_c, room.id).await;
-    let p = host.presence_until(|p| p.len() == 2).await;
+    // The host comes in after Bruno: the welcome holds the room.
+    let host = srv.join(&ana_c, room.id).await;
     assert_eq!(
-        people(&p),
+        people(&json!({"people": host.room()})),
         vec![
             ("Ana".to_string(), "host".to_string()),
             ("Bruno".to_string(), "listener".to_string())
@@ -574,4 +625,41 @@ async fn a_hundred_quick_joins_and_leaves_leave_nothing_behind() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_carries_changes_not_the_whole_room() {
+    let srv = server().await;
+    let (ana, ana_c) = srv.user("Ana").await;
+    let room = srv.room(&ana, Visibility::Public).await;
+    let mut host = srv.join(&ana_c, room.id).await;
+    let mut others = Vec::new();
+    for name in ["Bruno", "Clara", "Dora", "Emil"] {
+        let (_, c) = srv.user(name).await;
+        others.push(srv.join(&c, room.id).await);
+    }
+    host.presence_until(|p| p.len() == 5).await;
+    // The newest listener was welcomed with the whole room.
+    assert_eq!(others[3].people.len(), 5);
+
+    // One hand goes up: the presence names that one person, everyone's view follows.
+    others[1].send(json!({"type": "raise_hand"})).await;
+    let p = host.expect("presence").await;
+    let changed = p["changed"].as_array().unwrap();
+    assert_eq!(changed.len(), 1, "{p}");
+    assert_eq!(changed[0]["name"], "Clara");
+    assert_eq!(changed[0]["hand"], true);
+    assert!(p["gone"].as_array().unwrap().is_empty());
+    let clara_id = changed[0]["id"].as_str().unwrap().to_string();
+    let seen = others[3].presence_until(|p| p.len() == 5).await;
+    assert_eq!(seen["changed"][0]["hand"], true, "{seen}");
+
+    // One leaves: the presence names only their id.
+    let clara = others.remove(1);
+    drop(clara);
+    let p = host.expect("presence").await;
+    assert_eq!(p["gone"], json!([clara_id]), "{p}");
+    assert!(p["changed"].as_array().unwrap().is_empty(), "{p}");
+    assert_eq!(people(&p).len(), 4);
+    assert!(!host.people.contains_key(&clara_id));
 }

@@ -2,6 +2,7 @@
 //! every rule about who may do what, checked here on the server. It tells the SFU what to
 //! forward and the recorder what to record, and everyone what changed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -60,6 +61,8 @@ pub(super) struct Hub {
     room: Room,
     live: Arc<Live>,
     members: Vec<Member>,
+    /// The room as the last presence showed it, by person: what the next one is a change from.
+    shown: HashMap<UserId, Person>,
     recording: Option<RecordingSession>,
     count: Arc<AtomicUsize>,
     pending: Arc<AtomicUsize>,
@@ -76,6 +79,7 @@ impl Hub {
             room,
             live,
             members: Vec::new(),
+            shown: HashMap::new(),
             recording: None,
             count: count.clone(),
             pending: pending.clone(),
@@ -130,21 +134,22 @@ impl Hub {
         self.members.iter().position(|m| m.user.id == user)
     }
 
-    fn people(&self) -> Vec<Person> {
-        let mut v: Vec<Person> = self
-            .members
+    /// Everyone here as the others see them, by id.
+    fn people(&self) -> HashMap<UserId, Person> {
+        self.members
             .iter()
-            .map(|m| Person {
-                id: m.user.id,
-                name: m.user.display_name.clone(),
-                role: m.role,
-                muted: m.muted,
-                hand: m.hand,
-                speaking: m.speaking,
+            .map(|m| {
+                let p = Person {
+                    id: m.user.id,
+                    name: m.user.display_name.clone(),
+                    role: m.role,
+                    muted: m.muted,
+                    hand: m.hand,
+                    speaking: m.speaking,
+                };
+                (p.id, p)
             })
-            .collect();
-        v.sort_by(|a, b| a.role.cmp(&b.role).then_with(|| a.name.cmp(&b.name)));
-        v
+            .collect()
     }
 
     fn send(&self, i: usize, msg: ServerMsg) {
@@ -160,18 +165,28 @@ impl Hub {
         }
     }
 
-    fn broadcast_presence(&self) {
-        let people = self.people();
-        for i in 0..self.members.len() {
-            if self.members[i].hello {
-                self.send(
-                    i,
-                    ServerMsg::Presence {
-                        people: people.clone(),
-                    },
-                );
-            }
+    /// Tells everyone who changed since the last presence: in a room of thousands, a join
+    /// costs one small message each, not the whole audience each.
+    fn broadcast_presence(&mut self) {
+        let now = self.people();
+        let mut changed: Vec<Person> = now
+            .values()
+            .filter(|p| self.shown.get(&p.id) != Some(*p))
+            .cloned()
+            .collect();
+        let mut gone: Vec<UserId> = self
+            .shown
+            .keys()
+            .filter(|id| !now.contains_key(id))
+            .copied()
+            .collect();
+        self.shown = now;
+        if changed.is_empty() && gone.is_empty() {
+            return;
         }
+        by_stage_then_name(&mut changed);
+        gone.sort_unstable();
+        self.broadcast(ServerMsg::Presence { changed, gone });
     }
 
     fn broadcast(&self, msg: ServerMsg) {
@@ -262,15 +277,21 @@ impl Hub {
         if !self.members[me].hello {
             match msg {
                 ClientMsg::Hello { v } if v == VERSION => {
+                    // Everyone else first hears of the newcomer (and of anything else not yet
+                    // shown); the newcomer's welcome is then exactly what the next presence
+                    // is a change from.
+                    self.broadcast_presence();
                     self.members[me].hello = true;
                     let m = &self.members[me];
+                    let mut people: Vec<Person> = self.shown.values().cloned().collect();
+                    by_stage_then_name(&mut people);
                     let welcome = ServerMsg::Welcome {
                         v: VERSION,
                         you: m.user.id,
                         role: m.role,
                         title: self.room.title.clone(),
                         recording: self.recording.is_some(),
-                        people: self.people(),
+                        people,
                     };
                     self.send(me, welcome);
                     let m = &self.members[me];
@@ -287,7 +308,6 @@ impl Hub {
                             tap: Some(r.tap()),
                         });
                     }
-                    self.broadcast_presence();
                 }
                 ClientMsg::Hello { v } => self.send(
                     me,
@@ -550,6 +570,11 @@ impl Hub {
 }
 
 /// The live role someone enters with.
+/// The order people are listed in: host, co-hosts, speakers, listeners; by name within each.
+fn by_stage_then_name(people: &mut [Person]) {
+    people.sort_by(|a, b| a.role.cmp(&b.role).then_with(|| a.name.cmp(&b.name)));
+}
+
 pub fn role_of(entry: crate::rooms::Entry) -> Role {
     match entry {
         crate::rooms::Entry::Host => Role::Host,

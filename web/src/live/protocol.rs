@@ -110,9 +110,12 @@ pub enum ServerMsg {
         sdp: String,
         mic: Option<String>,
     },
-    /// Everyone in the room, after any change.
+    /// Who changed since the last presence (or the welcome): people who joined or whose role,
+    /// hand or mute changed, whole; and the ids of those who left. Applying it by id to the
+    /// welcome's list gives the room as it is, and a change costs its size, not the room's.
     Presence {
-        people: Vec<Person>,
+        changed: Vec<Person>,
+        gone: Vec<UserId>,
     },
     /// Who is speaking now (from the RTP audio-level extension).
     Speaking {
