@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -662,4 +663,28 @@ async fn presence_carries_changes_not_the_whole_room() {
     assert!(p["changed"].as_array().unwrap().is_empty(), "{p}");
     assert_eq!(people(&p).len(), 4);
     assert!(!host.people.contains_key(&clara_id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_speaking_indicator_follows_the_audio_level() {
+    let srv = server().await;
+    let (ana, ana_c) = srv.user("Ana").await;
+    let (_, bruno_c) = srv.user("Bruno").await;
+    let room = srv.room(&ana, Visibility::Public).await;
+    let (_hws, host) = media_join(&srv, &ana_c, room.id, true).await;
+    let mut b = srv.join(&bruno_c, room.id).await;
+    let ana_id = json!(ana.id);
+    // The host's frames say −20 dBov, voice: everyone sees her speaking.
+    loop {
+        let m = b.expect("speaking").await;
+        if m["users"].as_array().unwrap().contains(&ana_id) {
+            break;
+        }
+    }
+    // Her frames turn silent (−127 dBov): the ring goes out, though packets still flow.
+    host.counters.quiet.store(true, Ordering::Relaxed);
+    let sent = host.sent();
+    let m = b.expect("speaking").await;
+    assert_eq!(m["users"], json!([]), "{m}");
+    assert!(host.sent() > sent, "frames kept coming while she was quiet");
 }

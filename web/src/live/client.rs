@@ -26,6 +26,8 @@ pub struct ClientCounters {
     pub delay_us_sum: AtomicU64,
     pub delay_samples: AtomicU64,
     pub connected: AtomicBool,
+    /// Send frames marked silent (audio level −127 dBov, no voice) instead of −20 dBov speech.
+    pub quiet: AtomicBool,
 }
 
 type OfferJob = (
@@ -203,9 +205,14 @@ async fn run(
                     && let Some(w) = rtc.writer(m)
                 {
                     let pt = w.payload_params().next().map(|p| p.pt());
+                    let quiet = counters.quiet.load(Ordering::Relaxed);
+                    let level = if quiet { -127 } else { -20 };
                     let t = MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ);
                     if let Some(pt) = pt
-                        && w.audio_level(-20, true).write(pt, now, t, frame(epoch, now)).is_ok()
+                        && w
+                            .audio_level(level, !quiet)
+                            .write(pt, now, t, frame(epoch, now))
+                            .is_ok()
                     {
                         counters.sent.fetch_add(1, Ordering::Relaxed);
                     }

@@ -10,9 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::{Direction, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::Extension;
+use str0m::rtp::{Extension, ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -23,8 +23,9 @@ use super::hub::HubMsg;
 use super::recording::{Tap, TapPacket};
 use super::{ConnId, MediaCmd, MediaEvent, SfuStats};
 
-/// Audio level (RFC 6464, −dBov) at or under which a speaker counts as speaking.
-const SPEAKING_LEVEL: i8 = 50;
+/// Audio level (RFC 6464, in dBov: 0 is loudest, −127 silence; str0m gives it negative) at or
+/// over which a speaker counts as speaking.
+const SPEAKING_LEVEL: i8 = -50;
 /// How long a level keeps someone "speaking".
 const SPEAKING_HOLD: Duration = Duration::from_millis(400);
 /// How often speaking indicators are recomputed.
@@ -94,7 +95,7 @@ struct Peer {
     /// Whether the answered direction of `mic` is receive-only.
     mic_live: bool,
     /// Our send-only track for each other speaker, once answered.
-    outs: HashMap<ConnId, Mid>,
+    outs: HashMap<ConnId, Out>,
     /// The offer waiting for an answer, and what it adds.
     pending: Option<Pending>,
     /// Something changed while an offer was out: offer again after the answer.
@@ -107,6 +108,41 @@ struct Peer {
     level_at: Option<Instant>,
     /// Packets were written to this peer since it was last driven (it is in `Sfu::dirty`).
     dirty: bool,
+}
+
+/// A send-only track carrying one speaker to one listener, and how the speaker's sequence
+/// numbers map onto it: this track's numbers start at 1 and run on across the speaker's
+/// SSRC changes, so the listener's SRTP rollover counter starts at 0 however long the speaker
+/// has been talking.
+struct Out {
+    mid: Mid,
+    ssrc: Option<Ssrc>,
+    offset: i64,
+    last: u64,
+}
+
+impl Out {
+    fn new(mid: Mid) -> Self {
+        Out {
+            mid,
+            ssrc: None,
+            offset: 0,
+            last: 0,
+        }
+    }
+
+    /// This track's sequence number for the speaker's `seq` on `ssrc`; `None` for a packet
+    /// from before the track began.
+    fn seq(&mut self, ssrc: Ssrc, seq: SeqNo) -> Option<SeqNo> {
+        let seq = *seq as i64;
+        if self.ssrc != Some(ssrc) {
+            self.ssrc = Some(ssrc);
+            self.offset = self.last as i64 + 1 - seq;
+        }
+        let out = u64::try_from(seq + self.offset).ok().filter(|s| *s > 0)?;
+        self.last = self.last.max(out);
+        Some(out.into())
+    }
 }
 
 struct Sfu {
@@ -143,8 +179,9 @@ impl Sfu {
             .clear_extension_map()
             .set_extension(1, Extension::AudioLevel)
             .set_extension(4, Extension::RtpMid)
-            // Forward at once: a lost packet must not hold back the ones after it.
-            .set_reordering_size_audio(0)
+            // Packets, not frames: each received packet is forwarded at once, as it came (a
+            // lost one holds nothing back), without str0m's depacketize/packetize layer.
+            .set_rtp_mode(true)
             .set_dtls_cert(cert);
         Ok(Sfu {
             socket,
@@ -250,11 +287,17 @@ impl Sfu {
         }
     }
 
-    /// Sends what was written to listeners since the last batch.
+    /// Sends what was written to listeners since the last batch. str0m's pacer counts a
+    /// peer's queued packets when its clock moves (`handle_timeout`), so each dirty peer's
+    /// clock is moved to now once, and one poll then sends everything written to it.
     fn flush(&mut self) {
+        let now = Instant::now();
         for conn in std::mem::take(&mut self.dirty) {
             if let Some(p) = self.peers.get_mut(&conn) {
                 p.dirty = false;
+                if p.rtc.is_alive() {
+                    let _ = p.rtc.handle_input(Input::Timeout(now));
+                }
                 self.drive(conn);
             }
         }
@@ -314,24 +357,30 @@ impl Sfu {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.gone(conn, "the audio connection was lost");
             }
-            Event::MediaData(d) => self.media(conn, d),
+            Event::RtpPacket(p) => self.media(conn, p),
             _ => {}
         }
     }
 
-    fn media(&mut self, from: ConnId, d: MediaData) {
+    fn media(&mut self, from: ConnId, d: RtpPacket) {
         let Some(p) = self.peers.get_mut(&from) else {
             return;
         };
         // Only a speaker's own microphone track is forwarded; anything else a client sends is
         // dropped here.
-        if !p.publish || !p.mic_live || p.mic.as_ref() != Some(&d.mid) {
+        let mid = p
+            .rtc
+            .direct_api()
+            .stream_rx(&d.header.ssrc)
+            .map(|s| s.mid());
+        if !p.publish || !p.mic_live || p.mic.is_none() || p.mic != mid {
             return;
         }
-        if let Some(level) = d.ext_vals.audio_level
-            && level <= SPEAKING_LEVEL
+        let ext = &d.header.ext_vals;
+        if let Some(level) = ext.audio_level
+            && level >= SPEAKING_LEVEL
         {
-            p.level_at = Some(d.network_time);
+            p.level_at = Some(d.timestamp);
         }
         if !p.forward {
             return;
@@ -343,10 +392,10 @@ impl Sfu {
             tap.send(TapPacket {
                 speaker,
                 ssrc: tag,
-                sequence: d.seq_range.start().as_u16(),
-                timestamp: d.time.numer() as u32,
-                payload: d.data.to_vec(),
-                at: d.network_time,
+                sequence: d.header.sequence_number,
+                timestamp: d.header.timestamp,
+                payload: d.payload.to_vec(),
+                at: d.timestamp,
             });
         }
         let listeners: Vec<ConnId> = self
@@ -354,27 +403,35 @@ impl Sfu {
             .get(&room)
             .map(|v| v.iter().copied().filter(|c| *c != from).collect())
             .unwrap_or_default();
-        let level = d.ext_vals.audio_level.unwrap_or(127);
-        let vad = d.ext_vals.voice_activity.unwrap_or(level <= SPEAKING_LEVEL);
+        // The level and voice-activity flag go on; nothing else of the speaker's extensions.
+        let ext_vals = ExtensionValues {
+            audio_level: ext.audio_level,
+            voice_activity: ext.voice_activity,
+            ..Default::default()
+        };
+        // Every track is negotiated from our one Opus payload type, so it is the speaker's too.
+        let pt = d.header.payload_type;
         for l in listeners {
             let Some(lp) = self.peers.get_mut(&l) else {
                 continue;
             };
-            let Some(mid) = lp.outs.get(&from).cloned() else {
+            let Some(out) = lp.outs.get_mut(&from) else {
                 continue;
             };
-            let Some(w) = lp.rtc.writer(mid) else {
+            let mid = out.mid;
+            let Some(seq) = out.seq(d.header.ssrc, d.seq_no) else {
                 continue;
             };
-            let Some(pt) = w.match_params(d.params) else {
+            let mut api = lp.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 continue;
             };
-            let written =
-                w.audio_level(level, vad)
-                    .write(pt, d.network_time, d.time, d.data.clone());
-            if written.is_ok() {
-                self.forwarded += 1;
-            }
+            tx.write_rtp(
+                RtpWrite::new(pt, seq, d.header.timestamp, d.timestamp, d.payload.clone())
+                    .marker(d.header.marker)
+                    .ext_vals(ext_vals.clone()),
+            );
+            self.forwarded += 1;
             if !lp.dirty {
                 lp.dirty = true;
                 self.dirty.push(l);
@@ -624,7 +681,7 @@ impl Sfu {
             .collect();
         for s in gone {
             if let Some(m) = p.outs.remove(&s) {
-                api.stop_media(m);
+                api.stop_media(m.mid);
             }
         }
         let Some((offer, pending)) = api.apply() else {
@@ -670,7 +727,8 @@ impl Sfu {
                     p.mic = mic;
                 }
                 p.mic_live = live_after;
-                p.outs.extend(outs);
+                p.outs
+                    .extend(outs.into_iter().map(|(c, m)| (c, Out::new(m))));
             }
             Err(e) => {
                 error(p, format!("the answer was refused: {e}"));
@@ -683,5 +741,29 @@ impl Sfu {
         if again {
             self.negotiate(conn);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_track_numbers_from_one_and_runs_on_across_ssrc_changes() {
+        let mut out = Out::new(Mid::from("3"));
+        let (a, b) = (Ssrc::from(7), Ssrc::from(9));
+        // A speaker far into a long talk (past a rollover) still starts this track at 1.
+        let seq = |n: u64| SeqNo::from(n);
+        assert_eq!(out.seq(a, seq(200_000)), Some(seq(1)));
+        assert_eq!(out.seq(a, seq(200_002)), Some(seq(3)), "a gap stays a gap");
+        assert_eq!(out.seq(a, seq(200_001)), Some(seq(2)), "late, in its place");
+        assert_eq!(
+            out.seq(a, seq(199_999)),
+            None,
+            "from before the track began"
+        );
+        // A new SSRC with a random start continues after the highest number sent.
+        assert_eq!(out.seq(b, seq(40)), Some(seq(4)));
+        assert_eq!(out.seq(b, seq(41)), Some(seq(5)));
     }
 }
