@@ -365,7 +365,7 @@ async fn sendto_floor(rate: f64, destinations: usize, seconds: f64) -> anyhow::R
             while sock.recv_from(&mut buf).await.is_ok() {}
         }));
     }
-    let sent = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, f64)> {
+    let (sent, cpu) = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, f64)> {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
         let datagram = [0x80u8; FORWARDED_BYTES];
         let tick = Duration::from_millis(20);
@@ -393,5 +393,5 @@ async fn sendto_floor(rate: f64, destinations: usize, seconds: f64) -> anyhow::R
     for r in readers {
         r.abort();
     }
-    Ok(sent.0 as f64 / sent.1.max(1e-6))
+    Ok(sent as f64 / cpu.max(1e-6))
 }

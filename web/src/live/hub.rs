@@ -569,12 +569,12 @@ impl Hub {
     }
 }
 
-/// The live role someone enters with.
 /// The order people are listed in: host, co-hosts, speakers, listeners; by name within each.
 fn by_stage_then_name(people: &mut [Person]) {
     people.sort_by(|a, b| a.role.cmp(&b.role).then_with(|| a.name.cmp(&b.name)));
 }
 
+/// The live role someone enters with.
 pub fn role_of(entry: crate::rooms::Entry) -> Role {
     match entry {
         crate::rooms::Entry::Host => Role::Host,

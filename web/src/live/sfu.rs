@@ -106,8 +106,6 @@ struct Peer {
     /// A tag for the recorder's stream identity: a new one each time they go on stage.
     ssrc_tag: u32,
     level_at: Option<Instant>,
-    /// Packets were written to this peer since it was last driven (it is in `Sfu::dirty`).
-    dirty: bool,
 }
 
 /// A send-only track carrying one speaker to one listener, and how the speaker's sequence
@@ -159,7 +157,7 @@ struct Sfu {
     forwarded: u64,
     /// Peers with written, unsent packets: driven once per batch of received datagrams, not
     /// once per packet (see `flush`).
-    dirty: Vec<ConnId>,
+    dirty: HashSet<ConnId>,
 }
 
 impl Sfu {
@@ -195,7 +193,7 @@ impl Sfu {
             speaking: HashMap::new(),
             next_tag: 1,
             forwarded: 0,
-            dirty: Vec::new(),
+            dirty: HashSet::new(),
         })
     }
 
@@ -294,7 +292,6 @@ impl Sfu {
         let now = Instant::now();
         for conn in std::mem::take(&mut self.dirty) {
             if let Some(p) = self.peers.get_mut(&conn) {
-                p.dirty = false;
                 if p.rtc.is_alive() {
                     let _ = p.rtc.handle_input(Input::Timeout(now));
                 }
@@ -432,10 +429,7 @@ impl Sfu {
                     .ext_vals(ext_vals.clone()),
             );
             self.forwarded += 1;
-            if !lp.dirty {
-                lp.dirty = true;
-                self.dirty.push(l);
-            }
+            self.dirty.insert(l);
         }
     }
 
@@ -561,7 +555,6 @@ impl Sfu {
                 deadline: now,
                 ssrc_tag: tag,
                 level_at: None,
-                dirty: false,
             },
         );
         self.timers.insert((now, conn));
