@@ -70,7 +70,7 @@ lint: locks
 	@echo "==> cargo fmt --check"
 	$(CARGO) fmt --all -- --check
 	@echo "==> cargo clippy -D warnings"
-	$(CARGO) clippy --release --all-targets $(CARGO_FLAGS) -- -D warnings
+	$(CARGO) clippy --release --workspace --all-targets $(CARGO_FLAGS) -- -D warnings
 
 test: locks models-test pytools geckodriver
 	@$(MAKE) --no-print-directory lint

@@ -3,6 +3,7 @@
 use roomtape_search::query::parse;
 use roomtape_search::{Results, SearchIndex, SegmentDoc, Sort, Viewer};
 
+/// A public segment (the tests make private ones with `public: false`).
 fn seg(
     rec: &str,
     title: &str,
@@ -10,7 +11,6 @@ fn seg(
     start_ms: i64,
     text: &str,
     date_ms: i64,
-    public: bool,
     readers: &[&str],
 ) -> SegmentDoc {
     SegmentDoc {
@@ -24,7 +24,7 @@ fn seg(
         end_ms: start_ms + 3000,
         text: text.into(),
         date_ms,
-        public,
+        public: true,
         readers: readers.iter().map(|r| r.to_string()).collect(),
     }
 }
@@ -44,7 +44,6 @@ fn corpus() -> SearchIndex {
                 1_000,
                 "Péskov said the talks in Jakarta went well.",
                 JAN,
-                true,
                 &["u-ana"],
             ),
             seg(
@@ -54,7 +53,6 @@ fn corpus() -> SearchIndex {
                 9_000,
                 "The budget for 2026 is not final.",
                 JAN,
-                true,
                 &["u-bruno"],
             ),
         ],
@@ -62,16 +60,18 @@ fn corpus() -> SearchIndex {
     .unwrap();
     ix.replace_recording(
         "r2",
-        &[seg(
-            "r2",
-            "Secret board meeting",
-            "Clara Diaz",
-            42_000,
-            "The merger with Peskov Industries is off.",
-            JAN + 40 * DAY,
-            false,
-            &["u-clara"],
-        )],
+        &[SegmentDoc {
+            public: false,
+            ..seg(
+                "r2",
+                "Secret board meeting",
+                "Clara Diaz",
+                42_000,
+                "The merger with Peskov Industries is off.",
+                JAN + 40 * DAY,
+                &["u-clara"],
+            )
+        }],
     )
     .unwrap();
     ix
@@ -171,7 +171,6 @@ fn snippets_escape_hostile_text() {
             0,
             "hello <script>alert('hello')</script> & \"><img src=x onerror=alert(1)>",
             JAN,
-            true,
             &[],
         )],
     )
@@ -198,7 +197,6 @@ fn replacing_a_recording_never_duplicates_and_deleting_removes() {
         1_000,
         "Péskov said the talks in Jakarta went well.",
         JAN,
-        true,
         &[],
     )];
     ix.replace_recording("r1", &again).unwrap();
@@ -220,7 +218,6 @@ fn pages_and_date_sort() {
                 0,
                 "weather report",
                 JAN + i * DAY,
-                true,
                 &[],
             )
         })

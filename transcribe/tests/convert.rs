@@ -150,8 +150,11 @@ struct Tensor {
     data: Vec<u8>,
 }
 
+/// A ggml file read back: hyperparameters, mel filters, vocabulary, tensors by name.
+type Ggml = ([i32; 11], Vec<f32>, Vec<Vec<u8>>, HashMap<String, Tensor>);
+
 /// Parses our ggml output back.
-fn parse(b: &[u8]) -> ([i32; 11], Vec<f32>, Vec<Vec<u8>>, HashMap<String, Tensor>) {
+fn parse(b: &[u8]) -> Ggml {
     let mut pos = 0;
     let i32_ = |pos: &mut usize| {
         let v = i32::from_le_bytes(b[*pos..*pos + 4].try_into().unwrap());

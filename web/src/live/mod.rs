@@ -15,6 +15,7 @@ pub mod hub;
 pub mod protocol;
 pub mod recording;
 pub mod sfu;
+mod srtp;
 pub mod ws;
 
 use hub::{Hub, HubHandle, HubMsg};

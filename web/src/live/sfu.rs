@@ -1,6 +1,7 @@
 //! The SFU: one UDP socket, one task, one sans-IO `str0m::Rtc` (ICE-lite, DTLS-SRTP, Opus
-//! only) per participant. Audio a speaker sends is written, as received, to every other
-//! participant's matching send-only track, and handed to the room's recorder; nothing is
+//! only) per participant. Audio a speaker sends is forwarded, as received, on every other
+//! participant's matching send-only track (sealed with that connection's SRTP keys by
+//! `srtp`, not queued through its `Rtc`), and handed to the room's recorder; nothing is
 //! decoded or mixed. The server always makes the offers (a microphone track, receive-only while
 //! the participant is on stage and inactive otherwise, and a send-only track per other speaker)
 //! and the client answers, so the two sides never offer at once.
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{Extension, ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
+use str0m::rtp::{Extension, RtpPacket, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -21,6 +22,7 @@ use roomtape_core::{RoomId, Speaker};
 
 use super::hub::HubMsg;
 use super::recording::{Tap, TapPacket};
+use super::srtp::{self, KeySlot, SrtpTx};
 use super::{ConnId, MediaCmd, MediaEvent, SfuStats};
 
 /// Audio level (RFC 6464, in dBov: 0 is loudest, −127 silence; str0m gives it negative) at or
@@ -106,6 +108,12 @@ struct Peer {
     /// A tag for the recorder's stream identity: a new one each time they go on stage.
     ssrc_tag: u32,
     level_at: Option<Instant>,
+    /// Where the connection's SRTP keys appear after its DTLS handshake, and the sending
+    /// context made from them.
+    keys: KeySlot,
+    srtp: Option<SrtpTx>,
+    /// The address str0m sends this connection's DTLS and RTCP to (ICE's nominated pair).
+    dest: Option<SocketAddr>,
 }
 
 /// A send-only track carrying one speaker to one listener, and how the speaker's sequence
@@ -114,6 +122,8 @@ struct Peer {
 /// has been talking.
 struct Out {
     mid: Mid,
+    /// This track's own SSRC, as str0m announced it in the offer.
+    ours: Option<u32>,
     ssrc: Option<Ssrc>,
     offset: i64,
     last: u64,
@@ -123,6 +133,7 @@ impl Out {
     fn new(mid: Mid) -> Self {
         Out {
             mid,
+            ours: None,
             ssrc: None,
             offset: 0,
             last: 0,
@@ -155,15 +166,14 @@ struct Sfu {
     speaking: HashMap<RoomId, Vec<ConnId>>,
     next_tag: u32,
     forwarded: u64,
-    /// Peers with written, unsent packets: driven once per batch of received datagrams, not
-    /// once per packet (see `flush`).
-    dirty: HashSet<ConnId>,
+    /// A forwarded packet in the clear, then sealed (reused for every copy).
+    plain: Vec<u8>,
+    sealed: Vec<u8>,
 }
 
 impl Sfu {
     fn new(socket: UdpSocket, advertised: SocketAddr) -> std::io::Result<Self> {
-        let provider = str0m::crypto::from_feature_flags();
-        let cert = provider
+        let cert = srtp::crypto()
             .dtls_provider
             .generate_certificate()
             .ok_or_else(|| std::io::Error::other("cannot make a DTLS certificate"))?;
@@ -175,8 +185,8 @@ impl Sfu {
             // belongs to) and nothing else: no transport-wide congestion control or send-time
             // stamps to write and parse on every forwarded packet.
             .clear_extension_map()
-            .set_extension(1, Extension::AudioLevel)
-            .set_extension(4, Extension::RtpMid)
+            .set_extension(srtp::EXT_AUDIO_LEVEL, Extension::AudioLevel)
+            .set_extension(srtp::EXT_MID, Extension::RtpMid)
             // Packets, not frames: each received packet is forwarded at once, as it came (a
             // lost one holds nothing back), without str0m's depacketize/packetize layer.
             .set_rtp_mode(true)
@@ -193,7 +203,8 @@ impl Sfu {
             speaking: HashMap::new(),
             next_tag: 1,
             forwarded: 0,
-            dirty: HashSet::new(),
+            plain: Vec::with_capacity(1500),
+            sealed: Vec::with_capacity(1500),
         })
     }
 
@@ -226,7 +237,6 @@ impl Sfu {
             }
             let now = Instant::now();
             self.timeouts(now);
-            self.flush();
             if now >= next_speaking {
                 self.update_speaking(now);
                 next_speaking = now + SPEAKING_EVERY;
@@ -285,21 +295,6 @@ impl Sfu {
         }
     }
 
-    /// Sends what was written to listeners since the last batch. str0m's pacer counts a
-    /// peer's queued packets when its clock moves (`handle_timeout`), so each dirty peer's
-    /// clock is moved to now once, and one poll then sends everything written to it.
-    fn flush(&mut self) {
-        let now = Instant::now();
-        for conn in std::mem::take(&mut self.dirty) {
-            if let Some(p) = self.peers.get_mut(&conn) {
-                if p.rtc.is_alive() {
-                    let _ = p.rtc.handle_input(Input::Timeout(now));
-                }
-                self.drive(conn);
-            }
-        }
-    }
-
     /// Drains one peer's output: sends its packets, handles its events, re-arms its timer.
     /// A timeout str0m wants now (it asks after most writes) is answered here, a few times,
     /// rather than by a round trip through the timer set.
@@ -321,6 +316,11 @@ impl Sfu {
                     break t;
                 }
                 Ok(Output::Transmit(t)) => {
+                    // DTLS and SRTCP (RFC 7983: first byte 20 and up) go only to the nominated
+                    // pair; STUN answers go to every address ICE checks.
+                    if t.contents.first().is_some_and(|b| *b >= 20) {
+                        p.dest = Some(t.destination);
+                    }
                     let _ = self.socket.try_send_to(&t.contents, t.destination);
                 }
                 Ok(Output::Event(e)) => events.push(e),
@@ -401,35 +401,59 @@ impl Sfu {
             .map(|v| v.iter().copied().filter(|c| *c != from).collect())
             .unwrap_or_default();
         // The level and voice-activity flag go on; nothing else of the speaker's extensions.
-        let ext_vals = ExtensionValues {
-            audio_level: ext.audio_level,
-            voice_activity: ext.voice_activity,
-            ..Default::default()
-        };
+        let level = ext
+            .audio_level
+            .map(|l| (l, ext.voice_activity.unwrap_or(false)));
         // Every track is negotiated from our one Opus payload type, so it is the speaker's too.
-        let pt = d.header.payload_type;
+        let pt = *d.header.payload_type;
+        let crypto = srtp::crypto();
         for l in listeners {
             let Some(lp) = self.peers.get_mut(&l) else {
+                continue;
+            };
+            if lp.srtp.is_none()
+                && let Some(k) = lp.keys.get()
+            {
+                lp.srtp = SrtpTx::new(crypto, k);
+                tracing::debug!(conn = l, keys = ?k, ok = lp.srtp.is_some(), "SRTP sending");
+            }
+            // Not connected yet: a live room has nothing to hold back for later.
+            let (Some(tx), Some(dest)) = (lp.srtp.as_mut(), lp.dest) else {
                 continue;
             };
             let Some(out) = lp.outs.get_mut(&from) else {
                 continue;
             };
-            let mid = out.mid;
+            if out.ours.is_none() {
+                out.ours = lp
+                    .rtc
+                    .direct_api()
+                    .stream_tx_by_mid(out.mid, None)
+                    .map(|s| *s.ssrc());
+            }
+            let Some(ssrc) = out.ours else {
+                continue;
+            };
             let Some(seq) = out.seq(d.header.ssrc, d.seq_no) else {
                 continue;
             };
-            let mut api = lp.rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
-                continue;
+            let header = srtp::Header {
+                payload_type: pt,
+                marker: d.header.marker,
+                sequence: *seq as u16,
+                timestamp: d.header.timestamp,
+                ssrc,
+                level,
+                mid: out.mid.as_bytes(),
             };
-            tx.write_rtp(
-                RtpWrite::new(pt, seq, d.header.timestamp, d.timestamp, d.payload.clone())
-                    .marker(d.header.marker)
-                    .ext_vals(ext_vals.clone()),
-            );
-            self.forwarded += 1;
-            self.dirty.insert(l);
+            let n = srtp::write_rtp(&header, &d.payload, &mut self.plain);
+            if let Err(e) = tx.protect(&self.plain, n, ssrc, *seq, &mut self.sealed) {
+                tracing::debug!(conn = l, "cannot seal a packet: {e}");
+                continue;
+            }
+            if self.socket.try_send_to(&self.sealed, dest).is_ok() {
+                self.forwarded += 1;
+            }
         }
     }
 
@@ -521,7 +545,7 @@ impl Sfu {
         events: mpsc::UnboundedSender<HubMsg>,
     ) {
         let now = Instant::now();
-        let mut rtc = self.template.clone().build(now);
+        let (mut rtc, keys) = srtp::build(&self.template, now);
         match Candidate::host(self.advertised, "udp") {
             Ok(c) => {
                 rtc.add_local_candidate(c);
@@ -555,6 +579,9 @@ impl Sfu {
                 deadline: now,
                 ssrc_tag: tag,
                 level_at: None,
+                keys,
+                srtp: None,
+                dest: None,
             },
         );
         self.timers.insert((now, conn));
