@@ -408,7 +408,8 @@ impl Sfu {
         let pt = *d.header.payload_type;
         let crypto = srtp::crypto();
         for l in listeners {
-            let Some(lp) = self.peers.get_mut(&l) else {
+            // A closed connection (it leaves with its next timer) gets nothing more.
+            let Some(lp) = self.peers.get_mut(&l).filter(|p| p.rtc.is_alive()) else {
                 continue;
             };
             if lp.srtp.is_none()
