@@ -114,6 +114,8 @@ struct Peer {
     srtp: Option<SrtpTx>,
     /// The address str0m sends this connection's DTLS and RTCP to (ICE's nominated pair).
     dest: Option<SocketAddr>,
+    /// The source of a STUN check being handled that nominates its pair (USE-CANDIDATE).
+    nominating: Option<SocketAddr>,
 }
 
 /// A send-only track carrying one speaker to one listener, and how the speaker's sequence
@@ -127,7 +129,16 @@ struct Out {
     ssrc: Option<Ssrc>,
     offset: i64,
     last: u64,
+    /// The highest number given before the mapping last changed: a late packet from before
+    /// that change would map to or below it, onto an index already sealed, and is dropped.
+    floor: u64,
 }
+
+/// The most a track's numbers may jump at once. A speaker muted by the server for minutes
+/// comes back thousands of numbers on; a receiver's SRTP guesses the rollover counter from
+/// within 2^15 of its last packet, so a longer jump would be read as old and every packet
+/// after it dropped. A jump this long is closed up like an SSRC change.
+const MAX_JUMP: i64 = 1 << 12;
 
 impl Out {
     fn new(mid: Mid) -> Self {
@@ -137,21 +148,51 @@ impl Out {
             ssrc: None,
             offset: 0,
             last: 0,
+            floor: 0,
         }
     }
 
     /// This track's sequence number for the speaker's `seq` on `ssrc`; `None` for a packet
-    /// from before the track began.
+    /// from before the track began or before its last remapping.
     fn seq(&mut self, ssrc: Ssrc, seq: SeqNo) -> Option<SeqNo> {
         let seq = *seq as i64;
-        if self.ssrc != Some(ssrc) {
+        let next = self.last as i64 + 1;
+        if self.ssrc != Some(ssrc) || seq + self.offset > next + MAX_JUMP {
             self.ssrc = Some(ssrc);
-            self.offset = self.last as i64 + 1 - seq;
+            self.offset = next - seq;
+            self.floor = self.last;
         }
-        let out = u64::try_from(seq + self.offset).ok().filter(|s| *s > 0)?;
+        let out = u64::try_from(seq + self.offset)
+            .ok()
+            .filter(|s| *s > self.floor)?;
         self.last = self.last.max(out);
         Some(out.into())
     }
+}
+
+/// Whether a datagram is a STUN Binding request (RFC 8489) carrying USE-CANDIDATE (RFC 8445
+/// §7.1.2): the peer nominating the pair it came on. Only read; str0m checks its integrity,
+/// and the nomination counts once str0m has answered it with a success.
+fn nominates(data: &[u8]) -> bool {
+    const BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
+    const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+    const USE_CANDIDATE: [u8; 2] = [0x00, 0x25];
+    if data.len() < 20 || data[..2] != BINDING_REQUEST || data[4..8] != MAGIC_COOKIE {
+        return false;
+    }
+    let mut rest = &data[20..];
+    while rest.len() >= 4 {
+        let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+        if rest[..2] == USE_CANDIDATE {
+            return true;
+        }
+        // Attribute values are padded to four bytes.
+        let Some(next) = rest.get(4 + len.div_ceil(4) * 4..) else {
+            return false;
+        };
+        rest = next;
+    }
+    false
 }
 
 struct Sfu {
@@ -268,10 +309,16 @@ impl Sfu {
         let Some(p) = self.peers.get_mut(&conn) else {
             return;
         };
+        if nominates(data) {
+            p.nominating = Some(src);
+        }
         if let Err(e) = p.rtc.handle_input(input) {
             tracing::debug!(conn, "bad input: {e}");
         }
         self.drive(conn);
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.nominating = None;
+        }
     }
 
     fn timeouts(&mut self, now: Instant) {
@@ -317,8 +364,12 @@ impl Sfu {
                 }
                 Ok(Output::Transmit(t)) => {
                     // DTLS and SRTCP (RFC 7983: first byte 20 and up) go only to the nominated
-                    // pair; STUN answers go to every address ICE checks.
-                    if t.contents.first().is_some_and(|b| *b >= 20) {
+                    // pair; STUN answers go to every address ICE checks, but a success answer
+                    // (0x0101) to a check that nominates its pair moves the pair at once.
+                    let c = &t.contents[..];
+                    if c.first().is_some_and(|b| *b >= 20)
+                        || (p.nominating == Some(t.destination) && c.starts_with(&[0x01, 0x01]))
+                    {
                         p.dest = Some(t.destination);
                     }
                     let _ = self.socket.try_send_to(&t.contents, t.destination);
@@ -413,9 +464,9 @@ impl Sfu {
                 continue;
             };
             if lp.srtp.is_none()
-                && let Some(k) = lp.keys.get()
+                && let Some(k) = srtp::take(&lp.keys)
             {
-                lp.srtp = SrtpTx::new(crypto, k);
+                lp.srtp = SrtpTx::new(crypto, &k);
                 tracing::debug!(conn = l, keys = ?k, ok = lp.srtp.is_some(), "SRTP sending");
             }
             // Not connected yet: a live room has nothing to hold back for later.
@@ -546,7 +597,13 @@ impl Sfu {
         events: mpsc::UnboundedSender<HubMsg>,
     ) {
         let now = Instant::now();
-        let (mut rtc, keys) = srtp::build(&self.template, now);
+        let Some((mut rtc, keys)) = srtp::build(&self.template, now) else {
+            let _ = events.send(HubMsg::Media(MediaEvent::Error {
+                conn,
+                message: "the media connection cannot be set up".into(),
+            }));
+            return;
+        };
         match Candidate::host(self.advertised, "udp") {
             Ok(c) => {
                 rtc.add_local_candidate(c);
@@ -583,6 +640,7 @@ impl Sfu {
                 keys,
                 srtp: None,
                 dest: None,
+                nominating: None,
             },
         );
         self.timers.insert((now, conn));
@@ -786,5 +844,64 @@ mod tests {
         // A new SSRC with a random start continues after the highest number sent.
         assert_eq!(out.seq(b, seq(40)), Some(seq(4)));
         assert_eq!(out.seq(b, seq(41)), Some(seq(5)));
+    }
+
+    #[test]
+    fn no_index_is_given_twice_and_a_long_jump_is_closed_up() {
+        let mut out = Out::new(Mid::from("3"));
+        let (a, b) = (Ssrc::from(7), Ssrc::from(9));
+        let seq = |n: u64| SeqNo::from(n);
+        for n in 1000..1010 {
+            out.seq(a, seq(n));
+        }
+        // The new SSRC's first packet to arrive is not its first: those sent before it come
+        // late and would map onto numbers the old SSRC already used.
+        assert_eq!(out.seq(b, seq(42)), Some(seq(11)));
+        assert_eq!(out.seq(b, seq(41)), None, "would be 10, sealed already");
+        assert_eq!(out.seq(b, seq(38)), None);
+        assert_eq!(out.seq(b, seq(43)), Some(seq(12)));
+        // Muted for minutes (the speaker kept sending; nothing was forwarded): the track
+        // goes on at the next number, not 15,000 further.
+        assert_eq!(out.seq(b, seq(15_043)), Some(seq(13)));
+        assert_eq!(out.seq(b, seq(15_042)), None, "from before the jump");
+        assert_eq!(out.seq(b, seq(15_045)), Some(seq(15)), "a short gap stays");
+    }
+
+    /// A STUN Binding request with the given attributes (type, value).
+    fn stun(kind: u16, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (t, v) in attrs {
+            body.extend_from_slice(&t.to_be_bytes());
+            body.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            body.extend_from_slice(v);
+            body.resize(body.len().div_ceil(4) * 4, 0);
+        }
+        let mut m = kind.to_be_bytes().to_vec();
+        m.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        m.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        m.extend_from_slice(&[7; 12]);
+        m.extend_from_slice(&body);
+        m
+    }
+
+    #[test]
+    fn a_check_that_nominates_its_pair_is_recognised() {
+        let user: (u16, &[u8]) = (0x0006, b"abcd:efg");
+        let odd: (u16, &[u8]) = (0x8022, b"str0m");
+        let priority: (u16, &[u8]) = (0x0024, &[0, 0, 1, 0]);
+        let nominate: (u16, &[u8]) = (0x0025, &[]);
+        let integrity: (u16, &[u8]) = (0x0008, &[9; 20]);
+        assert!(nominates(&stun(
+            0x0001,
+            &[user, odd, priority, nominate, integrity]
+        )));
+        assert!(!nominates(&stun(0x0001, &[user, odd, priority, integrity])));
+        assert!(!nominates(&stun(0x0101, &[nominate])), "a response");
+        let whole = stun(0x0001, &[user, nominate]);
+        assert!(!nominates(&whole[..16]), "too short for a header");
+        let mut lying = stun(0x0001, &[(0x0006, &[1; 40]), nominate]);
+        lying[22..24].copy_from_slice(&400u16.to_be_bytes());
+        assert!(!nominates(&lying), "an attribute longer than the message");
+        assert!(!nominates(&[0x90, 0x6f, 0, 1]), "RTP");
     }
 }

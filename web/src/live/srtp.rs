@@ -7,13 +7,14 @@
 //! The keys come from the DTLS handshake str0m runs: [`build`] makes the `Rtc` with a crypto
 //! provider whose DTLS instances are str0m's own, wrapped to copy the SRTP keying material
 //! they hand str0m into a slot the SFU holds. Only this path sends RTP on a listener's send
-//! tracks, so no (SSRC, index) is ever sealed twice under one key.
+//! tracks; the SFU's `Out` gives each sealed packet an index above every earlier one's, so
+//! no (SSRC, index) is sealed twice under one key.
 //!
 //! RFC 3711 (key derivation, AES-CM with HMAC-SHA1-80) and RFC 7714 (AEAD AES-GCM).
 
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use str0m::crypto::dtls::{
@@ -25,10 +26,10 @@ use str0m::crypto::{
     Sha1HmacProvider, SrtpProvider,
 };
 use str0m::{Rtc, RtcConfig};
+use zeroize::Zeroize;
 
 /// The SRTP master keys of one connection, as DTLS exported them (RFC 5764 §4.2: client key,
-/// server key, client salt, server salt), and which side we were.
-#[derive(Clone)]
+/// server key, client salt, server salt), and which side we were. Wiped when dropped.
 pub struct Keys {
     profile: SrtpProfile,
     material: Vec<u8>,
@@ -44,8 +45,20 @@ impl fmt::Debug for Keys {
     }
 }
 
-/// Where a connection's keys appear once its DTLS handshake is done.
-pub type KeySlot = Arc<OnceLock<Keys>>;
+impl Drop for Keys {
+    fn drop(&mut self) {
+        self.material.zeroize();
+    }
+}
+
+/// Where a connection's keys appear once its DTLS handshake is done; the SFU takes them out
+/// to make its `SrtpTx`, so only the derived session keys stay in memory.
+pub type KeySlot = Arc<Mutex<Option<Keys>>>;
+
+/// Takes the keys out of a slot, once they are there.
+pub fn take(slot: &KeySlot) -> Option<Keys> {
+    slot.lock().ok()?.take()
+}
 
 thread_local! {
     /// The slot of the DTLS instance made last on this thread (by `build`).
@@ -74,18 +87,17 @@ pub fn crypto() -> &'static CryptoProvider {
     &provider().0
 }
 
-/// Builds a connection from `config` whose SRTP keys will appear in the returned slot.
-pub fn build(config: &RtcConfig, now: Instant) -> (Rtc, KeySlot) {
+/// Builds a connection from `config` whose SRTP keys will appear in the returned slot;
+/// `None` if str0m did not make the connection's DTLS instance while building it (as 0.25
+/// does), so its keys could never be seen.
+pub fn build(config: &RtcConfig, now: Instant) -> Option<(Rtc, KeySlot)> {
     MADE.with(|m| m.borrow_mut().take());
     let rtc = config
         .clone()
         .set_crypto_provider(provider().1.clone())
         .build(now);
-    // str0m makes the connection's one DTLS instance while building it.
-    let slot = MADE
-        .with(|m| m.borrow_mut().take())
-        .expect("building an Rtc makes its DTLS instance");
-    (rtc, slot)
+    let slot = MADE.with(|m| m.borrow_mut().take())?;
+    Some((rtc, slot))
 }
 
 #[derive(Debug)]
@@ -134,8 +146,10 @@ impl DtlsInstance for KeyTapped {
 
     fn poll_output<'a>(&mut self, buf: &'a mut [u8]) -> DtlsOutput<'a> {
         let out = self.inner.poll_output(buf);
-        if let DtlsOutput::KeyingMaterial(material, profile) = &out {
-            let _ = self.slot.set(Keys {
+        if let DtlsOutput::KeyingMaterial(material, profile) = &out
+            && let Ok(mut slot) = self.slot.lock()
+        {
+            *slot = Some(Keys {
                 profile: *profile,
                 material: material.to_vec(),
                 client: self.inner.is_active(),
@@ -290,8 +304,11 @@ impl SrtpTx {
                 iv[..14].copy_from_slice(&self.salt);
                 xor(&mut iv[4..8], &ssrc.to_be_bytes());
                 xor(&mut iv[8..14], &index.to_be_bytes()[2..]);
-                out.resize(header_len + payload.len(), 0);
+                // The provider's counter mode may write up to a block past the input's length
+                // (str0m's trait asks for 15 spare bytes); only the input's length is kept.
+                out.resize(header_len + payload.len() + 15, 0);
                 cipher.encrypt(&iv, payload, &mut out[header_len..])?;
+                out.truncate(header_len + payload.len());
                 let tag = hmac.sha1_hmac(&auth[..], &[out.as_slice(), &roc.to_be_bytes()]);
                 out.extend_from_slice(&tag[..CM_TAG]);
             }
