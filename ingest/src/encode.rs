@@ -21,6 +21,9 @@ pub struct OpusTrackEncoder {
     pushed: u64,
     encoded: u64,
     packets: u64,
+    /// Set by `finish`: the last frames stay on one page with the end of stream, so the end
+    /// granule that trims the padded last frame is never below a page already written.
+    finishing: bool,
 }
 
 impl std::fmt::Debug for OpusTrackEncoder {
@@ -68,6 +71,7 @@ impl OpusTrackEncoder {
             pushed: 0,
             encoded: 0,
             packets: 0,
+            finishing: false,
         })
     }
 
@@ -99,7 +103,7 @@ impl OpusTrackEncoder {
         self.encoded += FRAME as u64;
         self.packets += 1;
         self.writer.push(self.packet[..n].to_vec(), self.encoded)?;
-        if self.packets.is_multiple_of(PACKETS_PER_PAGE) {
+        if self.packets.is_multiple_of(PACKETS_PER_PAGE) && !self.finishing {
             self.writer.flush()?;
             self.file.append(&self.writer.take_output())?;
         }
@@ -117,6 +121,7 @@ impl OpusTrackEncoder {
         // Push the look-ahead out of the encoder with silence, then pad the last frame.
         let tail = vec![0.0f32; self.pre_skip as usize];
         let pushed = self.pushed;
+        self.finishing = true;
         self.push(&tail)?;
         if !self.pending.is_empty() {
             let mut frame = std::mem::take(&mut self.pending);
@@ -127,5 +132,44 @@ impl OpusTrackEncoder {
         self.file.append(&self.writer.take_output())?;
         self.file.sync()?;
         Ok(pushed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oggopus::{read_bytes, scan_pages};
+    use roomtape_core::MemoryStore;
+
+    /// Regression: when the padded last frame was the 50th of a page, that page went out with
+    /// the frame's whole length and the end-of-stream page trimmed back below it (granule
+    /// decreasing; opusinfo: "interior holes or more than one page of end trimming").
+    #[test]
+    fn the_end_is_trimmed_on_the_last_page_wherever_the_last_frame_falls() {
+        let store = MemoryStore::new();
+        let pre_skip = OpusTrackEncoder::new(&store, "t", 32_000, opus::Application::Voip, vec![])
+            .unwrap()
+            .pre_skip;
+        // The padded last frame is the 400th, ends page 8, or lands anywhere else.
+        let ends = [399 * 960 + 120, 400 * 960, 400 * 960 + 1, 37 * 960 + 500];
+        for end in ends {
+            let pushed = end - pre_skip;
+            let mut enc =
+                OpusTrackEncoder::new(&store, "t", 32_000, opus::Application::Voip, vec![])
+                    .unwrap();
+            enc.push(&vec![0.1f32; pushed as usize]).unwrap();
+            assert_eq!(enc.finish().unwrap(), pushed);
+            let bytes = store.get("t").unwrap();
+            let pages = scan_pages(&bytes);
+            let granules: Vec<u64> = pages.iter().map(|p| p.granule).collect();
+            assert!(granules.is_sorted(), "{end}: {granules:?}");
+            assert_eq!(*granules.last().unwrap(), end, "{end}");
+            let mut r = read_bytes(&bytes).unwrap();
+            let mut total = 0u64;
+            while let Some(p) = r.next_packet().unwrap() {
+                total += u64::from(p.samples);
+            }
+            assert_eq!(total, end, "{end}");
+        }
     }
 }
