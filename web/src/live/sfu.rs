@@ -103,19 +103,17 @@ struct Peer {
     /// Something changed while an offer was out: offer again after the answer.
     renegotiate: bool,
     created: Instant,
-    connected: bool,
     deadline: Instant,
     /// A tag for the recorder's stream identity: a new one each time they go on stage.
     ssrc_tag: u32,
     level_at: Option<Instant>,
-    /// Where the connection's SRTP keys appear after its DTLS handshake, and the sending
-    /// context made from them.
+    /// Where the connection's SRTP keys appear during its DTLS handshake.
     keys: KeySlot,
+    /// The sending context made from them once the connection is up (str0m's `Connected`):
+    /// `None` until then.
     srtp: Option<SrtpTx>,
     /// The address str0m sends this connection's DTLS and RTCP to (ICE's nominated pair).
     dest: Option<SocketAddr>,
-    /// The source of a STUN check being handled that nominates its pair (USE-CANDIDATE).
-    nominating: Option<SocketAddr>,
 }
 
 /// A send-only track carrying one speaker to one listener, and how the speaker's sequence
@@ -309,16 +307,10 @@ impl Sfu {
         let Some(p) = self.peers.get_mut(&conn) else {
             return;
         };
-        if nominates(data) {
-            p.nominating = Some(src);
-        }
         if let Err(e) = p.rtc.handle_input(input) {
             tracing::debug!(conn, "bad input: {e}");
         }
-        self.drive(conn);
-        if let Some(p) = self.peers.get_mut(&conn) {
-            p.nominating = None;
-        }
+        self.drive(conn, nominates(data).then_some(src));
     }
 
     fn timeouts(&mut self, now: Instant) {
@@ -333,19 +325,20 @@ impl Sfu {
             if p.deadline != t {
                 continue;
             }
-            if !p.connected && now.duration_since(p.created) > CONNECT_TIMEOUT {
+            if p.srtp.is_none() && now.duration_since(p.created) > CONNECT_TIMEOUT {
                 self.gone(conn, "the audio connection did not come up");
                 continue;
             }
             let _ = p.rtc.handle_input(Input::Timeout(now));
-            self.drive(conn);
+            self.drive(conn, None);
         }
     }
 
     /// Drains one peer's output: sends its packets, handles its events, re-arms its timer.
     /// A timeout str0m wants now (it asks after most writes) is answered here, a few times,
-    /// rather than by a round trip through the timer set.
-    fn drive(&mut self, conn: ConnId) {
+    /// rather than by a round trip through the timer set. `nominating` is the source of the
+    /// datagram just handled if it was a STUN check nominating its pair.
+    fn drive(&mut self, conn: ConnId, nominating: Option<SocketAddr>) {
         let mut events = Vec::new();
         let Some(p) = self.peers.get_mut(&conn) else {
             return;
@@ -368,7 +361,7 @@ impl Sfu {
                     // (0x0101) to a check that nominates its pair moves the pair at once.
                     let c = &t.contents[..];
                     if c.first().is_some_and(|b| *b >= 20)
-                        || (p.nominating == Some(t.destination) && c.starts_with(&[0x01, 0x01]))
+                        || (nominating == Some(t.destination) && c.starts_with(&[0x01, 0x01]))
                     {
                         p.dest = Some(t.destination);
                     }
@@ -397,9 +390,16 @@ impl Sfu {
 
     fn event(&mut self, conn: ConnId, e: Event) {
         match e {
+            // str0m reports it once DTLS is done, the keys exported and the peer's certificate
+            // checked against its fingerprint.
             Event::Connected => {
                 if let Some(p) = self.peers.get_mut(&conn) {
-                    p.connected = true;
+                    let keys = srtp::take(&p.keys);
+                    p.srtp = keys.as_ref().and_then(|k| SrtpTx::new(srtp::crypto(), k));
+                    if p.srtp.is_none() {
+                        // It times out like a connection that never came up.
+                        tracing::warn!(conn, ?keys, "no SRTP context to forward audio with");
+                    }
                 }
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -457,18 +457,11 @@ impl Sfu {
             .map(|l| (l, ext.voice_activity.unwrap_or(false)));
         // Every track is negotiated from our one Opus payload type, so it is the speaker's too.
         let pt = *d.header.payload_type;
-        let crypto = srtp::crypto();
         for l in listeners {
             // A closed connection (it leaves with its next timer) gets nothing more.
             let Some(lp) = self.peers.get_mut(&l).filter(|p| p.rtc.is_alive()) else {
                 continue;
             };
-            if lp.srtp.is_none()
-                && let Some(k) = srtp::take(&lp.keys)
-            {
-                lp.srtp = SrtpTx::new(crypto, &k);
-                tracing::debug!(conn = l, keys = ?k, ok = lp.srtp.is_some(), "SRTP sending");
-            }
             // Not connected yet: a live room has nothing to hold back for later.
             let (Some(tx), Some(dest)) = (lp.srtp.as_mut(), lp.dest) else {
                 continue;
@@ -633,14 +626,12 @@ impl Sfu {
                 renegotiate: false,
                 mic_live: false,
                 created: now,
-                connected: false,
                 deadline: now,
                 ssrc_tag: tag,
                 level_at: None,
                 keys,
                 srtp: None,
                 dest: None,
-                nominating: None,
             },
         );
         self.timers.insert((now, conn));
@@ -776,7 +767,7 @@ impl Sfu {
             sdp: offer.to_sdp_string(),
             mic,
         }));
-        self.drive(conn);
+        self.drive(conn, None);
     }
 
     fn answer(&mut self, conn: ConnId, sdp: &str) {
@@ -816,7 +807,7 @@ impl Sfu {
             }
         }
         let again = std::mem::take(&mut p.renegotiate);
-        self.drive(conn);
+        self.drive(conn, None);
         if again {
             self.negotiate(conn);
         }

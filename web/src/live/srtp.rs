@@ -72,7 +72,7 @@ fn provider() -> &'static (CryptoProvider, Arc<CryptoProvider>) {
     PROVIDER.get_or_init(|| {
         let base = str0m::crypto::from_feature_flags();
         let tap = TAP.get_or_init(|| KeyTap {
-            inner: Box::leak(Box::new(base.clone())).dtls_provider,
+            inner: base.dtls_provider,
         });
         let wrapped = CryptoProvider {
             dtls_provider: tap,
@@ -201,8 +201,13 @@ enum Seal {
         auth: [u8; 20],
         hmac: &'static dyn Sha1HmacProvider,
     },
-    Gcm128(Box<dyn AeadAes128GcmCipher>),
-    Gcm256(Box<dyn AeadAes256GcmCipher>),
+    Gcm(Gcm),
+}
+
+/// AEAD AES-GCM (RFC 7714): the same packet layout and IV for both key sizes.
+enum Gcm {
+    Aes128(Box<dyn AeadAes128GcmCipher>),
+    Aes256(Box<dyn AeadAes256GcmCipher>),
 }
 
 /// The sending half of one connection's SRTP: session keys derived once, then one seal per
@@ -252,26 +257,29 @@ impl SrtpTx {
         master_salt: &[u8],
     ) -> Self {
         let srtp = crypto.srtp_provider;
+        let session = |label, out: &mut [u8]| derive(srtp, master, master_salt, label, out);
         let mut salt = [0u8; 14];
-        derive(
-            srtp,
-            master,
-            master_salt,
-            LABEL_SALT,
-            &mut salt[..master_salt.len()],
-        );
-        let seal = if profile == SrtpProfile::AEAD_AES_256_GCM {
-            let mut key = [0u8; 32];
-            derive(srtp, master, master_salt, LABEL_KEY, &mut key);
-            Seal::Gcm256(srtp.aead_aes_256_gcm().create_cipher(key, true))
-        } else {
-            let mut key = [0u8; 16];
-            derive(srtp, master, master_salt, LABEL_KEY, &mut key);
-            if profile == SrtpProfile::AEAD_AES_128_GCM {
-                Seal::Gcm128(srtp.aead_aes_128_gcm().create_cipher(key, true))
-            } else {
+        session(LABEL_SALT, &mut salt[..master_salt.len()]);
+        let seal = match profile {
+            SrtpProfile::AEAD_AES_256_GCM => {
+                let mut key = [0u8; 32];
+                session(LABEL_KEY, &mut key);
+                Seal::Gcm(Gcm::Aes256(
+                    srtp.aead_aes_256_gcm().create_cipher(key, true),
+                ))
+            }
+            SrtpProfile::AEAD_AES_128_GCM => {
+                let mut key = [0u8; 16];
+                session(LABEL_KEY, &mut key);
+                Seal::Gcm(Gcm::Aes128(
+                    srtp.aead_aes_128_gcm().create_cipher(key, true),
+                ))
+            }
+            _ => {
+                let mut key = [0u8; 16];
+                session(LABEL_KEY, &mut key);
                 let mut auth = [0u8; 20];
-                derive(srtp, master, master_salt, LABEL_AUTH, &mut auth);
+                session(LABEL_AUTH, &mut auth);
                 Seal::Cm {
                     cipher: srtp.aes_128_cm_sha1_80().create_cipher(key, true),
                     auth,
@@ -312,15 +320,14 @@ impl SrtpTx {
                 let tag = hmac.sha1_hmac(&auth[..], &[out.as_slice(), &roc.to_be_bytes()]);
                 out.extend_from_slice(&tag[..CM_TAG]);
             }
-            Seal::Gcm128(cipher) => {
+            Seal::Gcm(gcm) => {
                 let iv = gcm_iv(&self.salt, ssrc, roc, index as u16);
                 out.resize(header_len + payload.len() + GCM_TAG, 0);
-                cipher.encrypt(&iv, header, payload, &mut out[header_len..])?;
-            }
-            Seal::Gcm256(cipher) => {
-                let iv = gcm_iv(&self.salt, ssrc, roc, index as u16);
-                out.resize(header_len + payload.len() + GCM_TAG, 0);
-                cipher.encrypt(&iv, header, payload, &mut out[header_len..])?;
+                let sealed = &mut out[header_len..];
+                match gcm {
+                    Gcm::Aes128(c) => c.encrypt(&iv, header, payload, sealed)?,
+                    Gcm::Aes256(c) => c.encrypt(&iv, header, payload, sealed)?,
+                }
             }
         }
         Ok(())
@@ -448,7 +455,9 @@ mod tests {
         let mut salt = [0u8; 14];
         salt[..12].copy_from_slice(&hex("517569642070726f2071756f"));
         let mut tx = SrtpTx {
-            seal: Seal::Gcm128(srtp.aead_aes_128_gcm().create_cipher(key, true)),
+            seal: Seal::Gcm(Gcm::Aes128(
+                srtp.aead_aes_128_gcm().create_cipher(key, true),
+            )),
             salt,
         };
         let plain = hex(
