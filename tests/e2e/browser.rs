@@ -152,6 +152,23 @@ fn voice(env: &Env, name: &str, text: &str, voice: &str) -> std::path::PathBuf {
     out
 }
 
+/// Clicks `css` once it is there. A live list (the hands, the stage) may be drawn again
+/// between finding the element and clicking it; then it is found again.
+async fn click(c: &Client, css: &str, what: &str) {
+    let start = Instant::now();
+    loop {
+        match wait_for(c, css, what).await.click().await {
+            Ok(_) => return,
+            Err(e)
+                if e.is_stale_element_reference() && start.elapsed() < Duration::from_secs(20) =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("clicking {what} ({css}): {e}"),
+        }
+    }
+}
+
 async fn wait_for(c: &Client, css: &str, what: &str) -> fantoccini::elements::Element {
     match c
         .wait()
@@ -318,16 +335,8 @@ fn a_live_room_in_two_browsers_is_recorded_per_speaker_and_transcribed() {
                 .click()
                 .await
                 .unwrap();
-            wait_for(&host, "#hands li button", "the raised hand")
-                .await
-                .click()
-                .await
-                .unwrap();
-            wait_for(&guest, "#accept:not([hidden])", "the invitation")
-                .await
-                .click()
-                .await
-                .unwrap();
+            click(&host, "#hands li button", "the raised hand").await;
+            click(&guest, "#accept:not([hidden])", "the invitation").await;
             until(&guest, "the guest on stage", |s| s["role"] == "speaker").await;
             until(&host, "two people on stage", |s| {
                 s["people"]
@@ -523,16 +532,8 @@ fn a_firefox_listener_on_a_phone_sized_screen_hears_takes_the_stage_and_is_recor
                 .click()
                 .await
                 .unwrap();
-            wait_for(&host, "#hands li button", "the raised hand")
-                .await
-                .click()
-                .await
-                .unwrap();
-            wait_for(&guest, "#accept:not([hidden])", "the invitation")
-                .await
-                .click()
-                .await
-                .unwrap();
+            click(&host, "#hands li button", "the raised hand").await;
+            click(&guest, "#accept:not([hidden])", "the invitation").await;
             until(&guest, "the guest on stage", |s| s["role"] == "speaker").await;
             assert_fits(&guest, "the room page with its speaker controls").await;
             let start = Instant::now();
