@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use roomtape_core::{
-    Catalog, Config, LocalStore, Room, RoomId, RoomState, Timestamp, User, Visibility,
+    AppendFile, ArchiveStore, Catalog, Config, LocalStore, RecordingState, Room, RoomId, RoomState,
+    Timestamp, User, Visibility,
 };
 use roomtape_search::SearchIndex;
 use roomtape_web::live::client::MediaClient;
@@ -31,11 +32,16 @@ struct Server {
 }
 
 async fn server() -> Server {
+    server_with(|dir| Arc::new(LocalStore::new(dir.join("archives")).unwrap())).await
+}
+
+/// A server whose archives go to the store `store` makes in the server's directory.
+async fn server_with(store: impl FnOnce(&std::path::Path) -> Arc<dyn ArchiveStore>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let catalog = Catalog::open(&dir.path().join("catalog.sqlite"))
         .await
         .unwrap();
-    let store = Arc::new(LocalStore::new(dir.path().join("archives")).unwrap());
+    let store = store(dir.path());
     let config = Config::default();
     let (media, addr) = sfu::start("127.0.0.1:0", "127.0.0.1").await.unwrap();
     let live = Live::new(
@@ -687,4 +693,267 @@ async fn the_speaking_indicator_follows_the_audio_level() {
     let m = b.expect("speaking").await;
     assert_eq!(m["users"], json!([]), "{m}");
     assert!(host.sent() > sent, "frames kept coming while she was quiet");
+}
+
+/// Everything a client received within `window` (answering nothing).
+async fn drain(ws: &mut Ws, window: Duration) -> Vec<Value> {
+    let mut got = Vec::new();
+    let end = tokio::time::Instant::now() + window;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(end, ws.s.next()).await {
+        if let Message::Text(t) = m {
+            got.push(ws.learn(serde_json::from_str(&t).unwrap()));
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_flooding_the_room_costs_the_others_nothing() {
+    let srv = server().await;
+    let (ana, ana_c) = srv.user("Ana").await;
+    let (_, lea_c) = srv.user("Lea").await;
+    let (_, max_c) = srv.user("Max").await;
+    let room = srv.room(&ana, Visibility::Public).await;
+    let (mut hws, host) = media_join(&srv, &ana_c, room.id, true).await;
+    let (mut lws, lea) = media_join(&srv, &lea_c, room.id, false).await;
+    hws.send(json!({"type": "start_recording"})).await;
+    pump(
+        &mut [(&mut hws, &host), (&mut lws, &lea)],
+        Duration::from_secs(10),
+        || lea.received() >= 50,
+    )
+    .await;
+    assert!(lea.received() >= 50, "the listener hears the host");
+    let mut max = srv.join(&max_c, room.id).await;
+    drain(&mut hws, Duration::from_millis(300)).await;
+    drain(&mut lws, Duration::from_millis(300)).await;
+
+    // Ten thousand hand toggles, as fast as the socket takes them.
+    for i in 0..10_000 {
+        let t = if i % 2 == 0 {
+            "raise_hand"
+        } else {
+            "lower_hand"
+        };
+        let m = Message::text(json!({ "type": t }).to_string());
+        if max.s.feed(m).await.is_err() {
+            break;
+        }
+    }
+    let _ = max.s.flush().await;
+    // The flooder is told to slow down, then cut off: its connection alone.
+    let mut codes = Vec::new();
+    while let Some(m) = max.next().await {
+        if m["type"] == "error" {
+            codes.push(m["code"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(codes.contains(&"slow_down".to_string()), "{codes:?}");
+    assert_eq!(codes.last().map(String::as_str), Some("rate_limited"));
+
+    // The others saw a few changes at most (the flood's allowance, then Max leaving) and are
+    // all still here.
+    let seen = drain(&mut lws, Duration::from_secs(1)).await;
+    let presences = seen.iter().filter(|m| m["type"] == "presence").count();
+    assert!(
+        (1..=8).contains(&presences),
+        "{presences} presences: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|m| m["type"] != "ended" && m["type"] != "error")
+    );
+    let room_now: Vec<String> = lws.room().iter().map(|p| p["name"].to_string()).collect();
+    assert_eq!(room_now, ["\"Ana\"", "\"Lea\""]);
+    hws.send(json!({"type": "ping"})).await;
+    hws.expect("pong").await;
+    lws.send(json!({"type": "ping"})).await;
+    lws.expect("pong").await;
+
+    // Audio still flows to the listener, and the recording keeps the host's track.
+    let before = lea.received();
+    pump(
+        &mut [(&mut hws, &host), (&mut lws, &lea)],
+        Duration::from_secs(10),
+        || lea.received() >= before + 50,
+    )
+    .await;
+    assert!(
+        lea.received() >= before + 50,
+        "audio stopped after the flood"
+    );
+    hws.send(json!({"type": "stop_recording"})).await;
+    hws.expect("recording").await;
+    srv.live.settled().await;
+    let recs = srv.catalog.recordings().await.unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].state, RecordingState::Recorded, "{:?}", recs[0]);
+    let tracks = srv.catalog.tracks(recs[0].id).await.unwrap();
+    assert_eq!(tracks.len(), 1, "{tracks:?}");
+    assert!(tracks[0].duration_ms >= 1_000, "{tracks:?}");
+}
+
+/// A local store whose mix writing waits at a gate the test opens: a slow disk, or an hour of
+/// audio to mix, on demand.
+#[derive(Debug)]
+struct GatedStore {
+    inner: LocalStore,
+    open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl GatedStore {
+    fn release(open: &(std::sync::Mutex<bool>, std::sync::Condvar)) {
+        *open.0.lock().unwrap() = true;
+        open.1.notify_all();
+    }
+}
+
+impl ArchiveStore for GatedStore {
+    fn put_atomic(&self, key: &str, data: &[u8]) -> roomtape_core::Result<()> {
+        self.inner.put_atomic(key, data)
+    }
+    fn get(&self, key: &str) -> roomtape_core::Result<Vec<u8>> {
+        self.inner.get(key)
+    }
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> roomtape_core::Result<Vec<u8>> {
+        self.inner.get_range(key, offset, len)
+    }
+    fn size(&self, key: &str) -> roomtape_core::Result<u64> {
+        self.inner.size(key)
+    }
+    fn exists(&self, key: &str) -> roomtape_core::Result<bool> {
+        self.inner.exists(key)
+    }
+    fn open_append(&self, key: &str) -> roomtape_core::Result<Box<dyn AppendFile>> {
+        if key.ends_with(".partial") {
+            let (lock, cv) = &*self.open;
+            let open = lock.lock().unwrap();
+            let _open = cv
+                .wait_timeout_while(open, Duration::from_secs(60), |o| !*o)
+                .unwrap();
+        }
+        self.inner.open_append(key)
+    }
+    fn truncate_and_patch(
+        &self,
+        key: &str,
+        len: u64,
+        patch_offset: u64,
+        patch: &[u8],
+    ) -> roomtape_core::Result<()> {
+        self.inner.truncate_and_patch(key, len, patch_offset, patch)
+    }
+    fn list(&self, prefix: &str) -> roomtape_core::Result<Vec<String>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> roomtape_core::Result<()> {
+        self.inner.delete(key)
+    }
+    fn delete_dir(&self, prefix: &str) -> roomtape_core::Result<()> {
+        self.inner.delete_dir(prefix)
+    }
+    fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
+        self.inner.local_path(key)
+    }
+}
+
+/// The people a presence says changed.
+fn changed(m: &Value) -> impl Iterator<Item = &Value> {
+    m["changed"].as_array().into_iter().flatten()
+}
+
+/// Sends `msg` and waits for the first message `ok` accepts; the time it took.
+async fn answered(ws: &mut Ws, msg: Value, ok: impl Fn(&Value) -> bool) -> Duration {
+    let t = Instant::now();
+    ws.send(msg).await;
+    loop {
+        let m = ws.next().await.expect("still connected");
+        assert_ne!(m["type"], "error", "{m}");
+        if ok(&m) {
+            return t.elapsed();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_answers_while_a_recording_is_being_finished() {
+    let open = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let gate = open.clone();
+    let srv = server_with(move |dir| {
+        Arc::new(GatedStore {
+            inner: LocalStore::new(dir.join("archives")).unwrap(),
+            open: gate,
+        })
+    })
+    .await;
+    let (ana, ana_c) = srv.user("Ana").await;
+    let (_, bo_c) = srv.user("Bo").await;
+    let (_, cy_c) = srv.user("Cy").await;
+    let room = srv.room(&ana, Visibility::Public).await;
+    let (mut hws, host) = media_join(&srv, &ana_c, room.id, true).await;
+    let (mut bws, bo) = media_join(&srv, &bo_c, room.id, false).await;
+    hws.send(json!({"type": "start_recording"})).await;
+    pump(
+        &mut [(&mut hws, &host), (&mut bws, &bo)],
+        Duration::from_secs(10),
+        || bo.received() >= 50,
+    )
+    .await;
+    drain(&mut hws, Duration::from_millis(200)).await;
+    drain(&mut bws, Duration::from_millis(200)).await;
+
+    // The host stops; finishing is held at the gate for as long as this test likes.
+    answered(&mut hws, json!({"type": "stop_recording"}), |m| {
+        m["type"] == "recording" && m["on"] == false
+    })
+    .await;
+    let t = Instant::now();
+    while srv.live.finishing() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut times = Vec::new();
+    // A hand, a mute, a ping, a join: each answered at once.
+    times.push(
+        answered(&mut bws, json!({"type": "raise_hand"}), |m| {
+            m["type"] == "presence" && changed(m).any(|p| p["hand"] == true)
+        })
+        .await,
+    );
+    times.push(
+        answered(&mut hws, json!({"type": "set_muted", "muted": true}), |m| {
+            m["type"] == "presence" && changed(m).any(|p| p["muted"] == true)
+        })
+        .await,
+    );
+    times.push(answered(&mut hws, json!({"type": "ping"}), |m| m["type"] == "pong").await);
+    let t = Instant::now();
+    let mut cy = srv.join(&cy_c, room.id).await;
+    times.push(t.elapsed());
+    assert_eq!(
+        srv.live.finishing(),
+        1,
+        "the recording was finished meanwhile"
+    );
+    for (what, took) in ["hand", "mute", "ping", "join"].iter().zip(&times) {
+        assert!(*took < Duration::from_millis(100), "{what} took {took:?}");
+    }
+    // Ending the room does not wait either.
+    let took = answered(&mut hws, json!({"type": "end_room"}), |m| {
+        m["type"] == "ended"
+    })
+    .await;
+    assert!(took < Duration::from_millis(100), "ending took {took:?}");
+    cy.expect("ended").await;
+
+    // Open the gate: the recording is finished whole.
+    GatedStore::release(&open);
+    tokio::time::timeout(Duration::from_secs(30), srv.live.settled())
+        .await
+        .expect("finished");
+    let recs = srv.catalog.recordings().await.unwrap();
+    assert_eq!(recs[0].state, RecordingState::Recorded, "{:?}", recs[0]);
+    assert_eq!(srv.catalog.tracks(recs[0].id).await.unwrap().len(), 1);
+    let r = srv.catalog.room(room.id).await.unwrap();
+    assert_eq!(r.state, RoomState::Ended);
 }

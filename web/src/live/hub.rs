@@ -8,11 +8,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
-use roomtape_core::{Room, Speaker, SpeakerId, StoredRole, User, UserId};
+use roomtape_core::{Room, RoomId, Speaker, SpeakerId, StoredRole, User, UserId};
 
+use super::outbox::Outbox;
 use super::protocol::{ClientMsg, Person, Role, ServerMsg, VERSION};
 use super::recording::{RecordingInfo, RecordingSession};
 use super::{ConnId, Live, MediaCmd, MediaEvent};
+
+/// Messages the room task takes in one turn before it tells everyone what changed: a burst of
+/// changes costs each member one presence, and the task still yields now and then.
+const BATCH: usize = 512;
 
 /// Messages to a room's task.
 #[derive(Debug)]
@@ -21,7 +26,7 @@ pub enum HubMsg {
         conn: ConnId,
         user: User,
         role: Role,
-        out: mpsc::Sender<ServerMsg>,
+        out: Arc<Outbox>,
     },
     Client {
         conn: ConnId,
@@ -31,6 +36,8 @@ pub enum HubMsg {
         conn: ConnId,
     },
     Media(MediaEvent),
+    /// The recording asked for has started (or could not); sent by the task that started it.
+    RecordingStarted(Result<RecordingSession, String>),
 }
 
 #[derive(Debug)]
@@ -43,7 +50,7 @@ struct Member {
     invited: bool,
     speaking: bool,
     hello: bool,
-    out: mpsc::Sender<ServerMsg>,
+    out: Arc<Outbox>,
 }
 
 /// A running room's handle.
@@ -57,22 +64,50 @@ pub struct HubHandle {
     pub pending: Arc<AtomicUsize>,
 }
 
+/// The recording, as the room sees it.
+#[derive(Debug)]
+enum Rec {
+    Off,
+    /// Asked for by `by`; the task starting it reports back. `stop`: stopped (or the room
+    /// ended) meanwhile, so it is finished as soon as it exists.
+    Starting {
+        by: ConnId,
+        stop: bool,
+    },
+    On(RecordingSession),
+}
+
+/// A catalog write of the room's, made in order by a task beside it.
+#[derive(Debug)]
+enum Persist {
+    Role {
+        user: UserId,
+        role: Option<StoredRole>,
+    },
+    End,
+}
+
 pub(super) struct Hub {
     room: Room,
     live: Arc<Live>,
     members: Vec<Member>,
     /// The room as the last presence showed it, by person: what the next one is a change from.
     shown: HashMap<UserId, Person>,
-    recording: Option<RecordingSession>,
+    /// Someone changed since the last presence.
+    dirty: bool,
+    recording: Rec,
     count: Arc<AtomicUsize>,
     pending: Arc<AtomicUsize>,
     rx: mpsc::UnboundedReceiver<HubMsg>,
     self_tx: mpsc::UnboundedSender<HubMsg>,
+    persist: mpsc::UnboundedSender<Persist>,
 }
 
 impl Hub {
     pub(super) fn spawn(room: Room, live: Arc<Live>) -> HubHandle {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (persist, persist_rx) = mpsc::unbounded_channel();
+        tokio::spawn(persist_loop(live.clone(), room.id, persist_rx));
         let count = Arc::new(AtomicUsize::new(0));
         let pending = Arc::new(AtomicUsize::new(0));
         let hub = Hub {
@@ -80,39 +115,33 @@ impl Hub {
             live,
             members: Vec::new(),
             shown: HashMap::new(),
-            recording: None,
+            dirty: false,
+            recording: Rec::Off,
             count: count.clone(),
             pending: pending.clone(),
             rx,
             self_tx: tx.clone(),
+            persist,
         };
         tokio::spawn(hub.run());
         HubHandle { tx, count, pending }
     }
 
+    /// Takes what has arrived (up to a batch), applies it in order, then tells everyone what
+    /// changed, once. Nothing here waits for anything but the next message: slow work runs
+    /// beside the room and reports back as a message.
     async fn run(mut self) {
-        while let Some(m) = self.rx.recv().await {
-            let ended = match m {
-                HubMsg::Join {
-                    conn,
-                    user,
-                    role,
-                    out,
-                } => {
-                    self.pending.fetch_sub(1, Ordering::AcqRel);
-                    self.join(conn, user, role, out);
-                    false
+        let mut batch = Vec::with_capacity(BATCH);
+        while self.rx.recv_many(&mut batch, BATCH).await > 0 {
+            let mut ended = false;
+            for m in batch.drain(..) {
+                if ended {
+                    self.after_end(m);
+                } else {
+                    ended = self.handle(m);
                 }
-                HubMsg::Client { conn, msg } => self.client(conn, msg).await,
-                HubMsg::Leave { conn } => {
-                    self.leave(conn);
-                    false
-                }
-                HubMsg::Media(e) => {
-                    self.media(e);
-                    false
-                }
-            };
+            }
+            self.flush_presence();
             self.count.store(self.members.len(), Ordering::Relaxed);
             if ended || self.members.is_empty() {
                 // Nobody left: stop recording and let the room task go; a newcomer starts
@@ -122,8 +151,51 @@ impl Hub {
                 }
             }
         }
-        self.stop_recording().await;
+        self.rx.close();
+        while let Ok(m) = self.rx.try_recv() {
+            self.after_end(m);
+        }
+        self.stop_recording();
         self.live.retire(self.room.id, &self.self_tx);
+    }
+
+    /// Handles one message; true when the room ended.
+    fn handle(&mut self, m: HubMsg) -> bool {
+        match m {
+            HubMsg::Join {
+                conn,
+                user,
+                role,
+                out,
+            } => {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
+                self.join(conn, user, role, out);
+            }
+            HubMsg::Client { conn, msg } => return self.client(conn, msg),
+            HubMsg::Leave { conn } => self.leave(conn),
+            HubMsg::Media(e) => self.media(e),
+            HubMsg::RecordingStarted(r) => self.recording_started(r),
+        }
+        false
+    }
+
+    /// A message that arrived after the room task decided to stop: a recording that started
+    /// meanwhile is finished, a newcomer is told the room is gone.
+    fn after_end(&mut self, m: HubMsg) {
+        match m {
+            HubMsg::RecordingStarted(r) => {
+                if let Rec::Starting { by, .. } = self.recording {
+                    self.recording = Rec::Starting { by, stop: true };
+                }
+                self.recording_started(r);
+            }
+            HubMsg::Join { out, .. } => {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
+                let _ = out.push(ServerMsg::Ended);
+                out.close();
+            }
+            _ => {}
+        }
     }
 
     fn idx(&self, conn: ConnId) -> Option<usize> {
@@ -152,29 +224,33 @@ impl Hub {
             .collect()
     }
 
+    /// A message for one member alone.
     fn send(&self, i: usize, msg: ServerMsg) {
-        // A client that cannot keep up loses its connection rather than slowing the room.
-        if self.members[i].out.try_send(msg).is_err() {
-            tracing::debug!(
-                conn = self.members[i].conn,
-                "client is not reading; dropping it"
-            );
-            let _ = self.self_tx.send(HubMsg::Leave {
-                conn: self.members[i].conn,
-            });
+        let m = &self.members[i];
+        // Its own messages are few (answers to what it asked, rate-limited by its connection),
+        // so a full queue means it stopped reading: it goes, and nobody else notices.
+        if m.out.push(msg).is_err() {
+            tracing::debug!(conn = m.conn, "client is not reading; dropping it");
+            m.out.close();
+            let _ = self.self_tx.send(HubMsg::Leave { conn: m.conn });
         }
     }
 
     /// Tells everyone who changed since the last presence: in a room of thousands, a join
-    /// costs one small message each, not the whole audience each.
-    fn broadcast_presence(&mut self) {
+    /// costs one small change each, not the whole audience each. Members that have not taken
+    /// the last one yet get this one merged into it.
+    fn flush_presence(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
         let now = self.people();
-        let mut changed: Vec<Person> = now
+        let changed: Vec<Person> = now
             .values()
             .filter(|p| self.shown.get(&p.id) != Some(*p))
             .cloned()
             .collect();
-        let mut gone: Vec<UserId> = self
+        let gone: Vec<UserId> = self
             .shown
             .keys()
             .filter(|id| !now.contains_key(id))
@@ -184,27 +260,20 @@ impl Hub {
         if changed.is_empty() && gone.is_empty() {
             return;
         }
-        by_stage_then_name(&mut changed);
-        gone.sort_unstable();
-        self.broadcast(ServerMsg::Presence { changed, gone });
-    }
-
-    fn broadcast(&self, msg: ServerMsg) {
-        for i in 0..self.members.len() {
-            if self.members[i].hello {
-                self.send(i, msg.clone());
-            }
+        for m in self.members.iter().filter(|m| m.hello) {
+            m.out.presence(&changed, &gone);
         }
     }
 
-    fn join(&mut self, conn: ConnId, user: User, role: Role, out: mpsc::Sender<ServerMsg>) {
+    fn join(&mut self, conn: ConnId, user: User, role: Role, out: Arc<Outbox>) {
         // One connection per person: a second tab takes over.
         if let Some(i) = self.by_user(user.id) {
             let old = self.members.remove(i);
-            let _ = old.out.try_send(ServerMsg::error(
+            let _ = old.out.push(ServerMsg::error(
                 "replaced",
                 "you joined this room from another window",
             ));
+            old.out.close();
             self.live.media(MediaCmd::Leave { conn: old.conn });
         }
         self.members.push(Member {
@@ -222,9 +291,10 @@ impl Hub {
 
     fn leave(&mut self, conn: ConnId) {
         if let Some(i) = self.idx(conn) {
-            self.members.remove(i);
+            let m = self.members.remove(i);
+            m.out.close();
             self.live.media(MediaCmd::Leave { conn });
-            self.broadcast_presence();
+            self.dirty = true;
         }
     }
 
@@ -249,13 +319,15 @@ impl Hub {
                     m.speaking = now;
                 }
                 if changed {
-                    let users = self
+                    let users: Vec<UserId> = self
                         .members
                         .iter()
                         .filter(|m| m.speaking)
                         .map(|m| m.user.id)
                         .collect();
-                    self.broadcast(ServerMsg::Speaking { users });
+                    for m in self.members.iter().filter(|m| m.hello) {
+                        m.out.speaking(&users);
+                    }
                 }
             }
         }
@@ -269,7 +341,7 @@ impl Hub {
     }
 
     /// Handles one client message; true when the room ended.
-    async fn client(&mut self, conn: ConnId, msg: ClientMsg) -> bool {
+    fn client(&mut self, conn: ConnId, msg: ClientMsg) -> bool {
         let Some(me) = self.idx(conn) else {
             return false;
         };
@@ -280,7 +352,8 @@ impl Hub {
                     // Everyone else first hears of the newcomer (and of anything else not yet
                     // shown); the newcomer's welcome is then exactly what the next presence
                     // is a change from.
-                    self.broadcast_presence();
+                    self.dirty = true;
+                    self.flush_presence();
                     self.members[me].hello = true;
                     let m = &self.members[me];
                     let mut people: Vec<Person> = self.shown.values().cloned().collect();
@@ -290,7 +363,7 @@ impl Hub {
                         you: m.user.id,
                         role: m.role,
                         title: self.room.title.clone(),
-                        recording: self.recording.is_some(),
+                        recording: matches!(self.recording, Rec::On(_)),
                         people,
                     };
                     self.send(me, welcome);
@@ -302,7 +375,7 @@ impl Hub {
                         publish: m.role.on_stage(),
                         events: self.self_tx.clone(),
                     });
-                    if let Some(r) = &self.recording {
+                    if let Rec::On(r) = &self.recording {
                         self.live.media(MediaCmd::Tap {
                             room: self.room.id,
                             tap: Some(r.tap()),
@@ -331,7 +404,7 @@ impl Hub {
                     self.send(me, refuse("forbidden", "only listeners raise hands"));
                 } else {
                     self.members[me].hand = msg == ClientMsg::RaiseHand;
-                    self.broadcast_presence();
+                    self.dirty = true;
                 }
             }
             ClientMsg::InviteToSpeak { user } => {
@@ -351,7 +424,7 @@ impl Hub {
                 if role != Role::Listener || !self.members[me].invited {
                     self.send(me, refuse("forbidden", "nobody invited you to speak"));
                 } else {
-                    self.set_role(me, Role::Speaker).await;
+                    self.set_role(me, Role::Speaker);
                 }
             }
             ClientMsg::DeclineInvite => {
@@ -366,7 +439,7 @@ impl Hub {
                         conn,
                         forward: !muted,
                     });
-                    self.broadcast_presence();
+                    self.dirty = true;
                 }
             }
             ClientMsg::Mute { user } => {
@@ -383,7 +456,7 @@ impl Hub {
                         forward: false,
                     });
                     self.send(t, ServerMsg::Muted { by: name });
-                    self.broadcast_presence();
+                    self.dirty = true;
                 }
             }
             ClientMsg::MoveToAudience { user } => {
@@ -391,7 +464,7 @@ impl Hub {
                     if role == Role::Host {
                         self.send(me, refuse("forbidden", "the host stays on stage"));
                     } else if role.on_stage() {
-                        self.set_role(me, Role::Listener).await;
+                        self.set_role(me, Role::Listener);
                     }
                     return false;
                 }
@@ -399,28 +472,24 @@ impl Hub {
                     return false;
                 };
                 if self.members[t].role.on_stage() {
-                    self.set_role(t, Role::Listener).await;
+                    self.set_role(t, Role::Listener);
                 }
             }
             ClientMsg::MakeCohost { user } => {
                 let Some(t) = self.target(me, user) else {
                     return false;
                 };
-                self.set_role(t, Role::Cohost).await;
+                self.set_role(t, Role::Cohost);
             }
             ClientMsg::Remove { user } => {
                 let Some(t) = self.target(me, user) else {
                     return false;
                 };
                 let uid = self.members[t].user.id;
-                if let Err(e) = self
-                    .live
-                    .catalog
-                    .set_room_role(self.room.id, uid, Some(StoredRole::Removed))
-                    .await
-                {
-                    tracing::error!("storing a removal failed: {e}");
-                }
+                let _ = self.persist.send(Persist::Role {
+                    user: uid,
+                    role: Some(StoredRole::Removed),
+                });
                 self.send(t, ServerMsg::Removed);
                 let c = self.members[t].conn;
                 self.leave(c);
@@ -429,22 +498,25 @@ impl Hub {
                 if role != Role::Host {
                     self.send(me, refuse("forbidden", "only the host records"));
                 } else if msg == ClientMsg::StartRecording {
-                    self.start_recording(me).await;
+                    self.start_recording(me);
                 } else {
-                    self.stop_recording().await;
-                    self.broadcast(ServerMsg::Recording { on: false });
+                    self.stop_recording();
+                    self.tell_recording(false);
                 }
             }
             ClientMsg::EndRoom => {
                 if !role.moderates() {
                     return self.deny(me);
                 }
-                if let Err(e) = self.live.catalog.end_room(self.room.id).await {
-                    tracing::error!("ending the room failed: {e}");
-                }
-                self.stop_recording().await;
-                self.broadcast(ServerMsg::Ended);
+                // Nobody enters from now on, whether or not the catalog has been told yet.
+                self.live.ending(self.room.id);
+                let _ = self.persist.send(Persist::End);
+                self.stop_recording();
                 for m in std::mem::take(&mut self.members) {
+                    if m.hello {
+                        let _ = m.out.push(ServerMsg::Ended);
+                    }
+                    m.out.close();
                     self.live.media(MediaCmd::Leave { conn: m.conn });
                 }
                 return true;
@@ -484,7 +556,7 @@ impl Hub {
         Some(t)
     }
 
-    async fn set_role(&mut self, i: usize, role: Role) {
+    fn set_role(&mut self, i: usize, role: Role) {
         let was = self.members[i].role;
         {
             let m = &mut self.members[i];
@@ -501,15 +573,11 @@ impl Hub {
             Role::Speaker => Some(StoredRole::Speaker),
             _ => None,
         };
-        let uid = self.members[i].user.id;
-        if role != Role::Host
-            && let Err(e) = self
-                .live
-                .catalog
-                .set_room_role(self.room.id, uid, stored)
-                .await
-        {
-            tracing::error!("storing a role failed: {e}");
+        if role != Role::Host {
+            let _ = self.persist.send(Persist::Role {
+                user: self.members[i].user.id,
+                role: stored,
+            });
         }
         if was.on_stage() != role.on_stage() {
             self.live.media(MediaCmd::SetPublish {
@@ -518,59 +586,116 @@ impl Hub {
             });
         }
         self.send(i, ServerMsg::Role { role });
-        self.broadcast_presence();
+        self.dirty = true;
     }
 
-    async fn start_recording(&mut self, me: usize) {
-        if self.recording.is_some() {
+    fn tell_recording(&self, on: bool) {
+        for m in self.members.iter().filter(|m| m.hello) {
+            m.out.recording(on);
+        }
+    }
+
+    /// Starts a recording beside the room (a catalog row, an archive, a thread); the room hears
+    /// back through `HubMsg::RecordingStarted`.
+    fn start_recording(&mut self, me: usize) {
+        if !matches!(self.recording, Rec::Off) {
             self.send(me, ServerMsg::error("invalid", "already recording"));
             return;
         }
+        self.recording = Rec::Starting {
+            by: self.members[me].conn,
+            stop: false,
+        };
         let info = RecordingInfo {
             room: Some(self.room.id),
             title: self.room.title.clone(),
             language: self.room.language.clone(),
             owner: self.room.host_id,
         };
-        match self.live.start_recording(info).await {
+        let live = self.live.clone();
+        let tx = self.self_tx.clone();
+        tokio::spawn(async move {
+            let r = live.start_recording(info).await.map_err(|e| e.to_string());
+            // A room that has gone meanwhile cannot take it: finish it here.
+            if let Err(mpsc::error::SendError(HubMsg::RecordingStarted(Ok(r)))) =
+                tx.send(HubMsg::RecordingStarted(r))
+            {
+                live.finish_beside(r);
+            }
+        });
+    }
+
+    fn recording_started(&mut self, r: Result<RecordingSession, String>) {
+        let Rec::Starting { by, stop } = std::mem::replace(&mut self.recording, Rec::Off) else {
+            // Nothing was asked for; cannot happen, but a recording must never be dropped.
+            if let Ok(r) = r {
+                self.live.finish_beside(r);
+            }
+            return;
+        };
+        match r {
+            Ok(r) if stop => self.live.finish_beside(r),
             Ok(r) => {
                 self.live.media(MediaCmd::Tap {
                     room: self.room.id,
                     tap: Some(r.tap()),
                 });
-                self.recording = Some(r);
-                self.broadcast(ServerMsg::Recording { on: true });
+                self.recording = Rec::On(r);
+                self.tell_recording(true);
             }
             Err(e) => {
                 tracing::error!("starting a recording failed: {e}");
-                self.send(
-                    me,
-                    ServerMsg::error(
-                        "recording",
-                        "the recording could not start; see the server log",
-                    ),
-                );
+                if let Some(i) = self.idx(by) {
+                    self.send(
+                        i,
+                        ServerMsg::error(
+                            "recording",
+                            "the recording could not start; see the server log",
+                        ),
+                    );
+                }
             }
         }
     }
 
-    async fn stop_recording(&mut self) {
-        if let Some(r) = self.recording.take() {
-            self.live.media(MediaCmd::Tap {
-                room: self.room.id,
-                tap: None,
-            });
-            let id = r.id();
-            match r.finish().await {
-                Ok(m) => tracing::info!(%id, tracks = m.tracks.len(), "recording finished"),
-                Err(e) => tracing::error!(%id, "recording failed: {e}"),
+    /// Stops recording now; the last pages, the mix and the catalog are finished beside the
+    /// room, which goes on at once.
+    fn stop_recording(&mut self) {
+        match std::mem::replace(&mut self.recording, Rec::Off) {
+            Rec::On(r) => {
+                self.live.media(MediaCmd::Tap {
+                    room: self.room.id,
+                    tap: None,
+                });
+                self.live.finish_beside(r);
+            }
+            Rec::Starting { by, .. } => self.recording = Rec::Starting { by, stop: true },
+            Rec::Off => {}
+        }
+    }
+}
+
+/// The room's catalog writes, in the order the room made them, beside the room.
+async fn persist_loop(live: Arc<Live>, room: RoomId, mut rx: mpsc::UnboundedReceiver<Persist>) {
+    while let Some(p) = rx.recv().await {
+        match p {
+            Persist::Role { user, role } => {
+                if let Err(e) = live.catalog.set_room_role(room, user, role).await {
+                    tracing::error!(%room, "storing a role failed: {e}");
+                }
+            }
+            Persist::End => {
+                if let Err(e) = live.catalog.end_room(room).await {
+                    tracing::error!(%room, "ending the room failed: {e}");
+                }
+                live.ended(room);
             }
         }
     }
 }
 
 /// The order people are listed in: host, co-hosts, speakers, listeners; by name within each.
-fn by_stage_then_name(people: &mut [Person]) {
+pub(super) fn by_stage_then_name(people: &mut [Person]) {
     people.sort_by(|a, b| a.role.cmp(&b.role).then_with(|| a.name.cmp(&b.name)));
 }
 

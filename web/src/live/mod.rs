@@ -1,17 +1,19 @@
 //! Live rooms: the signaling protocol, one task per room holding its people and rules, the
 //! SFU that forwards their audio, and the recording tap.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use roomtape_core::{ArchiveStore, Catalog, Config, Room, RoomId, Speaker};
 
 pub mod client;
 pub mod hub;
+pub mod limits;
+pub mod outbox;
 pub mod protocol;
 pub mod recording;
 pub mod sfu;
@@ -106,6 +108,11 @@ pub struct Live {
     hubs: Mutex<HashMap<RoomId, HubHandle>>,
     media: Option<mpsc::UnboundedSender<MediaCmd>>,
     next_conn: AtomicU64,
+    /// Rooms a host ended whose catalog row does not say so yet: nobody enters them.
+    ending: Mutex<HashSet<RoomId>>,
+    /// Recordings being finished beside their rooms, and a wake-up when one is done.
+    finishing: AtomicUsize,
+    finished: Notify,
 }
 
 impl Live {
@@ -123,6 +130,9 @@ impl Live {
             hubs: Mutex::new(HashMap::new()),
             media,
             next_conn: AtomicU64::new(1),
+            ending: Mutex::new(HashSet::new()),
+            finishing: AtomicUsize::new(0),
+            finished: Notify::new(),
         })
     }
 
@@ -194,6 +204,57 @@ impl Live {
     pub(crate) fn media(&self, cmd: MediaCmd) {
         if let Some(m) = &self.media {
             let _ = m.send(cmd);
+        }
+    }
+
+    fn ending_rooms(&self) -> std::sync::MutexGuard<'_, HashSet<RoomId>> {
+        self.ending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The room's host ended it: refuse newcomers until the catalog says so too.
+    pub(crate) fn ending(&self, room: RoomId) {
+        self.ending_rooms().insert(room);
+    }
+
+    /// The catalog now says the room ended (or failed to: then it is not ended).
+    pub(crate) fn ended(&self, room: RoomId) {
+        self.ending_rooms().remove(&room);
+    }
+
+    /// True while a room's end is being stored.
+    pub fn is_ending(&self, room: RoomId) -> bool {
+        self.ending_rooms().contains(&room)
+    }
+
+    /// Finishes a recording (last pages, mix, peaks, the job) on a task of its own, so the room
+    /// that stopped it goes on at once.
+    pub(crate) fn finish_beside(self: &Arc<Self>, r: RecordingSession) {
+        self.finishing.fetch_add(1, Ordering::AcqRel);
+        let live = self.clone();
+        tokio::spawn(async move {
+            let id = r.id();
+            match r.finish().await {
+                Ok(m) => tracing::info!(%id, tracks = m.tracks.len(), "recording finished"),
+                Err(e) => tracing::error!(%id, "recording failed: {e}"),
+            }
+            live.finishing.fetch_sub(1, Ordering::AcqRel);
+            live.finished.notify_waiters();
+        });
+    }
+
+    /// Recordings still being finished.
+    pub fn finishing(&self) -> usize {
+        self.finishing.load(Ordering::Acquire)
+    }
+
+    /// Waits until no recording is being finished (shutdown, tests).
+    pub async fn settled(&self) {
+        loop {
+            let done = self.finished.notified();
+            if self.finishing() == 0 {
+                return;
+            }
+            done.await;
         }
     }
 

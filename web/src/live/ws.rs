@@ -1,12 +1,18 @@
 //! `GET /rooms/<id>/ws`: a participant's signaling connection.
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use futures_util::SinkExt as _;
 use tokio::sync::mpsc;
 
 use super::hub::{HubMsg, role_of};
+use super::limits::{Kind, Limiter, Verdict};
+use super::outbox::Outbox;
 use super::protocol::{self, MAX_MESSAGE, ServerMsg};
 use crate::auth::{self, Session};
 use crate::rooms::{EntryQuery, entry, parse_room_id};
@@ -25,6 +31,13 @@ pub async fn handler(
         return Err(AppError::forbidden("cross-site WebSocket refused"));
     }
     let room = state.catalog.room(parse_room_id(&id)?).await?;
+    if state.live.is_ending(room.id) {
+        return Err(AppError::new(
+            StatusCode::GONE,
+            "ended",
+            "this room has ended",
+        ));
+    }
     let e = entry(
         &state,
         &room,
@@ -40,54 +53,79 @@ pub async fn handler(
         .on_upgrade(move |socket| async move {
             let hub = live.hub(&room);
             let conn = live.next_conn();
-            let (out_tx, out_rx) = mpsc::channel(256);
+            let out = Arc::new(Outbox::default());
             if hub
                 .tx
                 .send(HubMsg::Join {
                     conn,
                     user: session.user,
                     role: role_of(e),
-                    out: out_tx,
+                    out: out.clone(),
                 })
                 .is_err()
             {
                 return;
             }
-            run(socket, conn, hub.tx, out_rx).await;
+            run(socket, conn, hub.tx, &out).await;
         }))
 }
 
+/// Sends the room's news to the client as it comes (coalesced while the client is slow) and
+/// hands the client's messages to the room, within this connection's limits.
 async fn run(
     mut socket: WebSocket,
     conn: super::ConnId,
     hub: mpsc::UnboundedSender<HubMsg>,
-    mut out: mpsc::Receiver<ServerMsg>,
+    out: &Outbox,
 ) {
+    let mut limits = Limiter::new(Instant::now());
     loop {
         tokio::select! {
-            m = out.recv() => {
-                let Some(m) = m else { break };
-                let last = matches!(m, ServerMsg::Removed | ServerMsg::Ended)
-                    || matches!(&m, ServerMsg::Error { code, .. } if code == "replaced");
-                let Ok(text) = serde_json::to_string(&m) else { continue };
-                if socket.send(Message::Text(text.into())).await.is_err() || last {
+            batch = out.next() => {
+                let Some(batch) = batch else { break };
+                if send_all(&mut socket, &batch).await.is_err() {
                     break;
                 }
             }
             m = socket.recv() => {
                 let reply = match m {
-                    Some(Ok(Message::Text(t))) => match protocol::parse(t.as_str()) {
-                        Ok(msg) => {
-                            if hub.send(HubMsg::Client { conn, msg }).is_err() {
+                    Some(Ok(Message::Text(t))) => {
+                        let parsed = protocol::parse(t.as_str());
+                        let kind = parsed.as_ref().map_or(Kind::Invalid, Kind::of);
+                        match limits.check(kind, Instant::now()) {
+                            Verdict::Pass => match parsed {
+                                Ok(msg) => {
+                                    if hub.send(HubMsg::Client { conn, msg }).is_err() {
+                                        break;
+                                    }
+                                    None
+                                }
+                                Err(e) => Some(e),
+                            },
+                            Verdict::Drop { tell } => tell.then(slow_down),
+                            Verdict::Close => {
+                                tracing::info!(conn, "closing a connection that kept sending too fast");
+                                let _ = send_all(&mut socket, &[ServerMsg::error(
+                                    "rate_limited",
+                                    "too many messages; this connection is closed",
+                                )]).await;
+                                let _ = socket
+                                    .send(Message::Close(Some(CloseFrame {
+                                        code: close_code::POLICY,
+                                        reason: "too many messages".into(),
+                                    })))
+                                    .await;
                                 break;
                             }
-                            None
                         }
-                        Err(e) => Some(e),
-                    },
-                    Some(Ok(Message::Binary(_))) => {
-                        Some(ServerMsg::error("bad_message", "messages are JSON text"))
                     }
+                    Some(Ok(Message::Binary(_))) => match limits.check(Kind::Invalid, Instant::now()) {
+                        Verdict::Pass => {
+                            Some(ServerMsg::error("bad_message", "messages are JSON text"))
+                        }
+                        Verdict::Drop { tell } => tell.then(slow_down),
+                        Verdict::Close => break,
+                    },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Err(e)) => {
@@ -97,8 +135,7 @@ async fn run(
                     }
                 };
                 if let Some(r) = reply
-                    && let Ok(text) = serde_json::to_string(&r)
-                    && socket.send(Message::Text(text.into())).await.is_err()
+                    && send_all(&mut socket, &[r]).await.is_err()
                 {
                     break;
                 }
@@ -107,4 +144,22 @@ async fn run(
     }
     let _ = hub.send(HubMsg::Leave { conn });
     let _ = socket.send(Message::Close(None)).await;
+}
+
+fn slow_down() -> ServerMsg {
+    ServerMsg::error(
+        "slow_down",
+        "you are sending too fast; some messages were dropped",
+    )
+}
+
+/// Writes messages and flushes once.
+async fn send_all(socket: &mut WebSocket, msgs: &[ServerMsg]) -> Result<(), axum::Error> {
+    for m in msgs {
+        let Ok(text) = serde_json::to_string(m) else {
+            continue;
+        };
+        socket.feed(Message::Text(text.into())).await?;
+    }
+    socket.flush().await
 }
