@@ -576,6 +576,18 @@ pub enum BenchCommand {
         #[arg(long)]
         speakers: usize,
     },
+    /// One live room's task under a crowd: cost and delay of each change, drops
+    Room {
+        /// Members on WebSockets (the first is the host)
+        #[arg(long, default_value_t = 5000)]
+        members: usize,
+        /// Changes made one at a time (hands and mutes), timed to the last member
+        #[arg(long, default_value_t = 100)]
+        changes: usize,
+        /// Hands raised at once in the burst
+        #[arg(long, default_value_t = 500)]
+        burst: usize,
+    },
     /// Search indexing and query latency against SQLite FTS5 on a generated corpus
     Search {
         /// Hours of speech in the corpus (about 9,000 words an hour)
@@ -625,6 +637,11 @@ pub async fn bench(ctx: &Context, cmd: BenchCommand) -> anyhow::Result<()> {
             participants,
             speakers,
         } => crate::bench_fanout::server(participants, speakers).await,
+        BenchCommand::Room {
+            members,
+            changes,
+            burst,
+        } => crate::bench_room::run(members, changes, burst).await,
         BenchCommand::Search {
             hours,
             queries,

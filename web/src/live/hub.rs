@@ -2,7 +2,7 @@
 //! every rule about who may do what, checked here on the server. It tells the SFU what to
 //! forward and the recorder what to record, and everyone what changed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -93,8 +93,8 @@ pub(super) struct Hub {
     members: Vec<Member>,
     /// The room as the last presence showed it, by person: what the next one is a change from.
     shown: HashMap<UserId, Person>,
-    /// Someone changed since the last presence.
-    dirty: bool,
+    /// People who may have changed (or left) since the last presence.
+    touched: HashSet<UserId>,
     recording: Rec,
     count: Arc<AtomicUsize>,
     pending: Arc<AtomicUsize>,
@@ -115,7 +115,7 @@ impl Hub {
             live,
             members: Vec::new(),
             shown: HashMap::new(),
-            dirty: false,
+            touched: HashSet::new(),
             recording: Rec::Off,
             count: count.clone(),
             pending: pending.clone(),
@@ -206,24 +206,6 @@ impl Hub {
         self.members.iter().position(|m| m.user.id == user)
     }
 
-    /// Everyone here as the others see them, by id.
-    fn people(&self) -> HashMap<UserId, Person> {
-        self.members
-            .iter()
-            .map(|m| {
-                let p = Person {
-                    id: m.user.id,
-                    name: m.user.display_name.clone(),
-                    role: m.role,
-                    muted: m.muted,
-                    hand: m.hand,
-                    speaking: m.speaking,
-                };
-                (p.id, p)
-            })
-            .collect()
-    }
-
     /// A message for one member alone.
     fn send(&self, i: usize, msg: ServerMsg) {
         let m = &self.members[i];
@@ -236,27 +218,44 @@ impl Hub {
         }
     }
 
+    /// The person as others see them now.
+    fn person(m: &Member) -> Person {
+        Person {
+            id: m.user.id,
+            name: m.user.display_name.clone(),
+            role: m.role,
+            muted: m.muted,
+            hand: m.hand,
+            speaking: m.speaking,
+        }
+    }
+
     /// Tells everyone who changed since the last presence: in a room of thousands, a join
-    /// costs one small change each, not the whole audience each. Members that have not taken
-    /// the last one yet get this one merged into it.
+    /// costs one small change each, not the whole audience each, and finding it costs the
+    /// people touched, not the room. Members that have not taken the last presence yet get
+    /// this one merged into it.
     fn flush_presence(&mut self) {
-        if !self.dirty {
+        if self.touched.is_empty() {
             return;
         }
-        self.dirty = false;
-        let now = self.people();
-        let changed: Vec<Person> = now
-            .values()
-            .filter(|p| self.shown.get(&p.id) != Some(*p))
-            .cloned()
-            .collect();
-        let gone: Vec<UserId> = self
-            .shown
-            .keys()
-            .filter(|id| !now.contains_key(id))
-            .copied()
-            .collect();
-        self.shown = now;
+        let mut changed = Vec::new();
+        let mut gone = Vec::new();
+        for id in std::mem::take(&mut self.touched) {
+            match self.by_user(id) {
+                Some(i) => {
+                    let p = Self::person(&self.members[i]);
+                    if self.shown.get(&id) != Some(&p) {
+                        self.shown.insert(id, p.clone());
+                        changed.push(p);
+                    }
+                }
+                None => {
+                    if self.shown.remove(&id).is_some() {
+                        gone.push(id);
+                    }
+                }
+            }
+        }
         if changed.is_empty() && gone.is_empty() {
             return;
         }
@@ -294,7 +293,7 @@ impl Hub {
             let m = self.members.remove(i);
             m.out.close();
             self.live.media(MediaCmd::Leave { conn });
-            self.dirty = true;
+            self.touched.insert(m.user.id);
         }
     }
 
@@ -350,13 +349,18 @@ impl Hub {
             match msg {
                 ClientMsg::Hello { v } if v == VERSION => {
                     // Everyone else first hears of the newcomer (and of anything else not yet
-                    // shown); the newcomer's welcome is then exactly what the next presence
-                    // is a change from.
-                    self.dirty = true;
+                    // shown); the newcomer's welcome is then the room as it is, which the next
+                    // presence is a change from.
+                    self.touched.insert(self.members[me].user.id);
                     self.flush_presence();
                     self.members[me].hello = true;
                     let m = &self.members[me];
-                    let mut people: Vec<Person> = self.shown.values().cloned().collect();
+                    let mut people: Vec<Person> = self
+                        .members
+                        .iter()
+                        .filter(|m| m.hello)
+                        .map(Self::person)
+                        .collect();
                     by_stage_then_name(&mut people);
                     let welcome = ServerMsg::Welcome {
                         v: VERSION,
@@ -404,7 +408,7 @@ impl Hub {
                     self.send(me, refuse("forbidden", "only listeners raise hands"));
                 } else {
                     self.members[me].hand = msg == ClientMsg::RaiseHand;
-                    self.dirty = true;
+                    self.touched.insert(self.members[me].user.id);
                 }
             }
             ClientMsg::InviteToSpeak { user } => {
@@ -439,7 +443,7 @@ impl Hub {
                         conn,
                         forward: !muted,
                     });
-                    self.dirty = true;
+                    self.touched.insert(self.members[me].user.id);
                 }
             }
             ClientMsg::Mute { user } => {
@@ -456,7 +460,7 @@ impl Hub {
                         forward: false,
                     });
                     self.send(t, ServerMsg::Muted { by: name });
-                    self.dirty = true;
+                    self.touched.insert(self.members[t].user.id);
                 }
             }
             ClientMsg::MoveToAudience { user } => {
@@ -586,7 +590,7 @@ impl Hub {
             });
         }
         self.send(i, ServerMsg::Role { role });
-        self.dirty = true;
+        self.touched.insert(self.members[i].user.id);
     }
 
     fn tell_recording(&self, on: bool) {

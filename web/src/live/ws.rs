@@ -48,6 +48,10 @@ pub async fn handler(
     .await?;
     let live = state.live.clone();
     Ok(upgrade
+        // Each read zero-fills up to this much (tungstenite's default is 128 KiB): in a room of
+        // thousands that was most of the CPU a change cost. Messages are small; bigger ones
+        // take more reads.
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(MAX_MESSAGE * 2)
         .max_frame_size(MAX_MESSAGE * 2)
         .on_upgrade(move |socket| async move {
@@ -69,6 +73,9 @@ pub async fn handler(
             run(socket, conn, hub.tx, &out).await;
         }))
 }
+
+/// Bytes read from the socket at a time.
+const READ_BUFFER: usize = 4096;
 
 /// Sends the room's news to the client as it comes (coalesced while the client is slow) and
 /// hands the client's messages to the room, within this connection's limits.
