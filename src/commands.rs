@@ -82,6 +82,8 @@ pub struct ImportArgs {
 
 pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
     let what = format!("import {}", args.file.display());
+    // Refused before anything is read or written.
+    let language = roomtape_core::spoken_language(&args.language).context(what.clone())?;
     let catalog = ctx.catalog().await.context(what.clone())?;
     let store = ctx.store()?;
     let owner = match &args.owner {
@@ -157,7 +159,7 @@ pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
         started_at: manifest.started_at,
         ended_at: manifest.ended_at,
         duration_ms: Some(manifest.duration_ms()),
-        language: args.language.clone(),
+        language,
         visibility: Default::default(),
         owner_id: owner.map(|u| u.id),
     };

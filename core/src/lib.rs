@@ -31,8 +31,9 @@ pub use jobs::{Failure, Job, JobState, RETRY_BACKOFF_MS, SearchSource};
 pub use publish::{Access, Cursor, ListViewer};
 pub use rng::Rng;
 pub use types::{
-    MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingSource, RecordingState, Segment,
-    Speaker, Timestamp, Track, Transcript, TranscriptSpeaker, Visibility, Word,
+    LANGUAGES, MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingSource,
+    RecordingState, Segment, Speaker, Timestamp, Track, Transcript, TranscriptSpeaker, Visibility,
+    Word, spoken_language,
 };
 pub use webhooks::{
     DeliveryOutcome, DeliveryState, DueDelivery, WEBHOOK_EVENTS, Webhook, WebhookDelivery,

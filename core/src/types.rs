@@ -403,3 +403,45 @@ pub struct Word {
     /// Token probability, 0–1.
     pub p: f32,
 }
+
+/// Whisper's language codes, and `auto` (detected per track).
+pub const LANGUAGES: &[&str] = &[
+    "auto", "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca", "nl", "ar",
+    "sv", "it", "id", "hi", "fi", "vi", "he", "uk", "el", "ms", "cs", "ro", "da", "hu", "ta", "no",
+    "th", "ur", "hr", "bg", "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv", "bn", "sr", "az",
+    "sl", "kn", "et", "mk", "br", "eu", "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw", "gl", "mr",
+    "pa", "si", "km", "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu", "am", "yi", "lo",
+    "uz", "fo", "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl", "mg", "as", "tt",
+    "haw", "ln", "ha", "ba", "jw", "su", "yue",
+];
+
+/// A spoken-language setting as stored: `auto` for empty, else one of [`LANGUAGES`] (case and
+/// surrounding space ignored); anything else is refused with the list of valid codes.
+pub fn spoken_language(code: &str) -> crate::Result<String> {
+    let code = code.trim().to_ascii_lowercase();
+    if code.is_empty() {
+        return Ok("auto".into());
+    }
+    if LANGUAGES.contains(&code.as_str()) {
+        return Ok(code);
+    }
+    let shown: String = code.chars().filter(|c| !c.is_control()).take(40).collect();
+    Err(crate::Error::Invalid(format!(
+        "unknown language {shown:?}; use auto or one of Whisper's codes: {}",
+        LANGUAGES[1..].join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod language_tests {
+    use super::*;
+
+    #[test]
+    fn languages_are_whisper_codes_or_auto() {
+        assert_eq!(spoken_language("").unwrap(), "auto");
+        assert_eq!(spoken_language(" ID ").unwrap(), "id");
+        assert_eq!(spoken_language("yue").unwrap(), "yue");
+        let e = spoken_language("klingon").unwrap_err().to_string();
+        assert!(e.contains("\"klingon\"") && e.contains("en, zh, de"), "{e}");
+    }
+}

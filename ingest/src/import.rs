@@ -103,6 +103,22 @@ fn import_into(
         )));
     }
     let outputs = if opts.split_channels { channels } else { 1 };
+    // Every name given must name a track: extra ones were a mistake, not something to drop.
+    if opts.speakers.len() > outputs {
+        return Err(Error::Core(roomtape_core::Error::Invalid(
+            if opts.split_channels {
+                format!(
+                    "{} speaker names for {channels} channel(s); give one per channel",
+                    opts.speakers.len()
+                )
+            } else {
+                format!(
+                    "{} speaker names for one track; several speakers need --split-channels (one per channel)",
+                    opts.speakers.len()
+                )
+            },
+        )));
+    }
     let mut sinks = Vec::with_capacity(outputs);
     let mut tracks = Vec::with_capacity(outputs);
     for i in 0..outputs {

@@ -118,3 +118,47 @@ fn unknown_ids_and_bad_settings_are_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn wrong_languages_models_and_speaker_names_are_refused_with_what_is_wrong() {
+    let env = Env::new();
+    let voice = env.path("v.wav");
+    speak("One voice, one channel.", "en", &voice);
+    let v = voice.to_str().unwrap();
+    let stderr = |args: &[&str]| String::from_utf8_lossy(&env.fails(args).stderr).to_string();
+
+    // A language Whisper does not know: refused before anything is stored, with the list.
+    let err = stderr(&["import", v, "--language", "klingon"]);
+    assert!(err.contains("unknown language \"klingon\""), "{err}");
+    assert!(err.contains("en, zh, de"), "lists the valid codes: {err}");
+    assert_nothing_left(&env);
+
+    // Speaker names that name no track: refused, not dropped.
+    let err = stderr(&["import", v, "--speaker", "Ana", "--speaker", "Bo"]);
+    assert!(err.contains("--split-channels"), "{err}");
+    let stereo = env.path("stereo.wav");
+    tool("sox", &["-M", v, v, stereo.to_str().unwrap()]);
+    let err = stderr(&[
+        "import",
+        stereo.to_str().unwrap(),
+        "--split-channels",
+        "--speaker",
+        "Ana",
+        "--speaker",
+        "Bo",
+        "--speaker",
+        "Cy",
+    ]);
+    assert!(err.contains("3 speaker names for 2 channel(s)"), "{err}");
+    assert_nothing_left(&env);
+
+    // A model file that is not there is called a missing file, not a bad name.
+    env.ok(&["import", v]);
+    let listed = env.json(&["recordings", "list"]);
+    let id = listed[0]["id"].as_str().unwrap();
+    let err = stderr(&["transcribe", "--model", "/missing/file.bin", id]);
+    assert!(
+        err.contains("model file \"/missing/file.bin\" does not exist"),
+        "{err}"
+    );
+}

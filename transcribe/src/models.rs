@@ -206,6 +206,15 @@ pub fn resolve(spec: &str, models_dir: &Path) -> Result<(String, PathBuf)> {
             .unwrap_or_else(|| "custom".into());
         return Ok((name, as_path.to_path_buf()));
     }
+    // A path (a directory part, or a `.bin` file name; names such as `tiny.en` have dots too)
+    // that is not a file: say so, rather than judge it as a model name.
+    if spec.contains('/') || spec.contains(std::path::MAIN_SEPARATOR) || spec.ends_with(".bin") {
+        return Err(Error::Model(if as_path.exists() {
+            format!("model {spec:?} is not a file")
+        } else {
+            format!("model file {spec:?} does not exist")
+        }));
+    }
     check_name(spec)?;
     let p = models_dir.join(format!("{spec}.bin"));
     if p.is_file() {
