@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::hub::{HubMsg, role_of};
 use super::protocol::{self, MAX_MESSAGE, ServerMsg};
 use crate::auth::{self, Session};
-use crate::rooms::{EntryQuery, entry, parse_room_id};
+use crate::rooms::{EntryQuery, entry, find_room, parse_room_id};
 use crate::{AppError, AppState};
 
 pub async fn handler(
@@ -24,7 +24,7 @@ pub async fn handler(
     if !auth::same_origin(&headers, &state.config.server.public_url) {
         return Err(AppError::forbidden("cross-site WebSocket refused"));
     }
-    let room = state.catalog.room(parse_room_id(&id)?).await?;
+    let room = find_room(&state, parse_room_id(&id)?).await?;
     let e = entry(
         &state,
         &room,
