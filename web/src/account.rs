@@ -94,8 +94,8 @@ async fn start_session(
     user: &roomtape_core::User,
     next: &str,
 ) -> Result<Response, AppError> {
-    let location = HeaderValue::from_str(&safe_next(next))
-        .unwrap_or_else(|_| HeaderValue::from_static("/"));
+    let location =
+        HeaderValue::from_str(&safe_next(next)).unwrap_or_else(|_| HeaderValue::from_static("/"));
     let token = auth::secret();
     let days = u64::from(state.config.server.session_days.max(1));
     let age = Duration::from_secs(days * 86_400);
@@ -200,7 +200,8 @@ fn too_many(title: &str, what: &str, wait: u64, form: Markup) -> Response {
         ),
     )
         .into_response();
-    res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(wait));
+    res.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(wait));
     res
 }
 

@@ -270,7 +270,11 @@ impl FromRequestParts<AppState> for ClientAddr {
 /// trusted hop. When a request carries both `X-Forwarded-For` and `Forwarded` and they name
 /// different clients, one of them came from the client, and nothing tells which: the proxy's
 /// own address is used, so a forged header can neither pick an address nor hide one.
-pub fn client_addr(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpCidr]) -> Option<IpAddr> {
+pub fn client_addr(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted: &[IpCidr],
+) -> Option<IpAddr> {
     let peer = peer?.to_canonical();
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     if !is_trusted(peer) {
@@ -287,11 +291,8 @@ pub fn client_addr(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpCidr]
         }
         last
     };
-    let xff = header_list(headers, "x-forwarded-for").map(|l| {
-        l.iter()
-            .map(|v| node_addr(v))
-            .collect::<Vec<_>>()
-    });
+    let xff = header_list(headers, "x-forwarded-for")
+        .map(|l| l.iter().map(|v| node_addr(v)).collect::<Vec<_>>());
     let fwd = header_list(headers, "forwarded").map(|l| {
         l.iter()
             .map(|element| {
@@ -579,7 +580,13 @@ mod tests {
     }
 
     /// `n` failed attempts, each as soon as it is let through; returns the time after the last.
-    fn fail(l: &LoginLimiter, user: &str, from: Option<IpAddr>, n: usize, mut t: Instant) -> Instant {
+    fn fail(
+        l: &LoginLimiter,
+        user: &str,
+        from: Option<IpAddr>,
+        n: usize,
+        mut t: Instant,
+    ) -> Instant {
         for _ in 0..n {
             match l.begin_at(user, from, t) {
                 Ok(_) => {}
@@ -606,7 +613,9 @@ mod tests {
         // The owner, from an address that has not failed, is always let through to the
         // password check, and a right password leaves no failure behind.
         for _ in 0..3 {
-            let a = l.begin_at("ana", ip("203.0.113.5"), t).expect("owner let through");
+            let a = l
+                .begin_at("ana", ip("203.0.113.5"), t)
+                .expect("owner let through");
             l.succeeded(a);
         }
         // Another name from the attacker's address is not spaced out (below addr_free).
@@ -615,7 +624,10 @@ mod tests {
         let t = fail(&l, "ana", attacker, 10, t);
         let wait = l.begin_at("ana", attacker, t).unwrap_err();
         assert!(wait <= 300, "{wait}");
-        assert!(l.begin_at("ana", attacker, t + Duration::from_secs(300)).is_ok());
+        assert!(
+            l.begin_at("ana", attacker, t + Duration::from_secs(300))
+                .is_ok()
+        );
     }
 
     #[test]
@@ -640,7 +652,10 @@ mod tests {
         assert!(l.begin_at("other", ip("2001:db8:1:2:ffff::9"), t).is_err());
         assert!(l.begin_at("other", ip("2001:db8:1:3::1"), t).is_ok());
         // Failures are forgotten after the window.
-        assert!(l.begin_at("someone", a, t + Duration::from_secs(3601)).is_ok());
+        assert!(
+            l.begin_at("someone", a, t + Duration::from_secs(3601))
+                .is_ok()
+        );
     }
 
     #[test]
@@ -679,7 +694,10 @@ mod tests {
         assert_eq!(client_addr(proxy, &h(&[]), &trusted), proxy);
         let fwd = h(&[
             ("forwarded", "for=1.1.1.1"),
-            ("forwarded", "for=\"[2001:db8::7]:4711\";proto=https, for=10.0.0.9"),
+            (
+                "forwarded",
+                "for=\"[2001:db8::7]:4711\";proto=https, for=10.0.0.9",
+            ),
         ]);
         assert_eq!(client_addr(proxy, &fwd, &trusted), ip("2001:db8::7"));
         let unknown = h(&[("forwarded", "for=1.1.1.1, for=unknown, for=10.0.0.9")]);

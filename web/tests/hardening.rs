@@ -13,8 +13,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use tower::ServiceExt as _;
 
 use roomtape_core::{
-    Catalog, Config, MemoryStore, Room, RoomId, RoomState, StoredRole, Timestamp, User,
-    Visibility,
+    Catalog, Config, MemoryStore, Room, RoomId, RoomState, StoredRole, Timestamp, User, Visibility,
 };
 use roomtape_search::SearchIndex;
 use roomtape_web::{AppState, account::urlencode, app, auth};
@@ -280,7 +279,11 @@ async fn sign_ups_are_limited_per_address() {
     let wait: u64 = a.header(header::RETRY_AFTER).unwrap().parse().unwrap();
     assert!((1..=600).contains(&wait), "{wait}");
     assert!(
-        s.catalog.user_login("one_too_many").await.unwrap().is_none(),
+        s.catalog
+            .user_login("one_too_many")
+            .await
+            .unwrap()
+            .is_none(),
         "no account made"
     );
     signed_in(&signup("192.0.2.2:1000", "elsewhere".into()).await);
@@ -303,7 +306,10 @@ async fn requests_for_other_host_names_are_refused() {
         .form(
             "/signup",
             "127.0.0.1:5000",
-            &[("host", evil), ("origin", "http://rebind.evil.example:8080")],
+            &[
+                ("host", evil),
+                ("origin", "http://rebind.evil.example:8080"),
+            ],
             &[
                 ("username", "mallory"),
                 ("display_name", "Mallory"),
@@ -333,11 +339,7 @@ async fn requests_for_other_host_names_are_refused() {
     assert_eq!(get("/healthz", None).await.status, StatusCode::OK);
 
     // With a public URL, only its host; links are made from it.
-    let s = service(&[(
-        "ROOMTAPE_SERVER_PUBLIC_URL",
-        "https://rooms.example.org",
-    )])
-    .await;
+    let s = service(&[("ROOMTAPE_SERVER_PUBLIC_URL", "https://rooms.example.org")]).await;
     s.user("ana").await;
     let feed = |host: &'static str| {
         let s = &s;
@@ -404,7 +406,10 @@ async fn after_log_in_only_paths_on_this_site_are_followed() {
     ] {
         assert_eq!(go(bad).await, "/", "{bad:?}");
     }
-    assert_eq!(go("/rooms/abc?invite=x&y=1").await, "/rooms/abc?invite=x&y=1");
+    assert_eq!(
+        go("/rooms/abc?invite=x&y=1").await,
+        "/rooms/abc?invite=x&y=1"
+    );
     assert_eq!(go("/r/café au lait").await, "/r/caf%C3%A9%20au%20lait");
     assert_eq!(go("/search?q=%22a%20b%22").await, "/search?q=%22a%20b%22");
 }

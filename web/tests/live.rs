@@ -376,10 +376,7 @@ async fn a_private_room_needs_its_invite_link() {
         srv.ws(&bruno_c, room.id, "?invite=wrong").await.err(),
         Some(404)
     );
-    assert_eq!(
-        srv.ws(&bruno_c, RoomId::new(), "").await.err(),
-        Some(404)
-    );
+    assert_eq!(srv.ws(&bruno_c, RoomId::new(), "").await.err(), Some(404));
     assert_eq!(srv.ws(&nobody, room.id, "").await.err(), Some(401));
     assert!(srv.ws(&bruno_c, room.id, "?invite=letmein").await.is_ok());
     assert!(srv.ws(&ana_c, room.id, "").await.is_ok(), "the host");
