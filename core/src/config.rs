@@ -4,7 +4,9 @@
 //! upper-cased, behind `ROOMTAPE_`. `[server] listen = "…"` is `ROOMTAPE_SERVER_LISTEN`;
 //! `data_dir` is `ROOMTAPE_DATA_DIR`. Command-line flags, applied by the binary, win over all.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +95,77 @@ pub struct ServerConfig {
     pub open_signup: bool,
     /// Days a log-in lasts.
     pub session_days: u32,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For` / `Forwarded` headers
+    /// name the client. Empty: the peer of the TCP connection is the client, and those headers
+    /// are ignored (anyone can write them).
+    pub trusted_proxies: Vec<IpCidr>,
+}
+
+/// An IP address or a block of them, written `192.0.2.7`, `10.0.0.0/8` or `fd00::/8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpCidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl IpCidr {
+    /// Whether `ip` is in the block. An IPv4 address seen as IPv6 (`::ffff:a.b.c.d`, from a
+    /// dual-stack listener) is compared as the IPv4 address it is.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpCidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("{s:?} is not an IP address or a CIDR block like 10.0.0.0/8");
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let net = IpAddr::from_str(addr).map_err(|_| bad())?.to_canonical();
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+        };
+        Ok(IpCidr { net, prefix })
+    }
+}
+
+impl std::fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+impl Serialize for IpCidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpCidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// `[media]`: the SFU's UDP socket.
@@ -159,6 +232,7 @@ impl Default for ServerConfig {
             public_url: String::new(),
             open_signup: true,
             session_days: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -265,6 +339,14 @@ fn typed_like(current: &toml::Value, raw: &str) -> Result<toml::Value, String> {
             "0" | "false" | "no" | "off" => false,
             _ => return Err(format!("expected true or false, got {raw:?}")),
         }),
+        // Lists are written comma-separated: `10.0.0.1,10.0.0.2`.
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| toml::Value::String(v.to_string()))
+                .collect(),
+        ),
         _ => toml::Value::String(raw.to_string()),
     })
 }
@@ -306,6 +388,48 @@ mod tests {
         assert_eq!(c.webhooks.retry_base_ms, 200);
         assert!(c.webhooks.allow_private);
         assert_eq!(c.webhooks.max_attempts, 10);
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::1\"]\n",
+        )
+        .unwrap();
+        let c = Config::load_with_env(Some(&path), &[]).unwrap();
+        let t = &c.server.trusted_proxies;
+        assert_eq!(t.len(), 2);
+        assert!(t[0].contains("10.200.3.4".parse().unwrap()));
+        assert!(t[0].contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!t[0].contains("11.0.0.1".parse().unwrap()));
+        assert!(t[1].contains("2001:db8::1".parse().unwrap()));
+        assert!(!t[1].contains("2001:db8::2".parse().unwrap()));
+        let all: IpCidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+        assert!(!all.contains("::1".parse().unwrap()));
+
+        let env = vec![(
+            "ROOMTAPE_SERVER_TRUSTED_PROXIES".to_string(),
+            "127.0.0.1, fd00::/8".to_string(),
+        )];
+        let c = Config::load_with_env(None, &env).unwrap();
+        assert_eq!(c.server.trusted_proxies.len(), 2);
+        assert!(Config::default().server.trusted_proxies.is_empty());
+        for bad in ["10.0.0.0/33", "example.org", "10.0.0.1/x", ""] {
+            let env = vec![(
+                "ROOMTAPE_SERVER_TRUSTED_PROXIES".to_string(),
+                format!("{bad},"),
+            )];
+            if bad.is_empty() {
+                assert!(Config::load_with_env(None, &env).is_ok());
+                continue;
+            }
+            let err = Config::load_with_env(None, &env).unwrap_err().to_string();
+            assert!(err.contains("CIDR"), "{bad}: {err}");
+        }
     }
 
     #[test]

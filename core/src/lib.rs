@@ -22,7 +22,7 @@ pub use accounts::{ApiToken, Room, RoomState, StoredRole, User, clean_text};
 pub use archive::{AppendFile, ArchiveStore, LocalStore, MemoryStore, check_key};
 pub use catalog::Catalog;
 pub use config::{
-    Config, ImportConfig, MediaConfig, RecorderConfig, ServerConfig, TranscribeConfig,
+    Config, ImportConfig, IpCidr, MediaConfig, RecorderConfig, ServerConfig, TranscribeConfig,
     WebhooksConfig,
 };
 pub use error::{Error, Result};

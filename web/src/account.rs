@@ -1,11 +1,10 @@
 //! Sign-up, log-in, log-out, and API tokens (pages and API).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use maud::{Markup, html};
@@ -14,7 +13,7 @@ use serde::Deserialize;
 use roomtape_core::Timestamp;
 
 use crate::api::{ApiJson, ApiPath};
-use crate::auth::{self, Session};
+use crate::auth::{self, ClientAddr, Session};
 use crate::pages::{PageError, form_page, layout};
 use crate::{AppError, AppState};
 
@@ -89,12 +88,14 @@ pub async fn signup_page(State(state): State<AppState>) -> Result<Markup, PageEr
     Ok(form_page("Sign up", None, None, signup_form("", "")))
 }
 
-/// Starts a session for `user` and redirects to `next`.
+/// Starts a session for `user` and redirects to `next` (when it is a path on this site).
 async fn start_session(
     state: &AppState,
     user: &roomtape_core::User,
     next: &str,
 ) -> Result<Response, AppError> {
+    let location =
+        HeaderValue::from_str(&safe_next(next)).unwrap_or_else(|_| HeaderValue::from_static("/"));
     let token = auth::secret();
     let days = u64::from(state.config.server.session_days.max(1));
     let age = Duration::from_secs(days * 86_400);
@@ -107,7 +108,8 @@ async fn start_session(
             Timestamp::now().add_millis(age.as_millis() as i64),
         )
         .await?;
-    let mut res = Redirect::to(safe_next(next)).into_response();
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    res.headers_mut().insert(LOCATION, location);
     res.headers_mut().insert(
         SET_COOKIE,
         auth::session_cookie(&token, state.secure_cookies(), age),
@@ -115,17 +117,97 @@ async fn start_session(
     Ok(res)
 }
 
-/// Only local paths are followed after log-in (no open redirects).
-fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
-        next
-    } else {
-        "/"
+/// Where to go after log-in: a path on this site, else `/` (no open redirects).
+///
+/// Browsers drop tabs and line breaks from URLs and read `\` as `/`, so `/\t/evil.example/`
+/// goes to `//evil.example/`, another site. A path must start with one `/`, and neither it nor
+/// any of its percent-decoded forms may hold a second `/` right after it, a `\`, or a control
+/// character. What passes is returned with spaces and non-ASCII bytes percent-encoded, so it
+/// is always a valid `Location`.
+pub fn safe_next(next: &str) -> String {
+    fn local(p: &str) -> bool {
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && !p.contains('\\')
+            && !p.chars().any(char::is_control)
     }
+    if next.len() > 2000 {
+        return "/".into();
+    }
+    let mut form = next.to_string();
+    let mut settled = false;
+    for _ in 0..4 {
+        if !local(&form) {
+            return "/".into();
+        }
+        let decoded = percent_decode(&form);
+        if decoded == form {
+            settled = true;
+            break;
+        }
+        form = decoded;
+    }
+    if !settled {
+        return "/".into();
+    }
+    next.bytes()
+        .map(|b| match b {
+            0x21..=0x7e => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `%XX` sequences decoded (others left as they are); bytes that are not UTF-8 become U+FFFD.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(h << 4 | l);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A form page refusing for `wait` seconds, with `Retry-After`.
+fn too_many(title: &str, what: &str, wait: u64, form: Markup) -> Response {
+    let mut res = (
+        StatusCode::TOO_MANY_REQUESTS,
+        form_page(
+            title,
+            None,
+            Some(&format!(
+                "Too many {what} from your address; try again in {}.",
+                if wait < 120 {
+                    format!("{wait} seconds")
+                } else {
+                    format!("{} minutes", wait.div_ceil(60))
+                }
+            )),
+            form,
+        ),
+    )
+        .into_response();
+    res.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(wait));
+    res
 }
 
 pub async fn signup(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     Form(f): Form<SignupForm>,
 ) -> Result<Response, PageError> {
@@ -149,6 +231,15 @@ pub async fn signup(
     };
     if let Err(e) = auth::check_new_password(&f.password) {
         return Ok(again(e.message()));
+    }
+    // Each sign-up costs an argon2 hash: one address gets a few per window.
+    if let Err(wait) = state.limiter.signup(addr) {
+        return Ok(too_many(
+            "Sign up",
+            "sign-ups",
+            wait,
+            signup_form(&f.username, &f.display_name),
+        ));
     }
     let hash = auth::hash_password(&f.password)?;
     let user = match state
@@ -177,33 +268,24 @@ pub async fn login_page(axum::extract::Query(q): axum::extract::Query<NextQuery>
 
 pub async fn login(
     State(state): State<AppState>,
-    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, PageError> {
     if !auth::same_origin(&headers, &state.config.server.public_url) {
         return Err(AppError::forbidden("cross-site form").into());
     }
-    let ip = auth::client_ip(connect.as_ref().map(|e| &e.0));
-    if let Some(wait) = state.limiter.blocked(&f.username, ip) {
-        let mut res = (
-            StatusCode::TOO_MANY_REQUESTS,
-            form_page(
+    let attempt = match state.limiter.begin(&f.username, addr) {
+        Ok(a) => a,
+        Err(wait) => {
+            return Ok(too_many(
                 "Log in",
-                None,
-                Some(&format!(
-                    "Too many failed log-ins; try again in {} minute(s).",
-                    wait.div_ceil(60)
-                )),
+                "failed log-ins",
+                wait,
                 login_form(&f.username, &f.next),
-            ),
-        )
-            .into_response();
-        if let Ok(v) = wait.to_string().parse() {
-            res.headers_mut().insert(RETRY_AFTER, v);
+            ));
         }
-        return Ok(res);
-    }
+    };
     let found = state.catalog.user_login(&f.username).await?;
     // Verify against a real hash even for unknown names, so timing does not tell them apart.
     let (user, ok) = match found {
@@ -218,22 +300,20 @@ pub async fn login(
     };
     match (user, ok) {
         (Some(user), true) => {
-            state.limiter.succeeded(&f.username);
+            state.limiter.succeeded(attempt);
             Ok(start_session(&state, &user, &f.next).await?)
         }
-        _ => {
-            state.limiter.failed(&f.username, ip);
-            Ok((
-                StatusCode::UNAUTHORIZED,
-                form_page(
-                    "Log in",
-                    None,
-                    Some("Wrong user name or password."),
-                    login_form(&f.username, &f.next),
-                ),
-            )
-                .into_response())
-        }
+        // The attempt stays counted as a failure.
+        _ => Ok((
+            StatusCode::UNAUTHORIZED,
+            form_page(
+                "Log in",
+                None,
+                Some("Wrong user name or password."),
+                login_form(&f.username, &f.next),
+            ),
+        )
+            .into_response()),
     }
 }
 

@@ -4,13 +4,14 @@
 
 use std::fmt::Write as _;
 
+use axum::Extension;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 
 use roomtape_core::{ListViewer, layout as keys};
 
+use crate::host::RequestHost;
 use crate::{AppError, AppState};
 
 /// How many replays a feed carries (the newest).
@@ -35,21 +36,14 @@ pub fn xml_escape(s: &str) -> String {
     out
 }
 
-/// The service's absolute base URL: `server.public_url`, else the request's Host.
-pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+/// The service's absolute base URL: `server.public_url`, else the host the request was
+/// accepted for (a loopback name: [`crate::host`] lets no other through), else `localhost`.
+pub fn base_url(state: &AppState, host: Option<&RequestHost>) -> String {
     let public = state.config.server.public_url.trim_end_matches('/');
     if !public.is_empty() {
         return public.to_string();
     }
-    let host = headers
-        .get(HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| {
-            h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
-        })
-        .unwrap_or("localhost");
-    format!("http://{host}")
+    format!("http://{}", host.map_or("localhost", |h| h.0.as_str()))
 }
 
 /// RFC 2822 date, as RSS wants.
@@ -67,7 +61,7 @@ fn rfc2822(ms: i64) -> String {
 pub async fn feed(
     State(state): State<AppState>,
     Path(file): Path<String>,
-    headers: HeaderMap,
+    accepted: Option<Extension<RequestHost>>,
 ) -> Result<Response, AppError> {
     let name = file
         .strip_suffix(".xml")
@@ -81,7 +75,7 @@ pub async fn feed(
         .catalog
         .list_recordings(ListViewer::Anonymous, Some(host.id), None, FEED_ITEMS)
         .await?;
-    let base = base_url(&state, &headers);
+    let base = base_url(&state, accepted.as_deref());
     let mut x = String::new();
     let _ = write!(
         x,

@@ -20,6 +20,7 @@ pub mod api;
 pub mod auth;
 pub mod browse;
 pub mod feed;
+pub mod host;
 pub mod live;
 pub mod media;
 pub mod pages;
@@ -91,6 +92,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         // After every route: it applies to the routes there are.
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            host::check,
+        ))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }

@@ -50,16 +50,6 @@ pub struct NewRoom {
     _csrf: String,
 }
 
-/// Whisper's language codes (and `auto`).
-const LANGUAGES: &[&str] = &[
-    "auto", "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca", "nl", "ar",
-    "sv", "it", "id", "hi", "fi", "vi", "he", "uk", "el", "ms", "cs", "ro", "da", "hu", "ta", "no",
-    "th", "ur", "hr", "bg", "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv", "bn", "sr", "az",
-    "sl", "kn", "et", "mk", "br", "eu", "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw", "gl", "mr",
-    "pa", "si", "km", "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu", "am", "yi", "lo",
-    "uz", "fo", "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl", "mg", "as", "tt",
-    "haw", "ln", "ha", "ba", "jw", "su", "yue",
-];
 
 fn parse_time(s: &str) -> Result<Option<Timestamp>, AppError> {
     let s = s.trim();
@@ -87,16 +77,7 @@ impl NewRoom {
     fn into_room(self, host: &Session) -> Result<Room, AppError> {
         let title = clean_text("title", &self.title, 120, false)?;
         let description = clean_text("description", &self.description, 2000, true)?;
-        let language = match self.language.trim() {
-            "" => "auto".to_string(),
-            l if LANGUAGES.contains(&l) => l.to_string(),
-            _ => {
-                return Err(AppError::bad_request(
-                    "invalid",
-                    "language must be auto or a Whisper language code such as en, es or id",
-                ));
-            }
-        };
+        let language = roomtape_core::spoken_language(&self.language)?;
         let visibility: Visibility = match self.visibility.trim() {
             "" => Visibility::Public,
             v => v.parse()?,
@@ -117,7 +98,24 @@ impl NewRoom {
     }
 }
 
-/// Decides whether `user` may enter `room`, and as what.
+/// The answer for a room that does not exist, and for a private room to anyone who may not
+/// enter it: the same status and body, so a private room's existence is not given away.
+pub fn no_such_room() -> AppError {
+    AppError::not_found("no such room")
+}
+
+/// A room by id, or [`no_such_room`].
+pub(crate) async fn find_room(state: &AppState, id: RoomId) -> Result<Room, AppError> {
+    match state.catalog.room(id).await {
+        Ok(r) => Ok(r),
+        Err(e) if e.is_not_found() => Err(no_such_room()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Decides whether `user` may enter `room`, and as what. Whoever may not enter a private room
+/// gets [`no_such_room`], whatever the reason (no invite, removed, ended), so only those who
+/// may know of it learn why they are refused.
 pub async fn entry(
     state: &AppState,
     room: &Room,
@@ -129,16 +127,25 @@ pub async fn entry(
     if room.host_id == Some(user) {
         return Ok(Entry::Host);
     }
+    let private = room.visibility == Visibility::Private;
+    let refuse = |e: AppError| if private { no_such_room() } else { e };
     if room.state == RoomState::Ended {
-        return Err(AppError::new(
-            StatusCode::GONE,
-            "ended",
-            "this room has ended",
-        ));
+        // Those who could enter before it ended learn that it has.
+        let knew = !private
+            || session.user.is_admin
+            || invited(room, invite)
+            || matches!(
+                state.catalog.room_role(room.id, user).await?,
+                Some(StoredRole::Cohost | StoredRole::Speaker)
+            );
+        let ended = AppError::new(StatusCode::GONE, "ended", "this room has ended");
+        return Err(if knew { ended } else { no_such_room() });
     }
     let stored = state.catalog.room_role(room.id, user).await?;
     if stored == Some(StoredRole::Removed) {
-        return Err(AppError::forbidden("the host removed you from this room"));
+        return Err(refuse(AppError::forbidden(
+            "the host removed you from this room",
+        )));
     }
     if let Some(t) = speak
         && stored != Some(StoredRole::Cohost)
@@ -161,16 +168,29 @@ pub async fn entry(
     if session.user.is_admin {
         return Ok(Entry::Listener);
     }
-    if room.visibility == Visibility::Private {
-        let ok =
-            matches!((invite, &room.invite_token), (Some(a), Some(b)) if auth::same_secret(a, b));
-        if !ok {
-            return Err(AppError::forbidden(
-                "this room is private; you need an invite link from its host",
-            ));
-        }
+    if private && !invited(room, invite) {
+        return Err(no_such_room());
     }
     Ok(Entry::Listener)
+}
+
+/// Whether refusing with `e` must stand: it hides a private room (or is the server's fault).
+fn hides(e: &AppError) -> bool {
+    e.status() == StatusCode::NOT_FOUND || e.status().is_server_error()
+}
+
+/// The refusal for someone managing a room they do not host: 403, or [`no_such_room`] when it
+/// is private and they may not enter it.
+async fn not_host(state: &AppState, room: &Room, session: &Session) -> AppError {
+    match entry(state, room, session, None, None).await {
+        Err(e) if hides(&e) => e,
+        _ => AppError::forbidden("only the host manages the invite link"),
+    }
+}
+
+/// Whether `invite` is the room's current invite token.
+fn invited(room: &Room, invite: Option<&str>) -> bool {
+    matches!((invite, &room.invite_token), (Some(a), Some(b)) if auth::same_secret(a, b))
 }
 
 fn when(t: Option<Timestamp>) -> String {
@@ -224,7 +244,7 @@ fn room_form(session: &Session) -> Markup {
             label { "Description" textarea name="description" maxlength="2000" {} }
             label { "Language"
                 select name="language" {
-                    @for l in LANGUAGES { option value=(l) { (l) } }
+                    @for l in roomtape_core::LANGUAGES { option value=(l) { (l) } }
                 }
             }
             label { "Starts (UTC, empty for now)" input name="scheduled_at" type="datetime-local"; }
@@ -391,14 +411,9 @@ pub async fn api_get_room(
     ApiPath(id): ApiPath<RoomId>,
     ApiQuery(q): ApiQuery<RoomQuery>,
 ) -> Result<Json<RoomView>, AppError> {
-    let missing = || AppError::not_found(format!("no room {id}"));
-    let room = match state.catalog.room(id).await {
-        Ok(r) => r,
-        Err(e) if e.is_not_found() => return Err(missing()),
-        Err(e) => return Err(e.into()),
-    };
+    let room = find_room(&state, id).await?;
     if room.visibility == Visibility::Private {
-        let by_link = matches!((q.invite.as_deref(), &room.invite_token), (Some(a), Some(b)) if auth::same_secret(a, b));
+        let by_link = invited(&room, q.invite.as_deref());
         let by_person = match &session {
             Some(s) if s.user.is_admin || room.host_id == Some(s.user.id) => true,
             Some(s) => matches!(
@@ -408,7 +423,7 @@ pub async fn api_get_room(
             None => false,
         };
         if !by_link && !by_person {
-            return Err(missing());
+            return Err(no_such_room());
         }
     }
     Ok(Json(RoomView::of(&state, room, session.as_ref())))
@@ -421,7 +436,7 @@ pub struct EntryQuery {
 }
 
 pub(crate) fn parse_room_id(s: &str) -> Result<RoomId, AppError> {
-    s.parse().map_err(|_| AppError::not_found("no such room"))
+    s.parse().map_err(|_| no_such_room())
 }
 
 pub async fn room_page(
@@ -430,9 +445,11 @@ pub async fn room_page(
     Path(id): Path<String>,
     Query(q): Query<EntryQuery>,
 ) -> Result<Response, PageError> {
-    let room = state.catalog.room(parse_room_id(&id)?).await?;
+    let id = parse_room_id(&id)?;
     let Some(session) = session else {
-        let mut back = format!("/rooms/{}", room.id);
+        // Whether the room exists, is private or has ended is not said before log-in: every
+        // well-formed room link sends a stranger to the log-in page and back.
+        let mut back = format!("/rooms/{id}");
         if let Some(i) = &q.invite {
             back.push_str(&format!("?invite={}", crate::account::urlencode(i)));
         }
@@ -442,6 +459,7 @@ pub async fn room_page(
         }
         return Ok(login_redirect(&back));
     };
+    let room = find_room(&state, id).await?;
     let e = entry(
         &state,
         &room,
@@ -523,7 +541,7 @@ pub async fn room_page(
         (status = 400, description = "The id is not a UUID", body = crate::ErrorBody),
         (status = 401, description = "Not signed in", body = crate::ErrorBody),
         (status = 403, description = "Not a host or co-host of the room", body = crate::ErrorBody),
-        (status = 404, description = "No such room", body = crate::ErrorBody),
+        (status = 404, description = "No such room, or a private one the caller may not enter", body = crate::ErrorBody),
     )
 )]
 pub async fn api_speaker_invite(
@@ -533,12 +551,15 @@ pub async fn api_speaker_invite(
     ApiPath(id): ApiPath<RoomId>,
 ) -> Result<(StatusCode, Json<Link>), AppError> {
     session.check_csrf(auth::csrf_header(&headers))?;
-    let room = state.catalog.room(id).await?;
-    let e = entry(&state, &room, &session, None, None).await.ok();
-    if !matches!(e, Some(Entry::Host | Entry::Cohost)) {
-        return Err(AppError::forbidden(
-            "only hosts and co-hosts invite speakers",
-        ));
+    let room = find_room(&state, id).await?;
+    match entry(&state, &room, &session, None, None).await {
+        Ok(Entry::Host | Entry::Cohost) => {}
+        Err(e) if hides(&e) => return Err(e),
+        _ => {
+            return Err(AppError::forbidden(
+                "only hosts and co-hosts invite speakers",
+            ));
+        }
     }
     let token = auth::secret();
     state
@@ -564,7 +585,7 @@ pub async fn api_speaker_invite(
         (status = 400, description = "The id is not a UUID", body = crate::ErrorBody),
         (status = 401, description = "Not signed in", body = crate::ErrorBody),
         (status = 403, description = "Not the room's host", body = crate::ErrorBody),
-        (status = 404, description = "No such room", body = crate::ErrorBody),
+        (status = 404, description = "No such room, or a private one the caller may not enter", body = crate::ErrorBody),
     )
 )]
 pub async fn api_rotate_invite(
@@ -574,9 +595,9 @@ pub async fn api_rotate_invite(
     ApiPath(id): ApiPath<RoomId>,
 ) -> Result<Json<Link>, AppError> {
     session.check_csrf(auth::csrf_header(&headers))?;
-    let room = state.catalog.room(id).await?;
+    let room = find_room(&state, id).await?;
     if room.host_id != Some(session.user.id) {
-        return Err(AppError::forbidden("only the host manages the invite link"));
+        return Err(not_host(&state, &room, &session).await);
     }
     let token = auth::secret();
     state.catalog.set_room_invite(room.id, Some(&token)).await?;
@@ -597,7 +618,7 @@ pub async fn api_rotate_invite(
         (status = 400, description = "The id is not a UUID", body = crate::ErrorBody),
         (status = 401, description = "Not signed in", body = crate::ErrorBody),
         (status = 403, description = "Not the room's host", body = crate::ErrorBody),
-        (status = 404, description = "No such room", body = crate::ErrorBody),
+        (status = 404, description = "No such room, or a private one the caller may not enter", body = crate::ErrorBody),
     )
 )]
 pub async fn api_revoke_invite(
@@ -607,9 +628,9 @@ pub async fn api_revoke_invite(
     ApiPath(id): ApiPath<RoomId>,
 ) -> Result<StatusCode, AppError> {
     session.check_csrf(auth::csrf_header(&headers))?;
-    let room = state.catalog.room(id).await?;
+    let room = find_room(&state, id).await?;
     if room.host_id != Some(session.user.id) {
-        return Err(AppError::forbidden("only the host manages the invite link"));
+        return Err(not_host(&state, &room, &session).await);
     }
     state.catalog.set_room_invite(room.id, None).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -15,7 +15,7 @@ use super::limits::{Kind, Limiter, Verdict};
 use super::outbox::Outbox;
 use super::protocol::{self, MAX_MESSAGE, ServerMsg};
 use crate::auth::{self, Session};
-use crate::rooms::{EntryQuery, entry, parse_room_id};
+use crate::rooms::{EntryQuery, entry, find_room, parse_room_id};
 use crate::{AppError, AppState};
 
 pub async fn handler(
@@ -30,14 +30,7 @@ pub async fn handler(
     if !auth::same_origin(&headers, &state.config.server.public_url) {
         return Err(AppError::forbidden("cross-site WebSocket refused"));
     }
-    let room = state.catalog.room(parse_room_id(&id)?).await?;
-    if state.live.is_ending(room.id) {
-        return Err(AppError::new(
-            StatusCode::GONE,
-            "ended",
-            "this room has ended",
-        ));
-    }
+    let room = find_room(&state, parse_room_id(&id)?).await?;
     let e = entry(
         &state,
         &room,
@@ -46,6 +39,14 @@ pub async fn handler(
         q.speak.as_deref(),
     )
     .await?;
+    // Judged after entry, so outsiders of a private room learn nothing from it.
+    if state.live.is_ending(room.id) {
+        return Err(AppError::new(
+            StatusCode::GONE,
+            "ended",
+            "this room has ended",
+        ));
+    }
     let live = state.live.clone();
     Ok(upgrade
         // Each read zero-fills up to this much (tungstenite's default is 128 KiB): in a room of
