@@ -143,7 +143,15 @@ async fn connection(
     });
     let service = hyper::service::service_fn({
         let activity = activity.clone();
-        move |req| handle(app.clone(), req, peer, activity.clone(), limits.body_timeout)
+        move |req| {
+            handle(
+                app.clone(),
+                req,
+                peer,
+                activity.clone(),
+                limits.body_timeout,
+            )
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         // Our own clock (`Activity`) times heads, so that a kept-alive connection waits for

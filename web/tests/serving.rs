@@ -23,10 +23,7 @@ const BIG: usize = 48 << 20;
 fn tiny() -> Router {
     Router::new()
         .route("/", get(|| async { "hello" }))
-        .route(
-            "/echo",
-            post(|b: Bytes| async move { b.len().to_string() }),
-        )
+        .route("/echo", post(|b: Bytes| async move { b.len().to_string() }))
         .route(
             "/big",
             get(|| async {
@@ -34,7 +31,10 @@ fn tiny() -> Router {
                 let pieces = futures_util::stream::iter(
                     (0..BIG / piece.len()).map(move |_| Ok::<_, std::io::Error>(piece.clone())),
                 );
-                ([("content-length", BIG.to_string())], Body::from_stream(pieces))
+                (
+                    [("content-length", BIG.to_string())],
+                    Body::from_stream(pieces),
+                )
             }),
         )
         .route(
@@ -63,12 +63,7 @@ fn limits() -> Limits {
 async fn start(limits: Limits) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_with(
-        listener,
-        tiny(),
-        std::future::pending(),
-        limits,
-    ));
+    tokio::spawn(serve_with(listener, tiny(), std::future::pending(), limits));
     addr
 }
 
@@ -261,7 +256,10 @@ async fn idle_connections_and_clients_that_stop_reading_are_closed() {
         + until_closed(&mut s, Duration::from_secs(10))
             .await
             .expect("closed");
-    assert!(got < BIG, "a client that stopped reading got the whole answer");
+    assert!(
+        got < BIG,
+        "a client that stopped reading got the whole answer"
+    );
 
     // One that keeps reading, slowly, gets all of it.
     let mut s = TcpStream::connect(addr).await.unwrap();
