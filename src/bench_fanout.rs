@@ -85,10 +85,16 @@ pub async fn server(participants: usize, speakers: usize) -> anyhow::Result<()> 
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let http = listener.local_addr()?;
-    tokio::spawn(roomtape_web::serve(
+    // Every participant's WebSocket comes from this machine: no cap per address.
+    let limits = roomtape_web::Limits {
+        max_connections_per_ip: None,
+        ..Default::default()
+    };
+    tokio::spawn(roomtape_web::serve_with(
         listener,
         app(state),
         std::future::pending(),
+        limits,
     ));
     println!(
         "{}",

@@ -262,10 +262,16 @@ pub async fn run(members: usize, changes: usize, burst: usize) -> anyhow::Result
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let http = listener.local_addr()?;
-    tokio::spawn(roomtape_web::serve(
+    // Every member comes from this machine: no cap per address.
+    let limits = roomtape_web::Limits {
+        max_connections_per_ip: None,
+        ..Default::default()
+    };
+    tokio::spawn(roomtape_web::serve_with(
         listener,
         app(state),
         std::future::pending(),
+        limits,
     ));
     let seen = Arc::new(Seen::default());
     let cpu0 = cpu_time::ProcessTime::now();

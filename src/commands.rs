@@ -512,7 +512,8 @@ pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
         ctx.config.clone(),
         live,
     ));
-    roomtape_web::serve(listener, app, shutdown_signal()).await?;
+    let limits = roomtape_web::Limits::from_config(&ctx.config.server);
+    roomtape_web::serve_with(listener, app, shutdown_signal(), limits).await?;
     let _ = stop_tx.send(true);
     if let Some(w) = worker {
         let _ = w.await;

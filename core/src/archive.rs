@@ -21,6 +21,20 @@ pub trait AppendFile: Send + Debug {
     fn sync(&mut self) -> Result<()>;
 }
 
+/// A file opened for reading: read and seek in pieces, so that serving even a long mix never
+/// holds more of it in memory than the piece being sent.
+pub trait ReadFile: Read + Seek + Send + Debug {}
+
+impl<T: Read + Seek + Send + Debug> ReadFile for T {}
+
+/// An archive file opened for reading, with its size at that moment. Reads see the file as it
+/// was opened even if it is replaced meanwhile (`put_atomic` renames a new file into place).
+#[derive(Debug)]
+pub struct OpenFile {
+    pub size: u64,
+    pub reader: Box<dyn ReadFile>,
+}
+
 /// Storage for archives. All methods take keys checked by [`check_key`].
 pub trait ArchiveStore: Send + Sync + Debug {
     /// Replaces `key` with `data` atomically: readers see the old or the new bytes, never a mix,
@@ -28,8 +42,8 @@ pub trait ArchiveStore: Send + Sync + Debug {
     fn put_atomic(&self, key: &str, data: &[u8]) -> Result<()>;
     /// The whole of `key`.
     fn get(&self, key: &str) -> Result<Vec<u8>>;
-    /// `len` bytes of `key` from `offset` (fewer at the end).
-    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// Opens `key` for reading in pieces (serving files: never the whole of one in memory).
+    fn open_read(&self, key: &str) -> Result<OpenFile>;
     /// Size of `key` in bytes.
     fn size(&self, key: &str) -> Result<u64>;
     /// Whether `key` exists.
@@ -139,16 +153,17 @@ impl ArchiveStore for LocalStore {
         std::fs::read(&path).map_err(|e| not_found_or_io(key, "read", &path, e))
     }
 
-    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+    fn open_read(&self, key: &str) -> Result<OpenFile> {
         let path = self.path(key)?;
-        let mut f = File::open(&path).map_err(|e| not_found_or_io(key, "open", &path, e))?;
-        f.seek(SeekFrom::Start(offset))
-            .map_err(|e| Error::io("seek", &path, e))?;
-        let mut out = Vec::new();
-        f.take(len)
-            .read_to_end(&mut out)
-            .map_err(|e| Error::io("read", &path, e))?;
-        Ok(out)
+        let f = File::open(&path).map_err(|e| not_found_or_io(key, "open", &path, e))?;
+        let meta = f.metadata().map_err(|e| Error::io("stat", &path, e))?;
+        if !meta.is_file() {
+            return Err(Error::NotFound(format!("archive file {key}")));
+        }
+        Ok(OpenFile {
+            size: meta.len(),
+            reader: Box::new(f),
+        })
     }
 
     fn size(&self, key: &str) -> Result<u64> {
@@ -327,12 +342,17 @@ impl ArchiveStore for MemoryStore {
         Ok(data)
     }
 
-    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let f = self.file(key)?;
-        let data = lock(&f);
-        let start = (offset as usize).min(data.len());
-        let end = start.saturating_add(len as usize).min(data.len());
-        Ok(data[start..end].to_vec())
+    fn open_read(&self, key: &str) -> Result<OpenFile> {
+        let file = self.file(key)?;
+        let size = lock(&file).len() as u64;
+        Ok(OpenFile {
+            size,
+            reader: Box::new(MemoryRead {
+                file,
+                pos: 0,
+                end: size,
+            }),
+        })
     }
 
     fn size(&self, key: &str) -> Result<u64> {
@@ -398,6 +418,40 @@ impl ArchiveStore for MemoryStore {
     }
 }
 
+/// Reads a memory file's first `end` bytes (its size when opened) a piece at a time.
+#[derive(Debug)]
+struct MemoryRead {
+    file: Arc<Mutex<Vec<u8>>>,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for MemoryRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let data = lock(&self.file);
+        let end = (self.end as usize).min(data.len());
+        let start = (self.pos as usize).min(end);
+        let n = buf.len().min(end - start);
+        buf[..n].copy_from_slice(&data[start..start + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for MemoryRead {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let pos = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.end.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = pos.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        Ok(self.pos)
+    }
+}
+
 #[derive(Debug)]
 struct MemoryAppend {
     file: Arc<Mutex<Vec<u8>>>,
@@ -440,11 +494,26 @@ mod tests {
             b"OggS-one-two-three"
         );
         assert_eq!(store.size("r1/tracks/t1.opus").unwrap(), 18);
-        assert_eq!(store.get_range("r1/tracks/t1.opus", 4, 4).unwrap(), b"-one");
-        assert_eq!(
-            store.get_range("r1/tracks/t1.opus", 16, 100).unwrap(),
-            b"ee"
-        );
+        let range = |offset: u64, len: u64| {
+            let mut f = store.open_read("r1/tracks/t1.opus").unwrap();
+            assert_eq!(f.size, 18);
+            f.reader.seek(SeekFrom::Start(offset)).unwrap();
+            let mut out = Vec::new();
+            f.reader.take(len).read_to_end(&mut out).unwrap();
+            out
+        };
+        assert_eq!(range(4, 4), b"-one");
+        assert_eq!(range(16, 100), b"ee");
+        assert_eq!(range(30, 4), b"");
+        // An open file reads as it was when opened, even when the key is replaced meanwhile.
+        store.put_atomic("r1/peaks.json", b"[1,2,3]").unwrap();
+        let mut old = store.open_read("r1/peaks.json").unwrap();
+        store.put_atomic("r1/peaks.json", b"[4,5,6,7]").unwrap();
+        let mut read = String::new();
+        old.reader.read_to_string(&mut read).unwrap();
+        assert_eq!((old.size, read.as_str()), (7, "[1,2,3]"));
+        store.delete("r1/peaks.json").unwrap();
+        assert!(store.open_read("r1/gone").unwrap_err().is_not_found());
 
         store
             .truncate_and_patch("r1/tracks/t1.opus", 8, 0, b"oggs")

@@ -95,6 +95,20 @@ pub struct ServerConfig {
     pub open_signup: bool,
     /// Days a log-in lasts.
     pub session_days: u32,
+    /// Seconds a client has to send a whole request head once its first byte has come; a
+    /// client still trickling header lines then is cut off (0: no limit).
+    pub header_timeout_secs: u32,
+    /// Seconds a request body may take to arrive, counted from its head; a late one is
+    /// answered 408 and its connection closed (0: no limit).
+    pub body_timeout_secs: u32,
+    /// Seconds a connection may sit with nothing moving while the server waits on the client:
+    /// for the first byte of the (next) request, or for it to read more of an answer. The
+    /// connection is closed then (0: no limit).
+    pub idle_timeout_secs: u32,
+    /// Connections one client address (for IPv6, one /64) may hold open at once, WebSockets
+    /// included; further ones are closed at once (0: no limit). Behind a reverse proxy every
+    /// connection comes from the proxy: raise it or set 0 and let the proxy limit clients.
+    pub max_connections_per_ip: u32,
     /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For` / `Forwarded` headers
     /// name the client. Empty: the peer of the TCP connection is the client, and those headers
     /// are ignored (anyone can write them).
@@ -233,6 +247,10 @@ impl Default for ServerConfig {
             open_signup: true,
             session_days: 30,
             trusted_proxies: Vec::new(),
+            header_timeout_secs: 20,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections_per_ip: 256,
         }
     }
 }

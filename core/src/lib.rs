@@ -19,7 +19,9 @@ mod types;
 mod webhooks;
 
 pub use accounts::{ApiToken, Room, RoomState, StoredRole, User, clean_text};
-pub use archive::{AppendFile, ArchiveStore, LocalStore, MemoryStore, check_key};
+pub use archive::{
+    AppendFile, ArchiveStore, LocalStore, MemoryStore, OpenFile, ReadFile, check_key,
+};
 pub use catalog::Catalog;
 pub use config::{
     Config, ImportConfig, IpCidr, MediaConfig, RecorderConfig, ServerConfig, TranscribeConfig,

@@ -1,5 +1,5 @@
-//! `roomtape serve` answers on HTTP (anonymous callers see public recordings only) and stops
-//! cleanly on SIGTERM.
+//! `roomtape serve` answers on HTTP (anonymous callers see public recordings only), applies the
+//! connection limits of its settings, and stops cleanly on SIGTERM.
 
 use crate::support::*;
 
@@ -39,5 +39,57 @@ fn serve_lists_recordings_and_stops_on_sigterm() {
     assert_eq!(status, 404);
     assert!(body.contains("\"code\":\"not_found\""), "{body}");
 
+    child.stop();
+}
+
+/// Reads until the service closes the connection; returns when that was, measured from
+/// `since`, or `None` if it is still open `within` after `since`.
+fn closed_at(
+    s: &mut std::net::TcpStream,
+    since: std::time::Instant,
+    within: std::time::Duration,
+) -> Option<std::time::Duration> {
+    use std::io::{ErrorKind, Read};
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = within.checked_sub(since.elapsed())?;
+        s.set_read_timeout(Some(left.max(std::time::Duration::from_millis(1))))
+            .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return Some(since.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return None;
+            }
+            Err(_) => return Some(since.elapsed()),
+        }
+    }
+}
+
+#[test]
+fn serve_applies_the_connection_limits_it_is_given() {
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+    let env = Env::new();
+    let (child, addr) = env.serve_with(&[
+        ("ROOMTAPE_SERVER_IDLE_TIMEOUT_SECS", "1"),
+        ("ROOMTAPE_SERVER_MAX_CONNECTIONS_PER_IP", "2"),
+    ]);
+    // The service answers before the test's connections are made.
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    // Two silent connections fill this address's share; a third is closed at once.
+    let start = Instant::now();
+    let mut a = TcpStream::connect(&addr).unwrap();
+    let mut b = TcpStream::connect(&addr).unwrap();
+    let mut c = TcpStream::connect(&addr).unwrap();
+    let took = closed_at(&mut c, start, Duration::from_secs(5)).expect("the third was kept");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    // The silent ones are closed after the idle timeout, which gives the share back.
+    for s in [&mut a, &mut b] {
+        let took = closed_at(s, start, Duration::from_secs(5)).expect("an idle one was kept");
+        assert!(took > Duration::from_millis(900), "{took:?}");
+    }
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
     child.stop();
 }

@@ -26,6 +26,7 @@ pub mod media;
 pub mod pages;
 pub mod replay;
 pub mod rooms;
+pub mod server;
 pub mod webhooks;
 
 /// What every handler can reach.
@@ -317,19 +318,17 @@ async fn not_found() -> AppError {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then drains open connections.
+/// Serves `app` on `listener` with the default [`server::Limits`] until `shutdown` completes,
+/// then drains open connections.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    server::serve_with(listener, app, shutdown, server::Limits::default()).await
 }
+
+pub use server::{Limits, serve_with};
 
 #[cfg(test)]
 mod tests {

@@ -1,19 +1,25 @@
 //! Serving archive files (the mix, tracks) over HTTP: byte ranges (RFC 9110 §14), validators
-//! and caching headers, so `<audio>` can seek and podcast apps can resume.
+//! and caching headers, so `<audio>` can seek and podcast apps can resume. Bodies are read from
+//! the store a piece at a time as the client takes them, whatever the range: a slow client of a
+//! twelve-hour mix costs the server the same few hundred KiB as one of a short track.
 
-use axum::body::Body;
+use std::io::{Read as _, Seek as _, SeekFrom};
+
+use axum::body::{Body, Bytes};
 use axum::http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
     ETAG, IF_NONE_MATCH, IF_RANGE, RANGE,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use roomtape_core::{OpenFile, ReadFile};
 use sha2::{Digest as _, Sha256};
 
 use crate::{AppError, AppState};
 
-/// The most bytes one answer to an open-ended range (`bytes=N-`) carries; players ask again.
-const OPEN_RANGE_CHUNK: u64 = 4 << 20;
+/// The most bytes of a file read at once when serving it: what one answer holds in memory
+/// besides hyper's write buffer (about 400 KiB at most).
+const PIECE: u64 = 64 << 10;
 
 /// Who may cache an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,11 +70,11 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Ranged {
             },
             _ => Ranged::Unsatisfiable,
         },
-        // bytes=N-: from N, in chunks.
+        // bytes=N-: from N to the end.
         (false, true) => match num(a) {
             Some(start) if start < size => Ranged::Part {
                 start,
-                end: (start + OPEN_RANGE_CHUNK - 1).min(size - 1),
+                end: size - 1,
             },
             _ => Ranged::Unsatisfiable,
         },
@@ -107,7 +113,7 @@ pub async fn serve_file(
 ) -> Result<Response, AppError> {
     let store = state.store.clone();
     let k = key.to_string();
-    let size = tokio::task::spawn_blocking(move || store.size(&k))
+    let OpenFile { size, reader } = tokio::task::spawn_blocking(move || store.open_read(&k))
         .await
         .map_err(AppError::internal)?
         .map_err(|e| {
@@ -176,24 +182,49 @@ pub async fn serve_file(
             return Ok((common, e).into_response());
         }
     };
-    let store = state.store.clone();
-    let k = key.to_string();
-    let bytes = tokio::task::spawn_blocking(move || store.get_range(&k, start, len))
-        .await
-        .map_err(AppError::internal)?
-        .map_err(AppError::internal)?;
     common.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    common.insert(CONTENT_LENGTH, header(&bytes.len().to_string()));
+    common.insert(CONTENT_LENGTH, header(&len.to_string()));
     if status == StatusCode::PARTIAL_CONTENT {
         common.insert(
             CONTENT_RANGE,
-            header(&format!(
-                "bytes {start}-{}/{size}",
-                start + bytes.len() as u64 - 1
-            )),
+            header(&format!("bytes {start}-{}/{size}", start + len - 1)),
         );
     }
-    Ok((status, common, Body::from(bytes)).into_response())
+    Ok((status, common, file_body(reader, start, len)).into_response())
+}
+
+/// `len` bytes of an open file from `start`, read a piece at a time as the client takes them:
+/// the next piece is read only when hyper asks for it, which it does only when its write
+/// buffer has room, so a slow client holds one piece and a socket's worth, not the file.
+fn file_body(reader: Box<dyn ReadFile>, start: u64, len: u64) -> Body {
+    let pieces = futures_util::stream::try_unfold(
+        (reader, start, len),
+        |(mut reader, at, left)| async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0; left.min(PIECE) as usize];
+                reader.seek(SeekFrom::Start(at))?;
+                let n = reader.read(&mut buf)?;
+                if n == 0 {
+                    // Shorter than when it was opened: end the answer as broken, not short.
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file got shorter while it was being served",
+                    ));
+                }
+                buf.truncate(n);
+                Ok(Some((
+                    Bytes::from(buf),
+                    (reader, at + n as u64, left - n as u64),
+                )))
+            })
+            .await
+            .map_err(std::io::Error::other)?
+        },
+    );
+    Body::from_stream(pieces)
 }
 
 #[cfg(test)]
@@ -242,12 +273,12 @@ mod tests {
             assert_eq!(p(bad), Ranged::Unsatisfiable, "{bad}");
         }
         assert_eq!(parse_range(Some("bytes=0-"), 0), Ranged::Unsatisfiable);
-        // Open-ended ranges come in chunks.
+        // Open-ended ranges run to the end: the answer is streamed, whatever its length.
         assert_eq!(
             parse_range(Some("bytes=0-"), 100 << 20),
             Ranged::Part {
                 start: 0,
-                end: OPEN_RANGE_CHUNK - 1
+                end: (100 << 20) - 1
             }
         );
     }

@@ -50,7 +50,6 @@ pub struct NewRoom {
     _csrf: String,
 }
 
-
 fn parse_time(s: &str) -> Result<Option<Timestamp>, AppError> {
     let s = s.trim();
     if s.is_empty() {

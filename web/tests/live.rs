@@ -817,8 +817,8 @@ impl ArchiveStore for GatedStore {
     fn get(&self, key: &str) -> roomtape_core::Result<Vec<u8>> {
         self.inner.get(key)
     }
-    fn get_range(&self, key: &str, offset: u64, len: u64) -> roomtape_core::Result<Vec<u8>> {
-        self.inner.get_range(key, offset, len)
+    fn open_read(&self, key: &str) -> roomtape_core::Result<roomtape_core::OpenFile> {
+        self.inner.open_read(key)
     }
     fn size(&self, key: &str) -> roomtape_core::Result<u64> {
         self.inner.size(key)
