@@ -19,7 +19,7 @@ mod types;
 mod webhooks;
 
 pub use accounts::{ApiToken, Room, RoomState, StoredRole, User, clean_text};
-pub use archive::{AppendFile, ArchiveStore, LocalStore, MemoryStore, check_key};
+pub use archive::{AppendFile, ArchiveStore, LocalStore, MemoryStore, StoreLock, check_key};
 pub use catalog::Catalog;
 pub use config::{
     Config, ImportConfig, MediaConfig, RecorderConfig, ServerConfig, TranscribeConfig,
@@ -76,6 +76,14 @@ pub mod layout {
     pub fn file_key(rec: crate::RecordingId, file: &str) -> String {
         format!("{rec}/{file}")
     }
+    /// Archive key of the lock a writer holds on a recording's archive while no catalog row
+    /// owns it yet (an import, from before its first file until its row is written). Recovery
+    /// removes archives without a row only when it can take this lock itself.
+    pub fn claim_key(rec: crate::RecordingId) -> String {
+        format!("{rec}{CLAIM_SUFFIX}")
+    }
+    /// What [`claim_key`] adds to a recording id.
+    pub const CLAIM_SUFFIX: &str = ".lock";
     /// File name of a track inside its archive.
     pub fn track_file(track: crate::TrackId) -> String {
         format!("tracks/{track}.opus")
