@@ -91,11 +91,9 @@ pub fn import_file(
 ) -> Result<Imported> {
     let id = RecordingId::new();
     // Claimed before the first file exists, so no one ever sees this archive unclaimed.
-    let claim = store
-        .try_lock(&layout::claim_key(id))?
-        .ok_or_else(|| {
-            roomtape_core::Error::Conflict(format!("recording {id} is claimed by another writer"))
-        })?;
+    let claim = store.try_lock(&layout::claim_key(id))?.ok_or_else(|| {
+        roomtape_core::Error::Conflict(format!("recording {id} is claimed by another writer"))
+    })?;
     match import_into(id, path, store, opts, progress) {
         Ok(manifest) => Ok(Imported {
             manifest,

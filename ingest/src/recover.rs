@@ -146,7 +146,11 @@ pub async fn recover_all(
         let top = key.split('/').next().unwrap_or_default();
         match top.strip_suffix(layout::CLAIM_SUFFIX) {
             Some(name) if top == key => candidates.extend(name.parse::<RecordingId>().ok()),
-            _ => candidates.extend(top.parse::<RecordingId>().ok().filter(|id| !known.contains(id))),
+            _ => candidates.extend(
+                top.parse::<RecordingId>()
+                    .ok()
+                    .filter(|id| !known.contains(id)),
+            ),
         }
     }
     for id in candidates {

@@ -196,10 +196,17 @@ fn recovery_removes_an_abandoned_import() {
     std::thread::sleep(Duration::from_millis(300));
     importer.kill().expect("SIGKILL");
     importer.wait().unwrap();
-    assert!(env.archive(&id).is_dir(), "the killed import left its archive");
+    assert!(
+        env.archive(&id).is_dir(),
+        "the killed import left its archive"
+    );
 
     let report = env.json(&["recover"]);
-    assert_eq!(report["orphans_removed"], serde_json::json!([id]), "{report}");
+    assert_eq!(
+        report["orphans_removed"],
+        serde_json::json!([id]),
+        "{report}"
+    );
     assert_eq!(report["in_progress"], serde_json::json!([]), "{report}");
     assert!(!env.archive(&id).exists(), "the orphan is removed");
     let left: Vec<_> = std::fs::read_dir(env.data().join("archives"))

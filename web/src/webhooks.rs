@@ -1133,7 +1133,10 @@ mod tests {
             ("::10.0.0.1", "IPv4-compatible private"),
             ("::169.254.169.254", "IPv4-compatible link-local"),
             ("::0.0.0.0", "IPv4-compatible unspecified"),
-            ("::8.8.8.8", "IPv4-compatible (deprecated, even of a public address)"),
+            (
+                "::8.8.8.8",
+                "IPv4-compatible (deprecated, even of a public address)",
+            ),
             ("::ffff:127.0.0.1", "IPv4-mapped loopback"),
             ("::ffff:192.168.1.1", "IPv4-mapped private"),
             ("::ffff:169.254.169.254", "IPv4-mapped link-local"),
@@ -1152,10 +1155,22 @@ mod tests {
             ("2002::1", "6to4 unspecified"),
             ("2001:0:7f00:1::f7f7:f7f7", "Teredo, loopback server"),
             ("2001:0:a00:1::f7f7:f7f7", "Teredo, private server"),
-            ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "Teredo, private client"),
-            ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo, loopback client"),
-            ("2001:0:4136:e378:8000:63bf:5601:5601", "Teredo, link-local client"),
-            ("2001:0:4136:e378:8000:63bf:ffff:ffff", "Teredo, unspecified client"),
+            (
+                "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+                "Teredo, private client",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:80ff:fffe",
+                "Teredo, loopback client",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:5601:5601",
+                "Teredo, link-local client",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:ffff:ffff",
+                "Teredo, unspecified client",
+            ),
             ("fe80::1", "link-local"),
             ("fc00::1", "unique local"),
             ("fd12:3456::1", "unique local"),
@@ -1172,7 +1187,11 @@ mod tests {
             assert!(!is_public(ip), "{refused} ({form}) passed as public");
             let url = format!("http://[{refused}]:8080/hook");
             let e = check_url(&url, false).unwrap_err();
-            assert!(e.message().contains("public address"), "{url}: {}", e.message());
+            assert!(
+                e.message().contains("public address"),
+                "{url}: {}",
+                e.message()
+            );
             assert!(check_url(&url, true).is_ok(), "{url} with allow_private");
         }
         for public in [
