@@ -166,9 +166,8 @@ pub struct SearchIndex {
     /// only searches (the CLI while `serve` runs) never needs it.
     writer: Mutex<Option<IndexWriter>>,
     f: Fields,
-    /// The BM25 totals of the public documents, with the searcher generation they were
-    /// counted in: every anonymous search needs them, and they change only with a commit.
-    public_totals: Mutex<Option<(u64, Totals)>>,
+    /// BM25 statistics of the public documents, which every search but an admin's needs.
+    public: Mutex<PublicStats>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -186,7 +185,7 @@ impl SearchIndex {
             reader,
             writer: Mutex::new(None),
             f,
-            public_totals: Mutex::new(None),
+            public: Mutex::new(PublicStats::default()),
         })
     }
 
@@ -576,60 +575,78 @@ impl SearchIndex {
     /// BM25 statistics of what `viewer` may see in `searcher`; `None` for an admin, who sees
     /// everything (tantivy's own statistics then).
     fn visible_stats<'a>(
-        &self,
+        &'a self,
         searcher: &'a Searcher,
         viewer: &Viewer,
     ) -> Result<Option<VisibleStats<'a>>> {
         let Some(access) = self.access(viewer) else {
             return Ok(None);
         };
-        let public = || -> Result<Totals> {
-            let generation = searcher.generation().generation_id();
-            let mut cached = self.public_totals.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((g, t)) = *cached
-                && g == generation
-            {
-                return Ok(t);
-            }
-            let q = TermQuery::new(
-                Term::from_field_text(self.f.access, "public"),
-                IndexRecordOption::Basic,
-            );
-            let t = searcher.search(&q, &TotalsOf(self.f.text))?;
-            *cached = Some((generation, t));
-            Ok(t)
+        let own: Option<Box<dyn Query>> = match viewer {
+            Viewer::Admin | Viewer::Anonymous => None,
+            // A user's own documents that are not public, counted apart from the public ones.
+            Viewer::User(u) => Some(Box::new(BooleanQuery::new(vec![
+                (
+                    Occur::Must,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(self.f.access, &format!("user:{u}")),
+                        IndexRecordOption::Basic,
+                    )) as Box<dyn Query>,
+                ),
+                (Occur::MustNot, Box::new(self.public_query())),
+            ]))),
         };
-        let totals = match viewer {
-            Viewer::Admin => return Ok(None),
-            Viewer::Anonymous => public()?,
-            Viewer::User(u) => {
-                // Public ones (counted once per commit) plus the user's own that are not.
-                let own = BooleanQuery::new(vec![
-                    (
-                        Occur::Must,
-                        Box::new(TermQuery::new(
-                            Term::from_field_text(self.f.access, &format!("user:{u}")),
-                            IndexRecordOption::Basic,
-                        )),
-                    ),
-                    (
-                        Occur::MustNot,
-                        Box::new(TermQuery::new(
-                            Term::from_field_text(self.f.access, "public"),
-                            IndexRecordOption::Basic,
-                        )),
-                    ),
-                ]);
-                public()?.plus(searcher.search(&own, &TotalsOf(self.f.text))?)
-            }
-        };
+        let mut totals = self.public_stats(searcher, |p| {
+            Ok(match p.totals {
+                Some(t) => t,
+                None => *p
+                    .totals
+                    .insert(searcher.search(&self.public_query(), &TotalsOf(self.f.text))?),
+            })
+        })?;
+        if let Some(own) = &own {
+            totals = totals.plus(searcher.search(&**own, &TotalsOf(self.f.text))?);
+        }
         Ok(Some(VisibleStats {
+            index: self,
             searcher,
             access,
-            text: self.f.text,
+            own,
             totals,
-            doc_freqs: Mutex::new(HashMap::new()),
         }))
+    }
+
+    fn public_query(&self) -> TermQuery {
+        TermQuery::new(
+            Term::from_field_text(self.f.access, "public"),
+            IndexRecordOption::Basic,
+        )
+    }
+
+    /// Runs `f` on the public statistics kept for `searcher`'s generation (kept only for the
+    /// newest generation seen; an older searcher gets a scratch copy).
+    fn public_stats<T>(
+        &self,
+        searcher: &Searcher,
+        f: impl FnOnce(&mut PublicStats) -> tantivy::Result<T>,
+    ) -> tantivy::Result<T> {
+        let generation = searcher.generation().generation_id();
+        let mut kept = self.public.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.generation < generation {
+            *kept = PublicStats {
+                generation,
+                ..PublicStats::default()
+            };
+        }
+        if kept.generation == generation {
+            if kept.doc_freqs.len() > MAX_KEPT_DOC_FREQS {
+                kept.doc_freqs.clear();
+            }
+            f(&mut kept)
+        } else {
+            drop(kept);
+            f(&mut PublicStats::default())
+        }
     }
 
     /// Runs a parsed query for `viewer`; `page` counts from 1.
@@ -838,24 +855,37 @@ impl SegmentCollector for SegmentTotals {
     }
 }
 
+/// What BM25 needs of the published public documents in one searcher generation: every
+/// search but an admin's needs it, and it changes only with a commit.
+#[derive(Debug, Default)]
+struct PublicStats {
+    generation: u64,
+    /// Of `text`.
+    totals: Option<Totals>,
+    doc_freqs: HashMap<Term, u64>,
+}
+
+/// Words whose public document frequency is kept per generation, at most (then it starts over).
+const MAX_KEPT_DOC_FREQS: usize = 100_000;
+
 /// BM25 statistics of the documents one viewer may see. tantivy's own count every document in
 /// the index — private ones, and deleted ones not yet merged away — so a word added to a
 /// private recording would move the scores, and so the order, of public hits; with these, what
 /// a caller receives is a function of what it may see.
 struct VisibleStats<'a> {
+    index: &'a SearchIndex,
     searcher: &'a Searcher,
     /// The viewer's access clause.
     access: Box<dyn Query>,
-    /// The one scored field; see `build`.
-    text: Field,
-    /// Of `text`, over the visible documents.
+    /// The viewer's documents that are not public (a user's own), if any.
+    own: Option<Box<dyn Query>>,
+    /// Of `text` (the one scored field; see `build`), over the visible documents.
     totals: Totals,
-    doc_freqs: Mutex<HashMap<Term, u64>>,
 }
 
 impl Bm25StatisticsProvider for VisibleStats<'_> {
     fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
-        if field == self.text {
+        if field == self.index.f.text {
             Ok(self.totals.tokens)
         } else {
             // Not reached while only `text` scores; right (if slower) should that change.
@@ -872,20 +902,36 @@ impl Bm25StatisticsProvider for VisibleStats<'_> {
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        let mut cache = self.doc_freqs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(&n) = cache.get(term) {
-            return Ok(n);
-        }
-        let q = BooleanQuery::new(vec![
-            (
-                Occur::Must,
-                Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)),
-            ),
-            (Occur::Must, self.access.box_clone()),
-        ]);
-        let n = self.searcher.search(&q, &Count)? as u64;
-        cache.insert(term.clone(), n);
-        Ok(n)
+        let count = |clause: Box<dyn Query>| {
+            let q = BooleanQuery::new(vec![
+                (
+                    Occur::Must,
+                    Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic))
+                        as Box<dyn Query>,
+                ),
+                (Occur::Must, clause),
+            ]);
+            Ok::<_, tantivy::TantivyError>(self.searcher.search(&q, &Count)? as u64)
+        };
+        let kept = self
+            .index
+            .public_stats(self.searcher, |p| Ok(p.doc_freqs.get(term).copied()))?;
+        let public = match kept {
+            Some(n) => n,
+            None => {
+                // Counted without holding the lock, so searches do not wait on each other.
+                let n = count(Box::new(self.index.public_query()))?;
+                self.index.public_stats(self.searcher, |p| {
+                    p.doc_freqs.insert(term.clone(), n);
+                    Ok(())
+                })?;
+                n
+            }
+        };
+        Ok(match &self.own {
+            Some(own) => public + count(own.box_clone())?,
+            None => public,
+        })
     }
 }
 
