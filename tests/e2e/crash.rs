@@ -103,15 +103,18 @@ fn long_input(env: &Env) -> std::path::PathBuf {
     path
 }
 
-/// Starts `roomtape --json import <file>` and waits until its archive directory exists;
-/// returns the running importer and the recording id (the directory's name).
-fn start_import(env: &Env, file: &std::path::Path) -> (std::process::Child, String) {
-    let child = env
-        .cmd(&["--json", "import", file.to_str().unwrap()])
+/// Starts `roomtape --json import <file>`.
+fn start_import(env: &Env, file: &std::path::Path) -> std::process::Child {
+    env.cmd(&["--json", "import", file.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start the import");
+        .expect("start the import")
+}
+
+/// Waits until the running import has made its archive directory; returns the recording id
+/// (the directory's name).
+fn archive_of(env: &Env, importer: &mut std::process::Child) -> String {
     let archives = env.data().join("archives");
     let t0 = Instant::now();
     loop {
@@ -121,13 +124,12 @@ fn start_import(env: &Env, file: &std::path::Path) -> (std::process::Child, Stri
             .map(|e| e.unwrap().path())
             .find(|p| p.is_dir());
         if let Some(dir) = dir {
-            let id = dir.file_name().unwrap().to_string_lossy().into_owned();
-            return (child, id);
+            return dir.file_name().unwrap().to_string_lossy().into_owned();
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the import wrote no archive"
-        );
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = importer.kill();
+            panic!("the import wrote no archive");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -139,7 +141,8 @@ fn start_import(env: &Env, file: &std::path::Path) -> (std::process::Child, Stri
 fn recovery_leaves_an_import_in_progress_alone() {
     let env = Env::new();
     let input = long_input(&env);
-    let (importer, id) = start_import(&env, &input);
+    let mut importer = start_import(&env, &input);
+    let id = archive_of(&env, &mut importer);
 
     let report = env.json(&["recover"]);
     assert_eq!(report["orphans_removed"], serde_json::json!([]), "{report}");
@@ -155,7 +158,6 @@ fn recovery_leaves_an_import_in_progress_alone() {
         "the archive is still there after recovery"
     );
 
-    let mut importer = importer;
     assert!(
         importer.try_wait().unwrap().is_none(),
         "the import ended before recovery had run: the test proved nothing (lengthen the input)"
@@ -192,7 +194,8 @@ fn recovery_leaves_an_import_in_progress_alone() {
 fn recovery_removes_an_abandoned_import() {
     let env = Env::new();
     let input = long_input(&env);
-    let (mut importer, id) = start_import(&env, &input);
+    let mut importer = start_import(&env, &input);
+    let id = archive_of(&env, &mut importer);
     std::thread::sleep(Duration::from_millis(300));
     importer.kill().expect("SIGKILL");
     importer.wait().unwrap();
