@@ -163,7 +163,7 @@ pub fn run(models_dir: &Path, model: &str, minutes: f64, threads: usize) -> anyh
     let mut opts = ImportOptions::from_config(&roomtape_core::ImportConfig::default());
     opts.split_channels = true;
     opts.speakers = (1..=4).map(|i| format!("Speaker {i}")).collect();
-    let manifest = roomtape_ingest::import_file(&wav, &store, &opts, &mut |_| {})?;
+    let manifest = roomtape_ingest::import_file(&wav, &store, &opts, &mut |_| {})?.release();
     let room_secs = total as f64 / RATE as f64;
     println!(
         "room: 4 speakers x {}, speech {:.0}%/{:.0}%/{:.0}%/{:.0}% of the time (espeak-ng), {} lines; model {}, {} thread(s)",

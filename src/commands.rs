@@ -116,7 +116,9 @@ pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
     });
     let bar2 = bar.clone();
     let store2 = store.clone();
-    let mut manifest = tokio::task::spawn_blocking(move || {
+    // The archive stays claimed while `imported` lives, so a recovery running meanwhile (a
+    // `serve` started now) leaves it alone until its catalog row exists.
+    let mut imported = tokio::task::spawn_blocking(move || {
         roomtape_ingest::import_file(&file, store2.as_ref(), &opts, &mut |p| {
             if let Some(bar) = &bar2 {
                 if let Some(t) = p.total_seconds {
@@ -131,6 +133,7 @@ pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let manifest = &mut imported.manifest;
     if !accounts.is_empty() {
         if accounts.len() > manifest.tracks.len() {
             let _ = store.delete_dir(&manifest.recording_id.to_string());
@@ -170,6 +173,7 @@ pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
         let _ = store.delete_dir(&rec.id.to_string());
         return Err(e).context(what);
     }
+    let manifest = imported.release();
     let job = catalog.enqueue_transcription(rec.id).await?;
     if ctx.json {
         ctx.print_json(&serde_json::json!({
@@ -423,6 +427,7 @@ pub async fn recover(ctx: &Context) -> anyhow::Result<()> {
             })).collect::<Vec<_>>(),
             "failed": report.failed.iter().map(|(r, why)| serde_json::json!({"id": r.id, "reason": why})).collect::<Vec<_>>(),
             "orphans_removed": report.orphans_removed,
+            "in_progress": report.in_progress,
         }));
     }
     if !ctx.quiet {
@@ -440,9 +445,13 @@ pub async fn recover(ctx: &Context) -> anyhow::Result<()> {
         for o in &report.orphans_removed {
             println!("removed unfinished import {o}");
         }
+        for id in &report.in_progress {
+            println!("left alone import in progress {id}");
+        }
         if report.recovered.is_empty()
             && report.failed.is_empty()
             && report.orphans_removed.is_empty()
+            && report.in_progress.is_empty()
         {
             println!("nothing to recover");
         }
@@ -718,7 +727,7 @@ fn bench_ingest(
     let opts = ImportOptions::from_config(&roomtape_core::ImportConfig::default());
     let cpu0 = cpu_time::ProcessTime::now();
     let t0 = Instant::now();
-    let m = roomtape_ingest::import_file(&wav, &store, &opts, &mut |_| {})?;
+    let m = roomtape_ingest::import_file(&wav, &store, &opts, &mut |_| {})?.release();
     let wall = t0.elapsed();
     let cpu = cpu0.elapsed();
     let audio = f64::from(minutes * 60);

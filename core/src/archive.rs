@@ -4,7 +4,7 @@
 //! trait so that the same code runs on local disk now and on object storage later; the
 //! in-memory twin serves tests and benchmarks. One test suite runs against both.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -66,6 +66,18 @@ pub trait ArchiveStore: Send + Sync + Debug {
     fn delete_dir(&self, prefix: &str) -> Result<()>;
     /// A path on local disk for `key`, when the store has one (for serving files and tools).
     fn local_path(&self, key: &str) -> Option<PathBuf>;
+    /// Takes the lock named `key` (an empty key, made if missing) without waiting: `None` while
+    /// another holder, in this process or another, has it. It is held until the [`StoreLock`]
+    /// is dropped, which removes the key, or until the holder's process ends: on disk it is an
+    /// advisory lock the OS keeps, so a killed holder never keeps it.
+    fn try_lock(&self, key: &str) -> Result<Option<StoreLock>>;
+}
+
+/// A lock taken with [`ArchiveStore::try_lock`]. Dropping it removes its key, then lets go.
+#[derive(Debug)]
+pub struct StoreLock {
+    /// The store's guard, which does the work when dropped.
+    _held: Box<dyn Debug + Send + Sync>,
 }
 
 /// Rejects keys that could escape the store: absolute paths, `..`, odd characters.
@@ -267,6 +279,63 @@ impl ArchiveStore for LocalStore {
     fn local_path(&self, key: &str) -> Option<PathBuf> {
         self.path(key).ok()
     }
+
+    fn try_lock(&self, key: &str) -> Result<Option<StoreLock>> {
+        let path = self.path(key)?;
+        Self::parent_dir(&path)?;
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| Error::io("open", &path, e))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+            }
+            // A holder removes the file before it lets go. If that happened between our open
+            // and our lock, we hold a file nobody else can find: open the name again.
+            if is_same_file(&file, &path) {
+                return Ok(Some(StoreLock {
+                    _held: Box::new(LocalLock { file, path }),
+                }));
+            }
+        }
+    }
+}
+
+/// Whether `path` still names the open `file`.
+#[cfg(unix)]
+fn is_same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Whether `path` still names the open `file` (elsewhere an open file cannot be removed).
+#[cfg(not(unix))]
+fn is_same_file(_file: &File, path: &Path) -> bool {
+    path.is_file()
+}
+
+/// A held lock file; the OS releases the lock when `file` is closed or the process ends.
+#[derive(Debug)]
+struct LocalLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl Drop for LocalLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so nobody can take a lock on a name about to vanish.
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
 }
 
 fn not_found_or_io(key: &str, op: &'static str, path: &Path, e: std::io::Error) -> Error {
@@ -303,6 +372,8 @@ type Files = Arc<Mutex<BTreeMap<String, Arc<Mutex<Vec<u8>>>>>>;
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     files: Files,
+    /// Keys locked with `try_lock`.
+    locks: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl MemoryStore {
@@ -415,6 +486,42 @@ impl ArchiveStore for MemoryStore {
 
     fn local_path(&self, _key: &str) -> Option<PathBuf> {
         None
+    }
+
+    fn try_lock(&self, key: &str) -> Result<Option<StoreLock>> {
+        check_key(key)?;
+        if !self
+            .locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string())
+        {
+            return Ok(None);
+        }
+        self.files().entry(key.to_string()).or_default();
+        Ok(Some(StoreLock {
+            _held: Box::new(MemoryLock {
+                store: self.clone(),
+                key: key.to_string(),
+            }),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct MemoryLock {
+    store: MemoryStore,
+    key: String,
+}
+
+impl Drop for MemoryLock {
+    fn drop(&mut self) {
+        self.store.files().remove(&self.key);
+        self.store
+            .locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
     }
 }
 
@@ -540,7 +647,18 @@ mod tests {
         for bad in ["../x", "/etc/passwd", "a//b", "a/./b", "a b", ""] {
             assert!(store.put_atomic(bad, b"x").is_err(), "{bad:?} accepted");
             assert!(store.get(bad).is_err());
+            assert!(store.try_lock(bad).is_err());
         }
+
+        let held = store.try_lock("r3.lock").unwrap().expect("a free lock");
+        assert!(store.exists("r3.lock").unwrap(), "a held lock is a key");
+        assert!(store.try_lock("r3.lock").unwrap().is_none(), "taken twice");
+        let other = store.try_lock("r4.lock").unwrap().expect("another name");
+        drop(held);
+        assert!(!store.exists("r3.lock").unwrap(), "let go and removed");
+        let again = store.try_lock("r3.lock").unwrap().expect("free again");
+        drop((again, other));
+        assert!(!store.exists("r4.lock").unwrap());
     }
 
     #[test]

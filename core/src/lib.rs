@@ -20,7 +20,7 @@ mod webhooks;
 
 pub use accounts::{ApiToken, Room, RoomState, StoredRole, User, clean_text};
 pub use archive::{
-    AppendFile, ArchiveStore, LocalStore, MemoryStore, OpenFile, ReadFile, check_key,
+    AppendFile, ArchiveStore, LocalStore, MemoryStore, OpenFile, ReadFile, StoreLock, check_key,
 };
 pub use catalog::Catalog;
 pub use config::{
@@ -79,6 +79,14 @@ pub mod layout {
     pub fn file_key(rec: crate::RecordingId, file: &str) -> String {
         format!("{rec}/{file}")
     }
+    /// Archive key of the lock a writer holds on a recording's archive while no catalog row
+    /// owns it yet (an import, from before its first file until its row is written). Recovery
+    /// removes archives without a row only when it can take this lock itself.
+    pub fn claim_key(rec: crate::RecordingId) -> String {
+        format!("{rec}{CLAIM_SUFFIX}")
+    }
+    /// What [`claim_key`] adds to a recording id.
+    pub const CLAIM_SUFFIX: &str = ".lock";
     /// File name of a track inside its archive.
     pub fn track_file(track: crate::TrackId) -> String {
         format!("tracks/{track}.opus")

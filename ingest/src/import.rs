@@ -19,7 +19,7 @@ use symphonia::core::probe::Hint;
 
 use roomtape_core::{
     ArchiveStore, MANIFEST_VERSION, Manifest, ManifestTrack, RecordingId, RecordingSource,
-    SpeakerId, Timestamp, TrackId, layout,
+    SpeakerId, StoreLock, Timestamp, TrackId, layout,
 };
 
 use crate::encode::OpusTrackEncoder;
@@ -64,6 +64,23 @@ pub struct ImportProgress {
     pub total_seconds: Option<f64>,
 }
 
+/// A finished import. Its archive stays claimed ([`layout::claim_key`]) until this is
+/// dropped: the caller writes the catalog row first, so recovery never removes the archive of
+/// an import that is alive, and an importer killed before its row exists leaves an archive
+/// recovery removes.
+#[derive(Debug)]
+pub struct Imported {
+    pub manifest: Manifest,
+    _claim: StoreLock,
+}
+
+impl Imported {
+    /// Lets go of the archive: once its catalog row exists, or where there is no catalog.
+    pub fn release(self) -> Manifest {
+        self.manifest
+    }
+}
+
 /// Imports `path` into `store` as a new recording: tracks, manifest, mix and peaks. On error
 /// nothing is left in the store.
 pub fn import_file(
@@ -71,13 +88,22 @@ pub fn import_file(
     store: &dyn ArchiveStore,
     opts: &ImportOptions,
     progress: &mut dyn FnMut(ImportProgress),
-) -> Result<Manifest> {
+) -> Result<Imported> {
     let id = RecordingId::new();
-    let result = import_into(id, path, store, opts, progress);
-    if result.is_err() {
-        let _ = store.delete_dir(&id.to_string());
+    // Claimed before the first file exists, so no one ever sees this archive unclaimed.
+    let claim = store.try_lock(&layout::claim_key(id))?.ok_or_else(|| {
+        roomtape_core::Error::Conflict(format!("recording {id} is claimed by another writer"))
+    })?;
+    match import_into(id, path, store, opts, progress) {
+        Ok(manifest) => Ok(Imported {
+            manifest,
+            _claim: claim,
+        }),
+        Err(e) => {
+            let _ = store.delete_dir(&id.to_string());
+            Err(e)
+        }
     }
-    result
 }
 
 fn import_into(

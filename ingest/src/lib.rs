@@ -27,7 +27,7 @@ mod room;
 
 pub use decode::{OPUS_RATES, PcmReader, decode_all};
 pub use encode::OpusTrackEncoder;
-pub use import::{ImportOptions, ImportProgress, import_file};
+pub use import::{ImportOptions, ImportProgress, Imported, import_file};
 pub use mixdown::{Peaks, build_mix_and_peaks};
 pub use recover::{RecoveryReport, recover_all, repair_archive};
 pub use room::{LiveRecording, RoomOutput, RoomRecorder};

@@ -1,13 +1,14 @@
 //! Crash recovery: recordings still marked `recording` when the process starts are finished
 //! from what reached the disk. Each track is cut after its last whole page, that page gets the
 //! end-of-stream flag, durations come from the granule positions, the manifest is rewritten, and
-//! the recording becomes `recorded` with its `recovered` flag set.
+//! the recording becomes `recorded` with its `recovered` flag set. Archives without a catalog
+//! row are removed unless their writer (an import) is still alive.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use roomtape_core::{
-    ArchiveStore, Catalog, MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingState,
-    layout,
+    ArchiveStore, Catalog, MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingId,
+    RecordingState, layout,
 };
 
 use crate::oggopus::{OpusHead, eos_patch, scan_pages};
@@ -99,9 +100,12 @@ pub struct RecoveryReport {
     pub failed: Vec<(Recording, String)>,
     /// Archive directories that no catalog row owned (an import cut short), removed.
     pub orphans_removed: Vec<String>,
+    /// Archives without a catalog row whose writer is alive (an import under way), kept.
+    pub in_progress: Vec<RecordingId>,
 }
 
-/// Recovers every recording left in state `recording`, then removes orphaned archives.
+/// Recovers every recording left in state `recording`, then removes orphaned archives: those
+/// no catalog row owns and no living writer claims (see [`layout::claim_key`]).
 /// `mix_bitrate` is used to rebuild the replay mix.
 pub async fn recover_all(
     catalog: &Catalog,
@@ -129,23 +133,46 @@ pub async fn recover_all(
             }
         }
     }
-    let known: HashSet<String> = catalog
+    let known: HashSet<RecordingId> = catalog
         .recordings()
         .await?
         .into_iter()
-        .map(|r| r.id.to_string())
+        .map(|r| r.id)
         .collect();
-    let mut dirs: Vec<String> = store
-        .list("")?
-        .into_iter()
-        .filter_map(|k| k.split('/').next().map(str::to_string))
-        .collect();
-    dirs.dedup();
-    for dir in dirs {
-        if !known.contains(&dir) && dir.parse::<roomtape_core::RecordingId>().is_ok() {
-            store.delete_dir(&dir)?;
-            report.orphans_removed.push(dir);
+    // Archives no catalog row owns, and every claim a writer took (a claim outlives its
+    // archive only when its writer died between the two, or after the row was written).
+    let mut candidates = BTreeSet::new();
+    for key in store.list("")? {
+        let top = key.split('/').next().unwrap_or_default();
+        match top.strip_suffix(layout::CLAIM_SUFFIX) {
+            Some(name) if top == key => candidates.extend(name.parse::<RecordingId>().ok()),
+            _ => candidates.extend(
+                top.parse::<RecordingId>()
+                    .ok()
+                    .filter(|id| !known.contains(id)),
+            ),
         }
+    }
+    for id in candidates {
+        // An import holds its claim from before its first file until its catalog row exists,
+        // and the OS lets go of it when the importer dies: a held claim is work in progress.
+        let Some(claim) = store.try_lock(&layout::claim_key(id))? else {
+            tracing::info!(%id, "an import is in progress; its archive is left alone");
+            report.in_progress.push(id);
+            continue;
+        };
+        // Its row may have been written since `known` was read, just before the claim went.
+        match catalog.recording(id).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {
+                if !store.list(&format!("{id}/"))?.is_empty() {
+                    store.delete_dir(&id.to_string())?;
+                    report.orphans_removed.push(id.to_string());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        drop(claim);
     }
     Ok(report)
 }

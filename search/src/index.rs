@@ -6,10 +6,12 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use serde::Serialize;
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::sort_key::{SortBySimilarityScore, SortByStaticFastValue};
+use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
+use tantivy::fieldnorm::FieldNormReader;
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RangeQuery,
-    TermQuery,
+    AllQuery, Bm25StatisticsProvider, BooleanQuery, ConstScoreQuery, EmptyQuery, Occur,
+    PhraseQuery, Query, RangeQuery, TermQuery,
 };
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
@@ -20,7 +22,8 @@ use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
 use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term, doc,
+    DocAddress, DocId, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, Searcher,
+    SegmentOrdinal, SegmentReader, TantivyDocument, Term, doc,
 };
 
 use crate::query::{ParsedQuery, Text};
@@ -77,7 +80,8 @@ pub enum Sort {
     Newest,
 }
 
-/// One hit: a segment, with its snippet (HTML-escaped, matches in `<mark>`).
+/// One hit: a segment, with its snippet (HTML-escaped, matches in `<mark>`). Hits carry no
+/// score: their order is the answer.
 #[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Hit {
     pub speaker: String,
@@ -87,7 +91,6 @@ pub struct Hit {
     pub snippet_html: String,
     /// `/r/<recording>?t=<seconds>`
     pub link: String,
-    pub score: f32,
 }
 
 /// Hits of one recording.
@@ -163,6 +166,8 @@ pub struct SearchIndex {
     /// only searches (the CLI while `serve` runs) never needs it.
     writer: Mutex<Option<IndexWriter>>,
     f: Fields,
+    /// BM25 statistics of the public documents, which every search but an admin's needs.
+    public: Mutex<PublicStats>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -180,6 +185,7 @@ impl SearchIndex {
             reader,
             writer: Mutex::new(None),
             f,
+            public: Mutex::new(PublicStats::default()),
         })
     }
 
@@ -365,39 +371,126 @@ impl SearchIndex {
     }
 
     /// A phrase (or single term) query on `field`; `None` when `s` has no tokens.
-    fn phrase(&self, field: Field, s: &str, prefix: bool) -> Option<Box<dyn Query>> {
-        let toks = self.tokens(s);
-        let terms: Vec<Term> = toks
+    fn phrase(&self, field: Field, s: &str) -> Option<Box<dyn Query>> {
+        let terms: Vec<Term> = self
+            .tokens(s)
             .iter()
             .map(|t| Term::from_field_text(field, t))
             .collect();
-        match (terms.len(), prefix) {
-            (0, _) => None,
-            (1, false) => Some(Box::new(TermQuery::new(
+        match terms.len() {
+            0 => None,
+            1 => Some(Box::new(TermQuery::new(
                 terms[0].clone(),
                 IndexRecordOption::WithFreqs,
             ))),
-            (_, false) => Some(Box::new(PhraseQuery::new(terms))),
-            (_, true) => Some(Box::new(PhrasePrefixQuery::new(terms))),
+            _ => Some(Box::new(PhraseQuery::new(terms))),
         }
     }
 
-    fn text_query(&self, t: &Text) -> Option<Box<dyn Query>> {
+    /// Words beginning so (after any whole words before them, as a phrase): the first
+    /// [`PREFIX_EXPANSIONS`] words, in order, that occur in documents the viewer may see.
+    /// tantivy's own prefix queries take the first words of each segment's dictionary, private
+    /// and deleted documents' words included, so those could push a public line's word out;
+    /// and they weigh a phrase prefix with statistics of the whole index.
+    fn prefix(
+        &self,
+        s: &str,
+        searcher: &Searcher,
+        access: Option<&dyn Query>,
+    ) -> Result<Option<Box<dyn Query>>> {
+        let field = self.f.text;
+        let mut lead: Vec<Term> = self
+            .tokens(s)
+            .iter()
+            .map(|t| Term::from_field_text(field, t))
+            .collect();
+        let Some(last) = lead.pop() else {
+            return Ok(None);
+        };
+        let begin = last.serialized_value_bytes().to_vec();
+        let mut words = std::collections::BTreeSet::new();
+        for segment in searcher.segment_readers() {
+            let index = segment.inverted_index(field)?;
+            let mut range = index.terms().range().ge(&begin);
+            if let Some(end) = prefix_end(&begin) {
+                range = range.lt(end);
+            }
+            let mut stream = range.into_stream().map_err(tantivy::TantivyError::from)?;
+            while stream.advance() {
+                words.insert(stream.key().to_vec());
+            }
+        }
+        let mut alts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for word in words {
+            let Ok(word) = String::from_utf8(word) else {
+                continue;
+            };
+            let term = Term::from_field_text(field, &word);
+            let mut seen = BooleanQuery::new(vec![(
+                Occur::Must,
+                Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)) as Box<dyn Query>,
+            )]);
+            if let Some(a) = access {
+                seen = BooleanQuery::new(vec![
+                    (Occur::Must, Box::new(seen) as Box<dyn Query>),
+                    (Occur::Must, a.box_clone()),
+                ]);
+            }
+            if searcher.search(&seen, &Count)? == 0 {
+                continue;
+            }
+            alts.push((
+                Occur::Should,
+                if lead.is_empty() {
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))
+                } else {
+                    Box::new(PhraseQuery::new(
+                        lead.iter().cloned().chain([term]).collect(),
+                    ))
+                },
+            ));
+            if alts.len() == PREFIX_EXPANSIONS {
+                break;
+            }
+        }
+        // No such word: the prefix matches nothing (it is not dropped from its group).
+        Ok(Some(if alts.is_empty() {
+            Box::new(EmptyQuery)
+        } else {
+            Box::new(BooleanQuery::new(alts))
+        }))
+    }
+
+    fn text_query(
+        &self,
+        t: &Text,
+        searcher: &Searcher,
+        access: Option<&dyn Query>,
+    ) -> Result<Option<Box<dyn Query>>> {
         match t {
-            Text::Word(w) | Text::Phrase(w) => self.phrase(self.f.text, w, false),
-            Text::Prefix(p) => self.phrase(self.f.text, p, true),
+            Text::Word(w) | Text::Phrase(w) => Ok(self.phrase(self.f.text, w)),
+            Text::Prefix(p) => self.prefix(p, searcher, access),
         }
     }
 
-    fn build(&self, q: &ParsedQuery, viewer: &Viewer) -> Result<Box<dyn Query>> {
+    /// The query for `viewer`, and the part of it that matches text (for snippets).
+    fn build(
+        &self,
+        q: &ParsedQuery,
+        viewer: &Viewer,
+        searcher: &Searcher,
+    ) -> Result<(Box<dyn Query>, Box<dyn Query>)> {
         let f = &self.f;
+        let access = self.access(viewer);
+        let access = access.as_deref();
         let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for group in &q.all {
-            let alts: Vec<(Occur, Box<dyn Query>)> = group
-                .iter()
-                .filter_map(|t| self.text_query(t))
-                .map(|q| (Occur::Should, q))
-                .collect();
+            let mut alts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for t in group {
+                if let Some(q) = self.text_query(t, searcher, access)? {
+                    alts.push((Occur::Should, q));
+                }
+            }
             if !alts.is_empty() {
                 must.push((Occur::Must, Box::new(BooleanQuery::new(alts))));
             }
@@ -405,11 +498,17 @@ impl SearchIndex {
         if q.has_text() && must.is_empty() {
             // Text was asked for but none of it can match (only symbols or emoji): nothing
             // matches, rather than everything.
-            return Ok(Box::new(EmptyQuery));
+            return Ok((Box::new(EmptyQuery), Box::new(EmptyQuery)));
         }
+        let text = BooleanQuery::new(must.iter().map(|(o, q)| (*o, q.box_clone())).collect());
+        // The rest only selects: only the words asked for score (over `text`), so a score
+        // needs the viewer's statistics of that one field.
+        let filter = |q: Box<dyn Query>| -> (Occur, Box<dyn Query>) {
+            (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)))
+        };
         for s in &q.speakers {
-            if let Some(p) = self.phrase(f.speaker, s, false) {
-                must.push((Occur::Must, p));
+            if let Some(p) = self.phrase(f.speaker, s) {
+                must.push(filter(p));
             }
         }
         for r in &q.rooms {
@@ -420,19 +519,16 @@ impl SearchIndex {
                     IndexRecordOption::Basic,
                 )),
             )];
-            if let Some(p) = self.phrase(f.title, r, false) {
+            if let Some(p) = self.phrase(f.title, r) {
                 alts.push((Occur::Should, p));
             }
-            must.push((Occur::Must, Box::new(BooleanQuery::new(alts))));
+            must.push(filter(Box::new(BooleanQuery::new(alts))));
         }
         for l in &q.languages {
-            must.push((
-                Occur::Must,
-                Box::new(TermQuery::new(
-                    Term::from_field_text(f.language, l),
-                    IndexRecordOption::Basic,
-                )),
-            ));
+            must.push(filter(Box::new(TermQuery::new(
+                Term::from_field_text(f.language, l),
+                IndexRecordOption::Basic,
+            ))));
         }
         if q.after_ms.is_some() || q.before_ms.is_some() {
             let lo = q.after_ms.map_or(Bound::Unbounded, |v| {
@@ -441,35 +537,116 @@ impl SearchIndex {
             let hi = q.before_ms.map_or(Bound::Unbounded, |v| {
                 Bound::Excluded(Term::from_field_i64(f.date, v))
             });
-            must.push((Occur::Must, Box::new(RangeQuery::new(lo, hi))));
+            must.push(filter(Box::new(RangeQuery::new(lo, hi))));
         }
         // Access is part of the query, so counts and pages only ever see what the viewer may.
-        let access = |v: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(
-                Term::from_field_text(f.access, v),
-                IndexRecordOption::Basic,
-            ))
-        };
-        match viewer {
-            Viewer::Admin => {}
-            Viewer::Anonymous => must.push((Occur::Must, access("public"))),
-            Viewer::User(u) => must.push((
-                Occur::Must,
-                Box::new(BooleanQuery::new(vec![
-                    (Occur::Should, access("public")),
-                    (Occur::Should, access(&format!("user:{u}"))),
-                ])),
-            )),
+        if let Some(access) = access {
+            must.push(filter(access.box_clone()));
         }
         for t in &q.none {
-            if let Some(x) = self.text_query(t) {
+            if let Some(x) = self.text_query(t, searcher, access)? {
                 must.push((Occur::MustNot, x));
             }
         }
         if must.iter().all(|(o, _)| *o == Occur::MustNot) {
             must.push((Occur::Must, Box::new(AllQuery)));
         }
-        Ok(Box::new(BooleanQuery::new(must)))
+        Ok((Box::new(BooleanQuery::new(must)), Box::new(text)))
+    }
+
+    /// The documents `viewer` may see; `None` for everything.
+    fn access(&self, viewer: &Viewer) -> Option<Box<dyn Query>> {
+        let term = |v: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(self.f.access, v),
+                IndexRecordOption::Basic,
+            ))
+        };
+        match viewer {
+            Viewer::Admin => None,
+            Viewer::Anonymous => Some(term("public")),
+            Viewer::User(u) => Some(Box::new(BooleanQuery::new(vec![
+                (Occur::Should, term("public")),
+                (Occur::Should, term(&format!("user:{u}"))),
+            ]))),
+        }
+    }
+
+    /// BM25 statistics of what `viewer` may see in `searcher`; `None` for an admin, who sees
+    /// everything (tantivy's own statistics then).
+    fn visible_stats<'a>(
+        &'a self,
+        searcher: &'a Searcher,
+        viewer: &Viewer,
+    ) -> Result<Option<VisibleStats<'a>>> {
+        let Some(access) = self.access(viewer) else {
+            return Ok(None);
+        };
+        let own: Option<Box<dyn Query>> = match viewer {
+            Viewer::Admin | Viewer::Anonymous => None,
+            // A user's own documents that are not public, counted apart from the public ones.
+            Viewer::User(u) => Some(Box::new(BooleanQuery::new(vec![
+                (
+                    Occur::Must,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(self.f.access, &format!("user:{u}")),
+                        IndexRecordOption::Basic,
+                    )) as Box<dyn Query>,
+                ),
+                (Occur::MustNot, Box::new(self.public_query())),
+            ]))),
+        };
+        let mut totals = self.public_stats(searcher, |p| {
+            Ok(match p.totals {
+                Some(t) => t,
+                None => *p
+                    .totals
+                    .insert(searcher.search(&self.public_query(), &TotalsOf(self.f.text))?),
+            })
+        })?;
+        if let Some(own) = &own {
+            totals = totals.plus(searcher.search(&**own, &TotalsOf(self.f.text))?);
+        }
+        Ok(Some(VisibleStats {
+            index: self,
+            searcher,
+            access,
+            own,
+            totals,
+        }))
+    }
+
+    fn public_query(&self) -> TermQuery {
+        TermQuery::new(
+            Term::from_field_text(self.f.access, "public"),
+            IndexRecordOption::Basic,
+        )
+    }
+
+    /// Runs `f` on the public statistics kept for `searcher`'s generation (kept only for the
+    /// newest generation seen; an older searcher gets a scratch copy).
+    fn public_stats<T>(
+        &self,
+        searcher: &Searcher,
+        f: impl FnOnce(&mut PublicStats) -> tantivy::Result<T>,
+    ) -> tantivy::Result<T> {
+        let generation = searcher.generation().generation_id();
+        let mut kept = self.public.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.generation < generation {
+            *kept = PublicStats {
+                generation,
+                ..PublicStats::default()
+            };
+        }
+        if kept.generation == generation {
+            if kept.doc_freqs.len() > MAX_KEPT_DOC_FREQS {
+                kept.doc_freqs.clear();
+            }
+            f(&mut kept)
+        } else {
+            drop(kept);
+            f(&mut PublicStats::default())
+        }
     }
 
     /// Runs a parsed query for `viewer`; `page` counts from 1.
@@ -483,40 +660,73 @@ impl SearchIndex {
     ) -> Result<Results> {
         let page = page.max(1);
         let per_page = per_page.clamp(1, 100);
-        let query = self.build(q, viewer)?;
         let searcher = self.reader.searcher();
+        let (query, text_only) = self.build(q, viewer, &searcher)?;
+        // Scores (and so the order of hits, and which part of a hit is its snippet) come from
+        // what the viewer may see and nothing else.
+        let visible = self.visible_stats(&searcher, viewer)?;
+        let stats: &dyn Bm25StatisticsProvider = match &visible {
+            Some(v) => v,
+            None => &searcher,
+        };
         let offset = (page - 1) * per_page;
         let top = TopDocs::with_limit(per_page).and_offset(offset);
-        let (hits, total): (Vec<(f32, DocAddress)>, usize) = match sort {
-            Sort::Relevance => searcher.search(&query, &(top.order_by_score(), Count))?,
-            Sort::Newest => {
-                let (docs, total) = searcher.search(
+        // Equal keys are ordered newest recording first, then by time in it, not by where the
+        // documents happen to lie in the index (which merges after any write change).
+        let date = || {
+            (
+                SortByStaticFastValue::<i64>::for_field("date_ms"),
+                Order::Desc,
+            )
+        };
+        let start = || {
+            (
+                SortByStaticFastValue::<i64>::for_field("start_ms"),
+                Order::Asc,
+            )
+        };
+        let (hits, total): (Vec<DocAddress>, usize) = match sort {
+            Sort::Relevance => {
+                let by = ((SortBySimilarityScore, Order::Desc), date(), start());
+                let (docs, total) = searcher.search_with_statistics_provider(
                     &query,
-                    &(
-                        top.order_by_fast_field::<i64>("date_ms", Order::Desc),
-                        Count,
-                    ),
+                    &(top.order_by(by), Count),
+                    stats,
                 )?;
-                (docs.into_iter().map(|(_, a)| (0.0, a)).collect(), total)
+                (docs.into_iter().map(|(_, a)| a).collect(), total)
+            }
+            Sort::Newest => {
+                let (docs, total) =
+                    searcher.search(&query, &(top.order_by((date(), start())), Count))?;
+                (docs.into_iter().map(|(_, a)| a).collect(), total)
             }
         };
         let snippets = if q.has_text() {
-            let text_only = self.build(
-                &ParsedQuery {
-                    all: q.all.clone(),
-                    ..Default::default()
-                },
-                &Viewer::Admin,
-            )?;
-            let mut g = SnippetGenerator::create(&searcher, &*text_only, self.f.text)?;
-            g.set_max_num_chars(200);
-            Some(g)
+            // tantivy's `SnippetGenerator::create` weighs each word by its frequency in the
+            // whole index; the same weights from the viewer's documents instead.
+            let mut terms = std::collections::BTreeSet::new();
+            text_only.query_terms(&mut |t, _| {
+                if t.field() == self.f.text {
+                    terms.insert(t.clone());
+                }
+            });
+            let mut weights = std::collections::BTreeMap::new();
+            for t in terms {
+                let n = stats.doc_freq(&t)?;
+                if n > 0
+                    && let Some(word) = t.value().as_str()
+                {
+                    weights.insert(word.to_string(), 1.0 / (1.0 + n as Score));
+                }
+            }
+            let tokenizer = searcher.index().tokenizer_for_field(self.f.text)?;
+            Some(SnippetGenerator::new(weights, tokenizer, self.f.text, 200))
         } else {
             None
         };
         let mut groups: Vec<RecordingHits> = Vec::new();
         let mut at: HashMap<String, usize> = HashMap::new();
-        for (score, addr) in hits {
+        for addr in hits {
             let doc: TantivyDocument = searcher.doc(addr)?;
             let s = |field: Field| {
                 doc.get_first(field)
@@ -546,7 +756,6 @@ impl SearchIndex {
                 end_ms: i(self.f.end),
                 snippet_html,
                 link: format!("/r/{recording}?t={}", start_ms / 1000),
-                score,
             };
             let idx = *at.entry(recording.clone()).or_insert_with(|| {
                 groups.push(RecordingHits {
@@ -582,6 +791,163 @@ impl SearchIndex {
             })
             .unwrap_or(0)
     }
+}
+
+/// A document count and the summed lengths of one field: what BM25 needs of a set of documents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Totals {
+    docs: u64,
+    tokens: u64,
+}
+
+impl Totals {
+    fn plus(self, o: Totals) -> Totals {
+        Totals {
+            docs: self.docs + o.docs,
+            tokens: self.tokens + o.tokens,
+        }
+    }
+}
+
+/// Collects the [`Totals`] of the documents a query matches in one field (their lengths as the
+/// index keeps them, the fieldnorms BM25 reads).
+struct TotalsOf(Field);
+
+impl Collector for TotalsOf {
+    type Fruit = Totals;
+    type Child = SegmentTotals;
+
+    fn for_segment(
+        &self,
+        _: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SegmentTotals> {
+        Ok(SegmentTotals {
+            norms: reader.get_fieldnorms_reader(self.0)?,
+            totals: Totals::default(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Totals>) -> tantivy::Result<Totals> {
+        Ok(fruits.into_iter().fold(Totals::default(), Totals::plus))
+    }
+}
+
+struct SegmentTotals {
+    norms: FieldNormReader,
+    totals: Totals,
+}
+
+impl SegmentCollector for SegmentTotals {
+    type Fruit = Totals;
+
+    fn collect(&mut self, doc: DocId, _: Score) {
+        self.totals.docs += 1;
+        self.totals.tokens += u64::from(self.norms.fieldnorm(doc));
+    }
+
+    fn harvest(self) -> Totals {
+        self.totals
+    }
+}
+
+/// What BM25 needs of the published public documents in one searcher generation: every
+/// search but an admin's needs it, and it changes only with a commit.
+#[derive(Debug, Default)]
+struct PublicStats {
+    generation: u64,
+    /// Of `text`.
+    totals: Option<Totals>,
+    doc_freqs: HashMap<Term, u64>,
+}
+
+/// Words whose public document frequency is kept per generation, at most (then it starts over).
+const MAX_KEPT_DOC_FREQS: usize = 100_000;
+
+/// BM25 statistics of the documents one viewer may see. tantivy's own count every document in
+/// the index — private ones, and deleted ones not yet merged away — so a word added to a
+/// private recording would move the scores, and so the order, of public hits; with these, what
+/// a caller receives is a function of what it may see.
+struct VisibleStats<'a> {
+    index: &'a SearchIndex,
+    searcher: &'a Searcher,
+    /// The viewer's access clause.
+    access: Box<dyn Query>,
+    /// The viewer's documents that are not public (a user's own), if any.
+    own: Option<Box<dyn Query>>,
+    /// Of `text` (the one scored field; see `build`), over the visible documents.
+    totals: Totals,
+}
+
+impl Bm25StatisticsProvider for VisibleStats<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        if field == self.index.f.text {
+            Ok(self.totals.tokens)
+        } else {
+            // Not reached while only `text` scores; right (if slower) should that change.
+            Ok(self
+                .searcher
+                .search(&*self.access, &TotalsOf(field))?
+                .tokens)
+        }
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        // At least one, so an empty view gives finite weights (nothing matches it anyway).
+        Ok(self.totals.docs.max(1))
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        let count = |clause: Box<dyn Query>| {
+            let q = BooleanQuery::new(vec![
+                (
+                    Occur::Must,
+                    Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic))
+                        as Box<dyn Query>,
+                ),
+                (Occur::Must, clause),
+            ]);
+            Ok::<_, tantivy::TantivyError>(self.searcher.search(&q, &Count)? as u64)
+        };
+        let kept = self
+            .index
+            .public_stats(self.searcher, |p| Ok(p.doc_freqs.get(term).copied()))?;
+        let public = match kept {
+            Some(n) => n,
+            None => {
+                // Counted without holding the lock, so searches do not wait on each other.
+                let n = count(Box::new(self.index.public_query()))?;
+                self.index.public_stats(self.searcher, |p| {
+                    p.doc_freqs.insert(term.clone(), n);
+                    Ok(())
+                })?;
+                n
+            }
+        };
+        Ok(match &self.own {
+            Some(own) => public + count(own.box_clone())?,
+            None => public,
+        })
+    }
+}
+
+/// How many words a `prefix*` stands for at most.
+const PREFIX_EXPANSIONS: usize = 50;
+
+/// The first byte string after every string that begins with `prefix`, if there is one.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 fn truncate(s: &str, n: usize) -> String {

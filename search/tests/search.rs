@@ -263,3 +263,48 @@ fn malformed_queries_never_fail_but_overlong_ones_are_named() {
     assert!(rebuilt);
     assert_eq!(ix.num_docs(), 0);
 }
+
+/// Regression: a prefix expanded to only the first 50 words of an index segment that begin
+/// so, private words included, so words in a private recording could push a public line out of
+/// an anonymous caller's results.
+#[test]
+fn a_prefix_finds_every_public_line_however_many_private_words_share_it() {
+    let ix = SearchIndex::in_memory().unwrap();
+    let public = seg(
+        "pub",
+        "Town hall",
+        "Ana Lima",
+        0,
+        "The library opens in spring.",
+        JAN,
+        &[],
+    );
+    let private: Vec<SegmentDoc> = (0..60)
+        .map(|i| SegmentDoc {
+            public: false,
+            ..seg(
+                "priv",
+                "Secret",
+                "Clara Diaz",
+                i * 1000,
+                &format!("the libaa{i:02} code word"),
+                JAN,
+                &["u-clara"],
+            )
+        })
+        .collect();
+    ix.replace_recordings(&[("pub".into(), vec![public]), ("priv".into(), private)])
+        .unwrap();
+    // One segment, so one term dictionary holds the public and the private words.
+    ix.optimize().unwrap();
+    for q in ["lib*", "libr*", "the-lib*"] {
+        let r = find(&ix, q, &Viewer::Anonymous);
+        assert_eq!(r.total, 1, "{q}: {r:?}");
+        assert_eq!(r.recordings[0].recording_id, "pub");
+    }
+    // A prefix stands for at most 50 words, the first the viewer may see.
+    for viewer in [Viewer::Admin, Viewer::User("u-clara".into())] {
+        assert_eq!(find(&ix, "lib*", &viewer).total, 50, "{viewer:?}");
+        assert_eq!(find(&ix, "libr*", &viewer).total, 1, "{viewer:?}");
+    }
+}

@@ -7,7 +7,7 @@
 //! all, so a slow receiver holds up nobody else.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,7 +86,10 @@ pub fn payload(event: &WebhookEvent, base_url: &str) -> String {
 // ---- checking what users send ----
 
 /// Whether `ip` is an address of the public internet (not loopback, private, link-local,
-/// shared, documentation, multicast or otherwise reserved).
+/// shared, documentation, multicast or otherwise reserved). An IPv6 address that carries an
+/// IPv4 address its packets are delivered to (mapped, NAT64, 6to4, Teredo) is public only when
+/// that IPv4 address is; every other IPv6 address must be global unicast (2000::/3, the only
+/// block IANA allocates for it) outside its special-purpose ranges.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -105,17 +108,36 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let v4_at = |shift: u32| IpAddr::V4(Ipv4Addr::from((bits >> shift) as u32));
+            let s = v6.segments();
+            // ::ffff:0:0/96, IPv4-mapped: a dual-stack socket sends to the IPv4 address.
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let s0 = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s0 & 0xfe00) == 0xfc00
-                || (s0 & 0xffc0) == 0xfe80
-                || (s0 & 0xffc0) == 0xfec0
-                || (s0 == 0x2001 && v6.segments()[1] == 0x0db8))
+            // 64:ff9b::/96, the well-known NAT64 prefix (RFC 6052): the last 32 bits.
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public(v4_at(0));
+            }
+            // 2002::/16, 6to4 (RFC 3056): tunnelled to the IPv4 address in bits 16..48.
+            if s[0] == 0x2002 {
+                return is_public(v4_at(80));
+            }
+            // 2001::/32, Teredo (RFC 4380): the server in bits 32..64, the client's address
+            // inverted in the last 32 bits.
+            if s[0] == 0x2001 && s[1] == 0 {
+                return is_public(v4_at(64)) && is_public(IpAddr::V4(Ipv4Addr::from(!bits as u32)));
+            }
+            // Outside 2000::/3 lie loopback, unspecified, IPv4-compatible ::/96 (deprecated, and
+            // `[::127.0.0.1]` is loopback to some stacks), IPv4-translated, local-use NAT64
+            // 64:ff9b:1::/48, discard-only 100::/64, unique-local fc00::/7, link-local,
+            // site-local, multicast and unallocated space. Inside it: documentation
+            // (2001:db8::/32, 3fff::/20), benchmarking (2001:2::/48) and ORCHID (2001:10::/28).
+            (s[0] & 0xe000) == 0x2000
+                && !((s[0] == 0x2001 && s[1] == 0x0db8)
+                    || (s[0] == 0x3fff && s[1] < 0x1000)
+                    || (s[0] == 0x2001 && s[1] == 0x0002 && s[2] == 0)
+                    || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0010))
         }
     }
 }
@@ -165,9 +187,10 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<reqwest::Url, AppErro
     }
     if !allow_private {
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let name = host.trim_end_matches('.');
         let private = match literal_ip(&url) {
             Some(ip) => !is_public(ip),
-            None => host == "localhost" || host.ends_with(".localhost"),
+            None => name == "localhost" || name.ends_with(".localhost"),
         };
         if private {
             return Err(bad(format!(
@@ -1097,6 +1120,112 @@ mod tests {
                 .contains("at most")
         );
         assert!(check_url("http://127.0.0.1:9000/", true).is_ok());
+    }
+
+    /// Regression: IPv4-compatible `[::127.0.0.1]`, NAT64 and 6to4 forms of private
+    /// addresses were accepted. Every IPv6 form that embeds an IPv4 address is judged by it.
+    #[test]
+    fn ipv6_forms_of_private_ipv4_addresses_are_refused() {
+        for (refused, form) in [
+            ("::1", "loopback"),
+            ("::", "unspecified"),
+            ("::127.0.0.1", "IPv4-compatible loopback"),
+            ("::10.0.0.1", "IPv4-compatible private"),
+            ("::169.254.169.254", "IPv4-compatible link-local"),
+            ("::0.0.0.0", "IPv4-compatible unspecified"),
+            (
+                "::8.8.8.8",
+                "IPv4-compatible (deprecated, even of a public address)",
+            ),
+            ("::ffff:127.0.0.1", "IPv4-mapped loopback"),
+            ("::ffff:192.168.1.1", "IPv4-mapped private"),
+            ("::ffff:169.254.169.254", "IPv4-mapped link-local"),
+            ("::ffff:0.0.0.0", "IPv4-mapped unspecified"),
+            ("::ffff:0:127.0.0.1", "IPv4-translated"),
+            ("64:ff9b::127.0.0.1", "NAT64 loopback"),
+            ("64:ff9b::a00:1", "NAT64 private"),
+            ("64:ff9b::a9fe:a9fe", "NAT64 link-local"),
+            ("64:ff9b::", "NAT64 unspecified"),
+            ("64:ff9b:1::808:808", "local-use NAT64"),
+            ("64:ff9b:1:ffff::", "local-use NAT64"),
+            ("2002:7f00:1::", "6to4 loopback"),
+            ("2002:7f00:1:0:1:2:3:4", "6to4 loopback"),
+            ("2002:c0a8:101::1", "6to4 private"),
+            ("2002:a9fe:a9fe::1", "6to4 link-local"),
+            ("2002::1", "6to4 unspecified"),
+            ("2001:0:7f00:1::f7f7:f7f7", "Teredo, loopback server"),
+            ("2001:0:a00:1::f7f7:f7f7", "Teredo, private server"),
+            (
+                "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+                "Teredo, private client",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:80ff:fffe",
+                "Teredo, loopback client",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:5601:5601",
+                "Teredo, link-local client",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:ffff:ffff",
+                "Teredo, unspecified client",
+            ),
+            ("fe80::1", "link-local"),
+            ("fc00::1", "unique local"),
+            ("fd12:3456::1", "unique local"),
+            ("fec0::1", "site-local"),
+            ("ff02::1", "multicast"),
+            ("100::1", "discard-only"),
+            ("2001:db8::1", "documentation"),
+            ("3fff::1", "documentation"),
+            ("2001:2::1", "benchmarking"),
+            ("2001:10::1", "ORCHID"),
+            ("5f00::1", "not global unicast"),
+        ] {
+            let ip: IpAddr = refused.parse().unwrap();
+            assert!(!is_public(ip), "{refused} ({form}) passed as public");
+            let url = format!("http://[{refused}]:8080/hook");
+            let e = check_url(&url, false).unwrap_err();
+            assert!(
+                e.message().contains("public address"),
+                "{url}: {}",
+                e.message()
+            );
+            assert!(check_url(&url, true).is_ok(), "{url} with allow_private");
+        }
+        for public in [
+            "2606:4700:4700::1111",
+            "2001:4860:4860::8888",
+            "2a00:1450:4001:80b::200e",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+        ] {
+            assert!(is_public(public.parse().unwrap()), "{public} refused");
+            assert!(check_url(&format!("https://[{public}]/"), false).is_ok());
+        }
+        for v4 in [
+            "http://127.1/",
+            "http://2130706433/",
+            "http://0x7f.0.0.1/",
+            "http://localhost./",
+        ] {
+            assert!(check_url(v4, false).is_err(), "{v4}");
+        }
+    }
+
+    /// Names are checked again when they are resolved at send time, so a name that points
+    /// inside (or is changed to, after the check) is never connected to.
+    #[tokio::test]
+    async fn the_resolver_hands_out_only_public_addresses() {
+        use reqwest::dns::Resolve as _;
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let Err(e) = PublicOnly.resolve(name).await else {
+            panic!("localhost resolved to an address the client may use");
+        };
+        assert!(e.to_string().contains("no public address"), "{e}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ struct Api {
     app: Router,
     catalog: Catalog,
     store: Arc<MemoryStore>,
+    search: Arc<SearchIndex>,
     _dir: tempfile::TempDir,
 }
 
@@ -96,17 +97,13 @@ async fn api() -> Api {
         Arc::new(config.clone()),
         None,
     );
-    let state = AppState::new(
-        catalog.clone(),
-        store.clone(),
-        Arc::new(SearchIndex::in_memory().unwrap()),
-        config,
-        live,
-    );
+    let search = Arc::new(SearchIndex::in_memory().unwrap());
+    let state = AppState::new(catalog.clone(), store.clone(), search.clone(), config, live);
     Api {
         app: app(state),
         catalog,
         store,
+        search,
         _dir: dir,
     }
 }
@@ -165,6 +162,36 @@ impl Api {
             .collect();
         self.catalog.create_recording(&rec, &tracks).await.unwrap();
         (id, tracks)
+    }
+
+    /// A transcript of one line per text, all spoken on `track`, two seconds apart.
+    async fn transcript_of(&self, id: RecordingId, track: &Track, lines: &[&str]) {
+        let t = Transcript {
+            recording_id: id,
+            title: String::new(),
+            model: "tiny.en".into(),
+            created_at: Timestamp::now(),
+            speakers: vec![TranscriptSpeaker {
+                id: track.speaker.id,
+                name: track.speaker.name.clone(),
+                track_id: track.id,
+            }],
+            segments: lines
+                .iter()
+                .enumerate()
+                .map(|(i, text)| Segment {
+                    speaker_id: track.speaker.id,
+                    speaker: track.speaker.name.clone(),
+                    track_id: track.id,
+                    start_ms: i as i64 * 2000,
+                    end_ms: i as i64 * 2000 + 1500,
+                    language: Some("en".into()),
+                    text: text.to_string(),
+                    words: Vec::new(),
+                })
+                .collect(),
+        };
+        self.catalog.store_transcript(&t).await.unwrap();
     }
 
     async fn transcript(&self, id: RecordingId, tracks: &[Track]) {
@@ -987,4 +1014,131 @@ async fn a_track_is_served_with_ranges_to_its_speaker_and_the_host_only() {
         .get(&format!("/api/v1/recordings/{id}/tracks"), None)
         .await;
     assert_eq!(list.json()["tracks"].as_array().unwrap().len(), 2);
+}
+
+/// Regression: BM25 statistics came from the whole index and each hit carried its score, so a
+/// word added to a private recording changed what an anonymous caller received for public
+/// lines (the score, and with it the order of hits and the part of a line shown as snippet).
+#[tokio::test]
+async fn a_private_edit_changes_nothing_that_others_receive_from_search() {
+    let api = api().await;
+    let olga = api.user("olga").await;
+    let otto = api.user("otto").await;
+    let (public, ptracks) = api
+        .recording(&olga, Visibility::Public, 1_700_000_000_000, &[&olga])
+        .await;
+    let filler = "and then we talked about the paving of the square and the new bus lines \
+                  and the opening hours of the pool and the parking near the station, at length";
+    let long = format!("Winter is coming, {filler}, {filler}, and the budget.");
+    api.transcript_of(
+        public,
+        &ptracks[0],
+        &[
+            "The new library opens in spring.",
+            "Library hours: the library is open late, and the library cafe too.",
+            &long,
+            "The roof will be finished before winter.",
+            "Budget talks continue with the library board.",
+            "Libraries and librarians, a short history.",
+        ],
+    )
+    .await;
+    let (private, stracks) = api
+        .recording(&olga, Visibility::Private, 1_700_000_100_000, &[&olga])
+        .await;
+    api.transcript_of(
+        private,
+        &stracks[0],
+        &[
+            "Nothing to see here.",
+            "Still nothing.",
+            "A third line.",
+            "And a fourth.",
+        ],
+    )
+    .await;
+    roomtape_search::indexer::drain(&api.search, &api.catalog)
+        .await
+        .unwrap();
+
+    let queries = [
+        "library",
+        "library OR roof",
+        "winter budget",
+        "libr*",
+        "the library",
+        "\"the library\" OR winter",
+    ];
+    let uris: Vec<String> = queries
+        .iter()
+        .flat_map(|q| {
+            let q = roomtape_web::account::urlencode(q);
+            [
+                format!("/api/v1/search?q={q}"),
+                format!("/api/v1/search?q={q}&sort=newest"),
+            ]
+        })
+        .collect();
+    let answers = async |who: Option<&Who>| {
+        let mut bodies = Vec::new();
+        for uri in &uris {
+            let a = api.get(uri, who).await;
+            assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.text());
+            bodies.push(a.text());
+        }
+        bodies
+    };
+    let anonymous = answers(None).await;
+    let other = answers(Some(&otto)).await;
+    let owner = answers(Some(&olga)).await;
+    let first = serde_json::from_str::<Value>(&anonymous[0]).unwrap();
+    assert_eq!(first["total"], 3, "{first}");
+    assert!(
+        !anonymous[0].contains("score"),
+        "no raw score is handed out: {}",
+        anonymous[0]
+    );
+
+    // The owner puts words asked for into the private recording, many times, in lines of
+    // every length: with statistics of the whole index, "roof" would fall below "library"
+    // and the long line's snippet would move from "winter" to "budget".
+    let edits = [
+        "roof roof roof winter winter",
+        "The roof. Winter. The roof again, and again the roof, librarian.",
+        "winter roofs roof rooftop libretto",
+        &format!("winter {filler} winter {filler} roof"),
+    ];
+    for (i, text) in edits.iter().enumerate() {
+        let a = api
+            .send_json(
+                Method::PATCH,
+                &format!("/api/v1/recordings/{private}/transcript/segments/{i}"),
+                Some(&olga),
+                json!({ "text": text }),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    }
+    assert!(
+        roomtape_search::indexer::drain(&api.search, &api.catalog)
+            .await
+            .unwrap()
+            > 0
+    );
+
+    // Byte for byte the same, for anyone who may not see the private recording.
+    for (uri, (before, after)) in uris.iter().zip(anonymous.iter().zip(answers(None).await)) {
+        assert_eq!(before, &after, "anonymous {uri}");
+    }
+    for (uri, (before, after)) in uris
+        .iter()
+        .zip(other.iter().zip(answers(Some(&otto)).await))
+    {
+        assert_eq!(before, &after, "another user, {uri}");
+    }
+    // The edit did reach the index: its owner finds it.
+    let private = private.to_string();
+    assert!(!owner.iter().any(|b| b.contains(&private)));
+    let owner_after = answers(Some(&olga)).await;
+    assert!(owner_after[2].contains(&private), "{}", owner_after[2]);
 }

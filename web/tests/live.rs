@@ -857,6 +857,9 @@ impl ArchiveStore for GatedStore {
     fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
         self.inner.local_path(key)
     }
+    fn try_lock(&self, key: &str) -> roomtape_core::Result<Option<roomtape_core::StoreLock>> {
+        self.inner.try_lock(key)
+    }
 }
 
 /// The people a presence says changed.
