@@ -18,87 +18,19 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
-use roomtape_core::{
-    Catalog, Config, MemoryStore, Room, RoomId, RoomState, StoredRole, Timestamp, Visibility,
-};
 use roomtape_web::live::client::MediaClient;
-use roomtape_web::live::{Live, sfu};
-use roomtape_web::{AppState, app, auth};
+use roomtape_web::live::sfu;
 
 /// The server half: prints `{"http", "room", "cookies"}` (the first `speakers` cookies are on
 /// stage), then answers each `stats` line on stdin with `{"forwarded"}`, until stdin closes.
 pub async fn server(participants: usize, speakers: usize) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).await?;
-    let store = Arc::new(MemoryStore::new());
-    let config = Config::default();
     let (media, _) = sfu::start("127.0.0.1:0", "127.0.0.1").await?;
-    let live = Live::new(
-        catalog.clone(),
-        store.clone(),
-        Arc::new(config.clone()),
-        Some(media),
-    );
-    let mut cookies = Vec::new();
-    let mut users = Vec::new();
-    for i in 0..participants {
-        let u = catalog
-            .create_user(&format!("user{i}"), &format!("User {i}"), "unused")
-            .await?;
-        let token = auth::secret();
-        catalog
-            .create_session(
-                &auth::digest(&token),
-                u.id,
-                "csrf",
-                Timestamp::now().add_millis(86_400_000),
-            )
-            .await?;
-        cookies.push(format!("{}={token}", auth::COOKIE_NAME));
-        users.push(u);
-    }
-    let room = Room {
-        id: RoomId::new(),
-        title: "Fan-out".into(),
-        description: String::new(),
-        language: "en".into(),
-        scheduled_at: None,
-        visibility: Visibility::Public,
-        host_id: Some(users[0].id),
-        state: RoomState::Open,
-        invite_token: None,
-        created_at: Timestamp::now(),
-        ended_at: None,
-    };
-    catalog.create_room(&room).await?;
-    for u in users.iter().take(speakers).skip(1) {
-        catalog
-            .set_room_role(room.id, u.id, Some(StoredRole::Speaker))
-            .await?;
-    }
-    let state = AppState::new(
-        catalog,
-        store,
-        Arc::new(roomtape_search::SearchIndex::in_memory()?),
-        config,
-        live.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let http = listener.local_addr()?;
-    // Every participant's WebSocket comes from this machine: no cap per address.
-    let limits = roomtape_web::Limits {
-        max_connections_per_ip: None,
-        ..Default::default()
-    };
-    tokio::spawn(roomtape_web::serve_with(
-        listener,
-        app(state),
-        std::future::pending(),
-        limits,
-    ));
+    let service =
+        crate::bench_service::start("Fan-out", participants, speakers, Some(media)).await?;
+    let (http, room, cookies, live) = (service.http, service.room, &service.cookies, &service.live);
     println!(
         "{}",
-        json!({"http": http.to_string(), "room": room.id, "cookies": cookies})
+        json!({"http": http.to_string(), "room": room, "cookies": cookies})
     );
     std::io::stdout().flush()?;
     let mut lines = BufReader::new(std::io::stdin()).lines();

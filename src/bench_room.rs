@@ -18,9 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use roomtape_core::{Catalog, Config, MemoryStore, Room, RoomId, RoomState, Timestamp, UserId};
-use roomtape_web::live::Live;
-use roomtape_web::{AppState, app, auth};
+use roomtape_core::{RoomId, UserId};
 
 /// A change everyone should see: this person with this flag at this value.
 type Change = (UserId, Flag, bool);
@@ -211,68 +209,11 @@ pub async fn run(members: usize, changes: usize, burst: usize) -> anyhow::Result
         bail!("--members must be at least 3 (a host, an abuser and a listener)");
     }
     raise_fd_limit();
-    let dir = tempfile::tempdir()?;
-    let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).await?;
-    let store = Arc::new(MemoryStore::new());
-    let config = Config::default();
-    let live = Live::new(
-        catalog.clone(),
-        store.clone(),
-        Arc::new(config.clone()),
-        None,
-    );
-    let mut cookies = Vec::with_capacity(members);
-    let mut ids = Vec::with_capacity(members);
-    for i in 0..members {
-        let u = catalog
-            .create_user(&format!("member{i}"), &format!("Member {i}"), "unused")
-            .await?;
-        let token = auth::secret();
-        catalog
-            .create_session(
-                &auth::digest(&token),
-                u.id,
-                "csrf",
-                Timestamp::now().add_millis(86_400_000),
-            )
-            .await?;
-        cookies.push(format!("{}={token}", auth::COOKIE_NAME));
-        ids.push(u.id);
-    }
-    let room = Room {
-        id: RoomId::new(),
-        title: "Town hall".into(),
-        description: String::new(),
-        language: "en".into(),
-        scheduled_at: None,
-        visibility: roomtape_core::Visibility::Public,
-        host_id: Some(ids[0]),
-        state: RoomState::Open,
-        invite_token: None,
-        created_at: Timestamp::now(),
-        ended_at: None,
-    };
-    catalog.create_room(&room).await?;
-    let state = AppState::new(
-        catalog,
-        store,
-        Arc::new(roomtape_search::SearchIndex::in_memory()?),
-        config,
-        live.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let http = listener.local_addr()?;
-    // Every member comes from this machine: no cap per address.
-    let limits = roomtape_web::Limits {
-        max_connections_per_ip: None,
-        ..Default::default()
-    };
-    tokio::spawn(roomtape_web::serve_with(
-        listener,
-        app(state),
-        std::future::pending(),
-        limits,
-    ));
+    let service = crate::bench_service::start("Town hall", members, 1, None).await?;
+    let (http, live) = (service.http, &service.live);
+    let room = service.room;
+    let cookies = &service.cookies;
+    let ids: Vec<UserId> = service.users.iter().map(|u| u.id).collect();
     let seen = Arc::new(Seen::default());
     let cpu0 = cpu_time::ProcessTime::now();
 
@@ -284,7 +225,7 @@ pub async fn run(members: usize, changes: usize, burst: usize) -> anyhow::Result
     let mut next = 0;
     while next < members {
         let end = (next + 100).min(members);
-        let joins = (next..end).map(|i| join(http, room.id, &cookies[i], ids[i], seen.clone()));
+        let joins = (next..end).map(|i| join(http, room, &cookies[i], ids[i], seen.clone()));
         for r in futures_util::future::join_all(joins).await {
             let (m, took) = r?;
             all.push(m);
@@ -416,10 +357,10 @@ pub async fn run(members: usize, changes: usize, burst: usize) -> anyhow::Result
         "  dropped well-behaved members: {dropped} of {} (goal 0); process CPU {cpu:.1} s (server and clients)",
         all.len()
     );
-    if live.count(room.id) != all.len() {
+    if live.count(room) != all.len() {
         println!(
             "  note: the room counts {} people, {} expected",
-            live.count(room.id),
+            live.count(room),
             all.len()
         );
     }

@@ -10,6 +10,7 @@ use clap::{ArgAction, Parser, Subcommand};
 mod bench_fanout;
 mod bench_room;
 mod bench_search;
+mod bench_service;
 mod bench_transcribe;
 mod commands;
 mod search_cmd;
