@@ -689,10 +689,11 @@ async fn persist_loop(live: Arc<Live>, room: RoomId, mut rx: mpsc::UnboundedRece
                 }
             }
             Persist::End => {
-                if let Err(e) = live.catalog.end_room(room).await {
+                let stored = live.catalog.end_room(room).await;
+                if let Err(e) = &stored {
                     tracing::error!(%room, "ending the room failed: {e}");
                 }
-                live.ended(room);
+                live.ended(room, stored.is_ok());
             }
         }
     }

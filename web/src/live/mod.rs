@@ -1,10 +1,11 @@
 //! Live rooms: the signaling protocol, one task per room holding its people and rules, the
 //! SFU that forwards their audio, and the recording tap.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 
@@ -109,11 +110,16 @@ pub struct Live {
     media: Option<mpsc::UnboundedSender<MediaCmd>>,
     next_conn: AtomicU64,
     /// Rooms a host ended whose catalog row does not say so yet: nobody enters them.
-    ending: Mutex<HashSet<RoomId>>,
+    /// Rooms whose end is being stored (`None`) or was stored lately (when): a request that
+    /// read the room as live just before its end still finds it here.
+    ending: Mutex<HashMap<RoomId, Option<Instant>>>,
     /// Recordings being finished beside their rooms, and a wake-up when one is done.
     finishing: AtomicUsize,
     finished: Notify,
 }
+
+/// How long an ended room is remembered beside the catalog (longer than any request takes).
+const ENDED_MEMORY: Duration = Duration::from_secs(600);
 
 impl Live {
     /// `media` is the SFU's command channel (`None`: signaling only, no audio).
@@ -130,7 +136,7 @@ impl Live {
             hubs: Mutex::new(HashMap::new()),
             media,
             next_conn: AtomicU64::new(1),
-            ending: Mutex::new(HashSet::new()),
+            ending: Mutex::new(HashMap::new()),
             finishing: AtomicUsize::new(0),
             finished: Notify::new(),
         })
@@ -207,23 +213,32 @@ impl Live {
         }
     }
 
-    fn ending_rooms(&self) -> std::sync::MutexGuard<'_, HashSet<RoomId>> {
+    fn ending_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, Option<Instant>>> {
         self.ending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The room's host ended it: refuse newcomers until the catalog says so too.
     pub(crate) fn ending(&self, room: RoomId) {
-        self.ending_rooms().insert(room);
+        self.ending_rooms().insert(room, None);
     }
 
-    /// The catalog now says the room ended (or failed to: then it is not ended).
-    pub(crate) fn ended(&self, room: RoomId) {
-        self.ending_rooms().remove(&room);
+    /// The catalog now says the room ended (`stored`), or failed to (then it is not ended).
+    /// An ended room is remembered for a while: a request that read it from the catalog as
+    /// live a moment before is still refused.
+    pub(crate) fn ended(&self, room: RoomId, stored: bool) {
+        let now = Instant::now();
+        let mut rooms = self.ending_rooms();
+        rooms.retain(|_, at| at.is_none_or(|t| now.duration_since(t) < ENDED_MEMORY));
+        if stored {
+            rooms.insert(room, Some(now));
+        } else {
+            rooms.remove(&room);
+        }
     }
 
-    /// True while a room's end is being stored.
+    /// True while a room's end is being stored, and for a while after.
     pub fn is_ending(&self, room: RoomId) -> bool {
-        self.ending_rooms().contains(&room)
+        self.ending_rooms().contains_key(&room)
     }
 
     /// Finishes a recording (last pages, mix, peaks, the job) on a task of its own, so the room

@@ -56,6 +56,10 @@ pub async fn handler(
         .max_message_size(MAX_MESSAGE * 2)
         .max_frame_size(MAX_MESSAGE * 2)
         .on_upgrade(move |socket| async move {
+            // The room may have ended while the upgrade was answered: no new room task for it.
+            if live.is_ending(room.id) {
+                return;
+            }
             let hub = live.hub(&room);
             let conn = live.next_conn();
             let out = Arc::new(Outbox::default());
