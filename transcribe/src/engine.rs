@@ -5,11 +5,42 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use whisper_rs::{
-    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+    DtwMode, DtwModelPreset, DtwParameters, FullParams, SamplingStrategy, WhisperContext,
+    WhisperContextParameters, WhisperState,
 };
 
 use crate::ggml::{self, Hparams};
 use crate::{Error, Result};
+
+/// The cross-attention heads whose attention follows the audio, for timing tokens by dynamic
+/// time warping. Known shapes get the heads OpenAI published for them (whisper.cpp's presets);
+/// fine-tunes keep their base model's shape and, closely enough, its heads. A shape we do not
+/// know gets the mean over all heads of the top half of the text layers, which tracks the
+/// audio less sharply but never wrongly by much.
+fn alignment_heads(h: &Hparams) -> DtwMode<'static> {
+    use DtwModelPreset as P;
+    let en = h.english_only();
+    let preset = match (h.n_text_layer, h.n_text_state, h.n_audio_layer, en) {
+        (4, 384, 4, true) => Some(P::TinyEn),
+        (4, 384, 4, false) => Some(P::Tiny),
+        (6, 512, 6, true) => Some(P::BaseEn),
+        (6, 512, 6, false) => Some(P::Base),
+        (12, 768, 12, true) => Some(P::SmallEn),
+        (12, 768, 12, false) => Some(P::Small),
+        (24, 1024, 24, true) => Some(P::MediumEn),
+        (24, 1024, 24, false) => Some(P::Medium),
+        (32, 1280, 32, false) if h.n_mels == 128 => Some(P::LargeV3),
+        (32, 1280, 32, false) => Some(P::LargeV2),
+        (4, 1280, 32, false) => Some(P::LargeV3Turbo),
+        _ => None,
+    };
+    match preset {
+        Some(model_preset) => DtwMode::ModelPreset { model_preset },
+        None => DtwMode::TopMost {
+            n_top: (h.n_text_layer / 2).max(1),
+        },
+    }
+}
 
 /// A loaded model.
 pub struct Engine {
@@ -72,6 +103,10 @@ impl Engine {
             .ok_or_else(|| Error::Model(format!("{}: path is not UTF-8", path.display())))?;
         let params = WhisperContextParameters {
             use_gpu: false,
+            dtw_parameters: DtwParameters {
+                mode: alignment_heads(&info.hparams),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let ctx = WhisperContext::new_with_params(path_str, params).map_err(|e| {
@@ -113,6 +148,18 @@ impl Engine {
         self.ctx
             .create_state()
             .map_err(|e| Error::Whisper(format!("creating a state: {e}")))
+    }
+
+    /// The probability of each language (by Whisper's language id) for one window of speech.
+    pub fn language_probabilities(
+        &self,
+        state: &mut WhisperState,
+        audio: &[f32],
+    ) -> Result<Vec<f32>> {
+        let fail = |e| Error::Whisper(format!("detecting the language: {e}"));
+        state.pcm_to_mel(audio, self.threads).map_err(fail)?;
+        let (_, probs) = state.lang_detect(0, self.threads).map_err(fail)?;
+        Ok(probs)
     }
 
     /// Transcribes one window.
@@ -159,13 +206,21 @@ impl Engine {
         }
         let lang = whisper_rs::get_lang_str(state.full_lang_id_from_state()).map(str::to_string);
         let eot = self.ctx.token_eot();
+        // The time the alignment left the previous text token, across segments: where the
+        // next word begins.
+        let mut prev_dtw: Option<i64> = None;
         let mut out = Vec::new();
+        // Punctuation that opens a word (" ¿", " (", " \"") waits for the word it opens.
+        let mut opening: Vec<u8> = Vec::new();
         for seg in state.as_iter() {
             let text = seg
                 .to_str_lossy()
                 .map(|s| s.into_owned())
                 .unwrap_or_default();
-            let mut words: Vec<RawWord> = Vec::new();
+            let seg_t0 = seg.start_timestamp() * 10;
+            // Words as bytes: a token may hold part of a character (Cyrillic, Thai, CJK…), so
+            // text is decoded per word, never per token.
+            let mut words: Vec<(Vec<u8>, RawWord)> = Vec::new();
             for j in 0..seg.n_tokens() {
                 let Some(tok) = seg.get_token(j) else {
                     continue;
@@ -173,34 +228,63 @@ impl Engine {
                 if tok.token_id() >= eot {
                     continue;
                 }
-                let piece = tok
-                    .to_str_lossy()
-                    .map(|s| s.into_owned())
-                    .unwrap_or_default();
+                let bytes = tok.to_bytes().unwrap_or_default();
                 let data = tok.token_data();
-                let (t0, t1) = (data.t0 * 10, data.t1 * 10);
-                let starts_word = piece.starts_with(' ') || words.is_empty();
-                let is_punct = piece.trim().chars().all(|c| c.is_ascii_punctuation());
+                // Dynamic time warping stamps each token with the moment the alignment moved
+                // on to the next one: its end. Whisper's own per-token guess is the fallback.
+                let dtw = (data.t_dtw >= 0).then_some(data.t_dtw * 10);
+                let start = prev_dtw
+                    .unwrap_or(data.t0 * 10)
+                    .max(seg_t0.min(data.t0 * 10));
+                let end = dtw.unwrap_or(data.t1 * 10);
+                prev_dtw = dtw.or(Some(data.t1 * 10));
+                let p = tok.token_probability();
+                let spaced = bytes.first() == Some(&b' ');
+                let trimmed = std::str::from_utf8(bytes).map(str::trim).unwrap_or("x");
+                let is_punct = !trimmed.is_empty() && !trimmed.chars().any(char::is_alphanumeric);
+                if is_punct && spaced {
+                    opening.extend_from_slice(bytes);
+                    continue;
+                }
+                let starts_word = spaced || words.is_empty() || !opening.is_empty();
                 match words.last_mut() {
-                    Some(w) if !starts_word || is_punct => {
-                        w.text.push_str(&piece);
-                        w.t1_ms = w.t1_ms.max(t1);
-                        w.p = w.p.min(tok.token_probability());
+                    // Punctuation ends with the pause after a word, not with the word.
+                    Some((b, _)) if is_punct => b.extend_from_slice(bytes),
+                    Some((b, w)) if !starts_word => {
+                        b.extend_from_slice(bytes);
+                        w.t1_ms = w.t1_ms.max(end);
+                        w.p = w.p.min(p);
                     }
-                    _ => words.push(RawWord {
-                        text: piece,
-                        t0_ms: t0,
-                        t1_ms: t1,
-                        p: tok.token_probability(),
-                    }),
+                    _ => {
+                        let mut b = std::mem::take(&mut opening);
+                        b.extend_from_slice(bytes);
+                        words.push((
+                            b,
+                            RawWord {
+                                text: String::new(),
+                                t0_ms: start,
+                                t1_ms: end,
+                                p,
+                            },
+                        ));
+                    }
                 }
             }
-            for w in &mut words {
-                w.text = w.text.trim().to_string();
+            if let Some((b, _)) = words.last_mut() {
+                b.append(&mut opening);
             }
-            words.retain(|w| !w.text.is_empty());
+            opening.clear();
+            let words: Vec<RawWord> = words
+                .into_iter()
+                .map(|(b, w)| RawWord {
+                    text: String::from_utf8_lossy(&b).trim().to_string(),
+                    t1_ms: w.t1_ms.max(w.t0_ms),
+                    ..w
+                })
+                .filter(|w| !w.text.is_empty())
+                .collect();
             out.push(RawSegment {
-                t0_ms: seg.start_timestamp() * 10,
+                t0_ms: seg_t0,
                 t1_ms: seg.end_timestamp() * 10,
                 text: text.trim().to_string(),
                 words,

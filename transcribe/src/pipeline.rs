@@ -235,18 +235,25 @@ pub fn transcribe(
     progress(0.0);
     for p in &prepared {
         let t = &m.tracks[p.index];
+        let detected;
+        let language = if job.language == "auto" && !engine.hparams().english_only() {
+            detected = detect_language(engine, &mut state, &p.windows)?;
+            detected.as_deref().unwrap_or("auto")
+        } else {
+            job.language
+        };
         for w in &p.windows {
             let raw = engine.run(
                 &mut state,
                 &WindowRequest {
                     audio: &w.audio,
-                    language: job.language,
+                    language,
                     prompt: &prompt,
                     abort,
                 },
             )?;
-            for r in raw {
-                for s in place(&r, w, t.offset_ms) {
+            {
+                for s in place(&raw, w, t.offset_ms) {
                     segments.push(Segment {
                         speaker_id: t.speaker_id,
                         speaker: t.speaker_name.clone(),
@@ -279,6 +286,57 @@ pub fn transcribe(
     })
 }
 
+/// Speech seconds after which a clear language is taken as settled.
+const LANGUAGE_SETTLED_S: f64 = 20.0;
+/// Windows looked at, at most, when the language stays unclear.
+const LANGUAGE_MAX_WINDOWS: usize = 4;
+
+/// The language of one speaker's track, decided on their speech: Whisper's probabilities for
+/// each window, weighted by the speech in it, summed until one language clearly leads over
+/// enough speech (or a few windows were heard). A few seconds of noise or a word in another
+/// language cannot outvote the rest, as they can when each window decides for itself.
+fn detect_language(
+    engine: &Engine,
+    state: &mut whisper_rs::WhisperState,
+    windows: &[Window],
+) -> Result<Option<String>> {
+    let mut sum: Vec<f64> = Vec::new();
+    let mut heard = 0.0;
+    for w in windows.iter().take(LANGUAGE_MAX_WINDOWS) {
+        let speech = w.pieces.iter().map(|p| p.len).sum::<usize>() as f64 / RATE as f64;
+        let probs = engine.language_probabilities(state, &w.audio)?;
+        sum.resize(probs.len(), 0.0);
+        for (s, p) in sum.iter_mut().zip(&probs) {
+            *s += f64::from(*p) * speech;
+        }
+        heard += speech;
+        let (_, best) = leader(&sum);
+        if heard >= LANGUAGE_SETTLED_S && best / heard >= 0.8 {
+            break;
+        }
+    }
+    if heard == 0.0 {
+        return Ok(None);
+    }
+    let (id, best) = leader(&sum);
+    let code = whisper_rs::get_lang_str(id as i32).map(str::to_string);
+    tracing::info!(
+        language = code.as_deref().unwrap_or("?"),
+        p = format!("{:.2}", best / heard),
+        speech_s = format!("{heard:.1}"),
+        "language detected"
+    );
+    Ok(code)
+}
+
+fn leader(sum: &[f64]) -> (usize, f64) {
+    sum.iter()
+        .copied()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or((0, 0.0))
+}
+
 fn one_line(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
@@ -291,92 +349,198 @@ fn samples_to_ms(s: usize) -> i64 {
     (s * 1000 / RATE) as i64
 }
 
-/// Maps a window segment to room time. A segment that runs across the silence between two
-/// pieces of speech (Whisper does not know they were apart) is split at that silence using its
-/// word timings, so no line ever spans a stretch where its speaker was quiet. Non-speech and
-/// segments that lie wholly in a gap are dropped.
-fn place(r: &RawSegment, w: &Window, offset_ms: i64) -> Vec<Segment> {
-    if is_non_speech(&r.text) {
-        return Vec::new();
+/// A pause at least this long between two words starts a new line.
+const LINE_PAUSE_MS: i64 = 700;
+/// Silence at a word's edge this long or longer is not part of the word.
+const EDGE_SILENCE_MS: usize = 150;
+/// The shortest a word is stamped.
+const MIN_WORD_MS: i64 = 40;
+/// Frame of the silence measure at word edges.
+const FRAME: usize = RATE / 100;
+
+/// Words that end in a full stop but do not end a sentence.
+fn is_abbreviation(word: &str) -> bool {
+    const ABBREVIATIONS: &[&str] = &[
+        "mr.", "mrs.", "ms.", "dr.", "st.", "prof.", "sr.", "jr.", "vs.", "etc.", "e.g.", "i.e.",
+        "sra.", "sr.", "dra.", "no.", "p.", "pp.", "u.s.", "a.m.", "p.m.",
+    ];
+    let w = word.to_lowercase();
+    // An initial ("J.") is not a sentence either.
+    ABBREVIATIONS.contains(&w.as_str())
+        || (w.chars().count() == 2
+            && w.ends_with('.')
+            && w.chars().next().is_some_and(char::is_alphabetic))
+}
+
+fn ends_sentence(word: &str) -> bool {
+    let w = word.trim_end_matches(['"', '\'', '”', '’', ')', '»']);
+    w.ends_with(['.', '?', '!', '…', '。', '？', '！']) && !is_abbreviation(w)
+}
+
+/// Loudness of each 10 ms frame of a window, in dB (digital silence is -120).
+fn frame_db(audio: &[f32]) -> Vec<f32> {
+    audio
+        .chunks(FRAME)
+        .map(|c| {
+            let e = c.iter().map(|x| x * x).sum::<f32>() / c.len() as f32;
+            if e == 0.0 { -120.0 } else { 10.0 * e.log10() }
+        })
+        .collect()
+}
+
+/// The level below which a frame of this window is a pause: a little above the quietest tenth
+/// of its speech pieces, and never above a level 30 dB under their loudest frame.
+fn pause_level(db: &[f32], w: &Window) -> f32 {
+    let mut live: Vec<f32> = w
+        .pieces
+        .iter()
+        .flat_map(|p| db[p.win / FRAME..((p.win + p.len) / FRAME).min(db.len())].iter())
+        .copied()
+        .filter(|d| *d > -100.0)
+        .collect();
+    if live.is_empty() {
+        return -120.0;
     }
-    let (t0, t1) = (
-        ms_to_samples(r.t0_ms),
-        ms_to_samples(r.t1_ms).min(w.audio.len()),
-    );
-    if w.only_gap(t0, t1.max(t0 + 1)) {
-        return Vec::new();
-    }
-    let segment = |text: String, a: usize, b: usize, words: Vec<Word>| Segment {
-        speaker_id: Default::default(),
-        speaker: String::new(),
-        track_id: Default::default(),
-        start_ms: offset_ms + samples_to_ms(a),
-        end_ms: offset_ms + samples_to_ms(b.max(a)),
-        language: r.language.clone(),
-        text,
-        words,
-    };
-    if r.words.is_empty() {
-        let Some(start) = w.to_track(t0, true) else {
-            return Vec::new();
-        };
-        let end = w.to_track(t1, false).unwrap_or(start);
-        return vec![segment(r.text.clone(), start, end, Vec::new())];
-    }
-    // Group the words by the piece of speech they fall in.
-    let mut groups: Vec<(usize, Vec<&crate::RawWord>)> = Vec::new();
-    for x in &r.words {
-        // Whisper tends to start a word's timing early (at the end of the word before, across a
-        // pause), so place a word by its last 200 ms.
-        let tail = (x.t1_ms - 200).max(x.t0_ms);
-        let piece = w.piece_at(ms_to_samples((tail + x.t1_ms) / 2));
-        match groups.last_mut() {
-            Some((p, ws)) if *p == piece => ws.push(x),
-            _ => groups.push((piece, vec![x])),
-        }
-    }
-    let mut out = Vec::new();
-    for (piece, ws) in groups {
-        let p = w.pieces[piece];
-        // Clamp every time into its piece: the words were spoken there.
-        let clamp = |t: usize| t.clamp(p.win, p.win + p.len);
-        let map = |t: usize| p.track + (clamp(t) - p.win);
-        let words: Vec<Word> = ws
-            .iter()
-            .map(|x| {
-                let a = map(ms_to_samples(x.t0_ms));
-                let b = map(ms_to_samples(x.t1_ms)).max(a);
-                Word {
-                    text: x.text.clone(),
-                    start_ms: offset_ms + samples_to_ms(a),
-                    end_ms: offset_ms + samples_to_ms(b),
-                    p: x.p,
-                }
-            })
-            .collect();
-        let text = ws
-            .iter()
-            .map(|x| x.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        if is_non_speech(&text) {
+    live.sort_by(f32::total_cmp);
+    let floor = live[live.len() / 10];
+    let peak = live[live.len() - 1];
+    (floor + 8.0).min(peak - 30.0)
+}
+
+/// One word in window samples, with the piece of speech it was said in.
+#[derive(Clone, Debug)]
+struct Placed {
+    text: String,
+    piece: usize,
+    a: usize,
+    b: usize,
+    p: f32,
+}
+
+/// Maps a window's words to the track: each word to the piece of speech it was said in,
+/// clamped into it, with silence at its edges left out; then splits them into lines at
+/// sentence ends, at pauses and between pieces, so that a line never spans a silence of its
+/// speaker and a merged transcript reads in the order people spoke. Non-speech is dropped.
+fn place(raw: &[RawSegment], w: &Window, offset_ms: i64) -> Vec<Segment> {
+    let db = frame_db(&w.audio);
+    let quiet = pause_level(&db, w);
+    let silent = |t: usize| db.get(t / FRAME).is_none_or(|d| *d < quiet);
+    let min_word = ms_to_samples(MIN_WORD_MS);
+    let edge = EDGE_SILENCE_MS * RATE / 1000;
+    let mut lines: Vec<(Option<String>, Vec<Placed>)> = Vec::new();
+    let mut last_a = 0;
+    for r in raw {
+        if is_non_speech(&r.text) {
             continue;
         }
-        // The segment's own bounds, where they fall in this piece, are sharper than words'.
-        let a = if (p.win..p.win + p.len).contains(&t0) {
-            map(t0)
-        } else {
-            map(ms_to_samples(ws[0].t0_ms))
-        };
-        let last = ws[ws.len() - 1];
-        let b = if (p.win..=p.win + p.len).contains(&t1) {
-            map(t1)
-        } else {
-            map(ms_to_samples(last.t1_ms))
-        };
-        out.push(segment(text, a, b, words));
+        let mut line_break = true;
+        for x in &r.words {
+            if is_non_speech(&x.text) {
+                continue;
+            }
+            let (t0, t1) = (ms_to_samples(x.t0_ms), ms_to_samples(x.t1_ms));
+            // A word's start is where the word before it ended, perhaps across a pause: place
+            // it by its end.
+            let probe = t1.saturating_sub(((t1 - t0.min(t1)) / 2).min(RATE / 7));
+            let piece = w.piece_at(probe);
+            let p = w.pieces[piece];
+            let (lo, hi) = (p.win, p.win + p.len);
+            let mut a = t0.clamp(lo, hi);
+            let mut b = t1.clamp(lo, hi);
+            // Leave out silence at the edges, when it is a pause and not a closure.
+            let span = b - a;
+            let run = |from: usize, step: isize| {
+                let mut t = from;
+                let mut n = 0;
+                while n * FRAME < span && silent(t) {
+                    n += 1;
+                    t = t.saturating_add_signed(step * FRAME as isize);
+                }
+                n * FRAME
+            };
+            let lead = run(a, 1);
+            if lead >= edge {
+                a = (a + lead).min(b);
+            }
+            let trail = run(b.saturating_sub(1), -1);
+            if trail >= edge {
+                b = b.saturating_sub(trail).max(a);
+            }
+            // Words stay in the order they were said, and every word takes some time: widen
+            // it within its piece.
+            a = a.max(last_a).min(hi);
+            b = b.max(a);
+            if b < a + min_word {
+                b = (a + min_word).min(hi);
+                a = b.saturating_sub(min_word).max(lo).max(last_a);
+            }
+            last_a = a;
+            let word = Placed {
+                text: x.text.clone(),
+                piece,
+                a,
+                b,
+                p: x.p,
+            };
+            let new_line = match lines.last().and_then(|(_, l)| l.last()) {
+                None => true,
+                Some(prev) => {
+                    line_break
+                        || prev.piece != piece
+                        || ends_sentence(&prev.text)
+                        || samples_to_ms(a.saturating_sub(prev.b)) >= LINE_PAUSE_MS
+                }
+            };
+            // Whisper's own segment ends break lines only where the words also pause or end a
+            // sentence; otherwise its segments are cut by length.
+            line_break = false;
+            if new_line {
+                lines.push((r.language.clone(), vec![word]));
+            } else if let Some((_, l)) = lines.last_mut() {
+                l.push(word);
+            }
+        }
     }
-    out
+    let map = |piece: usize, t: usize| {
+        let p = w.pieces[piece];
+        offset_ms + samples_to_ms(p.track + (t - p.win))
+    };
+    lines
+        .into_iter()
+        .filter_map(|(language, ws)| {
+            let text = ws
+                .iter()
+                .map(|x| x.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            if is_non_speech(&text) {
+                return None;
+            }
+            let words: Vec<Word> = ws
+                .iter()
+                .map(|x| Word {
+                    text: x.text.clone(),
+                    start_ms: map(x.piece, x.a),
+                    end_ms: map(x.piece, x.b).max(map(x.piece, x.a) + 1),
+                    p: x.p,
+                })
+                .collect();
+            Some(Segment {
+                speaker_id: Default::default(),
+                speaker: String::new(),
+                track_id: Default::default(),
+                start_ms: words[0].start_ms,
+                end_ms: words
+                    .iter()
+                    .map(|x| x.end_ms)
+                    .max()
+                    .unwrap_or(words[0].end_ms),
+                language,
+                text,
+                words,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -429,5 +593,121 @@ mod tests {
             assert!(is_non_speech(t), "{t:?}");
         }
         assert!(!is_non_speech("Hello there."));
+    }
+
+    fn word(text: &str, t0_ms: i64, t1_ms: i64) -> crate::RawWord {
+        crate::RawWord {
+            text: text.into(),
+            t0_ms,
+            t1_ms,
+            p: 0.9,
+        }
+    }
+
+    fn raw(words: Vec<crate::RawWord>) -> RawSegment {
+        RawSegment {
+            t0_ms: words[0].t0_ms,
+            t1_ms: words[words.len() - 1].t1_ms,
+            text: words
+                .iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            words,
+            no_speech: 0.0,
+            language: Some("en".into()),
+        }
+    }
+
+    /// Two stretches of "speech" (a loud tone) from the track, 2 s and 3 s long, with a
+    /// one-second pause inside the second one.
+    fn two_pieces() -> Window {
+        let loud = |n: usize| (0..n).map(|i| if i % 2 == 0 { 0.3 } else { -0.3 });
+        let mut audio: Vec<f32> = loud(2 * RATE).collect();
+        audio.resize(audio.len() + GAP, 0.0);
+        audio.extend(loud(RATE));
+        audio.extend(std::iter::repeat_n(0.0001, RATE));
+        audio.extend(loud(RATE));
+        Window {
+            pieces: vec![
+                Piece {
+                    win: 0,
+                    track: 10 * RATE,
+                    len: 2 * RATE,
+                },
+                Piece {
+                    win: 2 * RATE + GAP,
+                    track: 20 * RATE,
+                    len: 3 * RATE,
+                },
+            ],
+            audio,
+        }
+    }
+
+    #[test]
+    fn lines_split_at_sentence_ends_pauses_and_pieces() {
+        let w = two_pieces();
+        // One segment for the whole window, as Whisper gives with a prompt.
+        let seg = raw(vec![
+            word("Mr.", 100, 400),
+            word("Smith", 400, 900),
+            word("came.", 900, 1500),
+            word("He", 1500, 1800),
+            // Stamped from the end of the word before, across the gap between pieces.
+            word("left", 1800, 2900),
+            word("early", 2900, 3500),
+            // After a pause inside the second piece.
+            word("and", 3500, 4800),
+            word("slept.", 4800, 5300),
+        ]);
+        let lines = place(&[seg], &w, 1000);
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["Mr. Smith came.", "He", "left early", "and slept."]);
+        for l in &lines {
+            for x in &l.words {
+                assert!(x.end_ms > x.start_ms, "{x:?} has no length");
+                assert!(
+                    x.start_ms >= l.start_ms && x.end_ms <= l.end_ms,
+                    "{x:?} outside {l:?}"
+                );
+            }
+        }
+        // "left" lies in the second piece, which starts at 20 s of the track (+1 s offset):
+        // the gap before it is not part of it.
+        assert_eq!(lines[2].words[0].start_ms, 21_000);
+        // The pause inside the piece is left out of the word after it.
+        let and = &lines[3].words[0];
+        assert_eq!(and.start_ms, 23_000, "{and:?}");
+    }
+
+    #[test]
+    fn every_word_takes_time_and_words_keep_their_order() {
+        let w = two_pieces();
+        let seg = raw(vec![
+            word("one", 500, 500),
+            word("two", 400, 400),
+            word("three", 1990, 1990),
+        ]);
+        let lines = place(&[seg], &w, 0);
+        let words: Vec<&Word> = lines.iter().flat_map(|l| &l.words).collect();
+        assert_eq!(words.len(), 3);
+        for pair in words.windows(2) {
+            assert!(pair[1].start_ms >= pair[0].start_ms, "{pair:?}");
+        }
+        for x in words {
+            assert!(x.end_ms - x.start_ms >= MIN_WORD_MS - 1, "{x:?}");
+            assert!(x.end_ms <= 12_000, "{x:?} runs past its piece");
+        }
+    }
+
+    #[test]
+    fn abbreviations_and_initials_do_not_end_sentences() {
+        for w in ["Mr.", "Dr.", "J.", "e.g.", "Sra."] {
+            assert!(!ends_sentence(w), "{w}");
+        }
+        for w in ["came.", "why?", "¡ya!", "end.\"", "了。"] {
+            assert!(ends_sentence(w), "{w}");
+        }
     }
 }
