@@ -38,12 +38,13 @@ setup:
 build: setup
 	$(CARGO) build --release $(CARGO_FLAGS)
 
-# The default serving model (multilingual base) and the test model (tiny.en).
+# The default serving model (multilingual base) and the test models (tiny.en, and base for
+# the language tests).
 models: build
 	@bash scripts/models.sh base tiny.en
 
 models-test: build
-	@bash scripts/models.sh tiny.en
+	@bash scripts/models.sh tiny.en base
 
 pytools:
 	@test -x $(PYENV)/bin/python || python3 -m venv $(PYENV)

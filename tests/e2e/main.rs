@@ -8,6 +8,7 @@ mod archive;
 mod bad_input;
 mod browser;
 mod crash;
+mod quality;
 mod replay;
 mod search;
 mod serve;

@@ -231,6 +231,18 @@ pub fn test_model() -> String {
     p
 }
 
+/// The multilingual model the language tests use: `ROOMTAPE_TEST_MULTILINGUAL_MODEL`, else the
+/// provisioned base.
+pub fn multilingual_model() -> String {
+    let p = std::env::var("ROOMTAPE_TEST_MULTILINGUAL_MODEL")
+        .unwrap_or_else(|_| format!("{}/data/models/base.bin", env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        Path::new(&p).is_file(),
+        "the base model is missing at {p}: `make test` provisions it (scripts/models.sh base)"
+    );
+    p
+}
+
 /// Python with webvtt-py and srt (`make pytools`): `ROOMTAPE_TEST_PYTHON`, else the venv.
 pub fn test_python() -> String {
     std::env::var("ROOMTAPE_TEST_PYTHON")
