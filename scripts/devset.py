@@ -128,7 +128,8 @@ def prompts(src, lang):
     with gzip.open(doc, "rt", encoding="utf-8", errors="replace") as f:
         for line in f:
             m = re.match(r"^([\w/-]+):\s*(.+)$", line.strip())
-            if not m or "[" in m.group(2) or "<" in m.group(2):
+            # Stage directions ("[tone]", "(2 seconds of silence)") are not speech.
+            if not m or any(c in m.group(2) for c in "[(<"):
                 continue
             wav = os.path.join(sounds, m.group(1) + ".wav")
             text = m.group(2).strip()

@@ -612,6 +612,19 @@ pub enum BenchCommand {
         #[arg(long, default_value = "/usr/share/dict/words")]
         words: PathBuf,
     },
+    /// Transcripts of real human speech against their references: word error, word times,
+    /// line order (the dev set: scripts/devset.sh)
+    Quality {
+        /// The dev set: a directory of sets, each a directory with set.json and WAV tracks
+        #[arg(long, default_value = "target/devset")]
+        set: PathBuf,
+        /// Installed model name or ggml path (`base` for the Spanish set)
+        #[arg(long, default_value = "tiny.en")]
+        model: String,
+        /// Whisper threads (0: one per core)
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
     /// Transcription cost and accuracy against the naive way and the speech-only bound
     Transcribe {
         /// Installed model name or ggml path
@@ -661,6 +674,17 @@ pub async fn bench(ctx: &Context, cmd: BenchCommand) -> anyhow::Result<()> {
         } => {
             tokio::task::spawn_blocking(move || crate::bench_search::run(hours, queries, &words))
                 .await?
+        }
+        BenchCommand::Quality {
+            set,
+            model,
+            threads,
+        } => {
+            let models = layout::models(ctx.data_dir());
+            tokio::task::spawn_blocking(move || {
+                crate::bench_quality::run(&models, &model, &set, threads)
+            })
+            .await?
         }
         BenchCommand::Transcribe {
             model,
