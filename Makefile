@@ -102,9 +102,11 @@ fuzz: fuzz-build
 	target/fuzz/$(FUZZ_TARGET)/release/track_reader -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/track_reader
 	target/fuzz/$(FUZZ_TARGET)/release/recorder -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/recorder
 
-bench: models-test
+bench: models-test devset
 	./target/release/roomtape bench ingest
 	./target/release/roomtape bench transcribe --model tiny.en
+	./target/release/roomtape bench quality --model tiny.en
+	./target/release/roomtape bench quality --model base
 	./target/release/roomtape bench search
 
 clean:
