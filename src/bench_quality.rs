@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use roomtape_core::{LocalStore, layout};
 use roomtape_ingest::ImportOptions;
-use roomtape_transcribe::metrics::{matched_words, word_errors, words};
+use roomtape_transcribe::metrics::{matched_words, timed_words, word_errors, words};
 use roomtape_transcribe::pipeline::{self, RATE};
 use roomtape_transcribe::vad::VadSettings;
 use roomtape_transcribe::{Engine, WindowRequest};
@@ -343,7 +343,12 @@ fn measure(engine: &Engine, dir: &Path, set: &Set) -> anyhow::Result<(Figures, F
 /// the line's time.
 fn reference_words(set: &Set, track: usize) -> Vec<Scored> {
     let mut out = Vec::new();
-    for (i, l) in set.lines.iter().enumerate().filter(|(_, l)| l.track == track) {
+    for (i, l) in set
+        .lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.track == track)
+    {
         match &l.words {
             Some(ws) => {
                 for w in ws {
@@ -372,13 +377,17 @@ fn hypothesis_words(hyp: &[HypLine], track: usize) -> Vec<Scored> {
     let mut out = Vec::new();
     for (i, l) in hyp.iter().enumerate().filter(|(_, l)| l.track == track) {
         for (text, a, b) in &l.words {
-            out.extend(words(text).into_iter().map(|word| Scored {
-                word,
-                start_ms: *a,
-                end_ms: *b,
-                line: i,
-                timed: true,
-            }));
+            out.extend(
+                timed_words(text, *a, *b)
+                    .into_iter()
+                    .map(|(word, start_ms, end_ms)| Scored {
+                        word,
+                        start_ms,
+                        end_ms,
+                        line: i,
+                        timed: true,
+                    }),
+            );
         }
     }
     out

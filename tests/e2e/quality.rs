@@ -81,9 +81,9 @@ struct Timed {
 }
 
 fn timed(text: &str, start_ms: i64, end_ms: i64) -> Vec<Timed> {
-    roomtape_transcribe::metrics::words(text)
+    roomtape_transcribe::metrics::timed_words(text, start_ms, end_ms)
         .into_iter()
-        .map(|word| Timed {
+        .map(|(word, start_ms, end_ms)| Timed {
             word,
             start_ms,
             end_ms,

@@ -21,6 +21,23 @@ pub fn words(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// The scoring words of one timed word, each with its share of the time: a written word that
+/// scores as several ("ill-disposed", "21") has its span divided by their lengths.
+pub fn timed_words(text: &str, start_ms: i64, end_ms: i64) -> Vec<(String, i64, i64)> {
+    let ws = words(text);
+    let total: usize = ws.iter().map(|w| w.chars().count()).sum();
+    let span = (end_ms - start_ms).max(0);
+    let mut done = 0;
+    ws.into_iter()
+        .map(|w| {
+            let a = start_ms + span * done as i64 / total.max(1) as i64;
+            done += w.chars().count();
+            let b = start_ms + span * done as i64 / total.max(1) as i64;
+            (w, a, b)
+        })
+        .collect()
+}
+
 fn fold_accent(c: char) -> char {
     match c {
         'á' | 'à' | 'â' | 'ä' | 'ã' | 'å' => 'a',
@@ -159,6 +176,18 @@ mod tests {
         assert_eq!(words("Contraseña más"), ["contrasena", "mas"]);
         assert_eq!(words("1999 007"), ["1999", "007"]);
         assert_eq!(wer("ill-disposed", "ill disposed"), 0.0);
+    }
+
+    #[test]
+    fn a_word_that_scores_as_several_shares_its_time() {
+        assert_eq!(
+            timed_words("ill-disposed,", 1000, 2000),
+            [
+                ("ill".to_string(), 1000, 1272),
+                ("disposed".to_string(), 1272, 2000)
+            ]
+        );
+        assert_eq!(timed_words("Hello.", 5, 9), [("hello".to_string(), 5, 9)]);
     }
 
     #[test]

@@ -79,6 +79,21 @@ impl Window {
         best.1
     }
 
+    /// The piece that `[t0, t1)` (window samples) overlaps most, or the nearest to its middle.
+    pub fn piece_overlapping(&self, t0: usize, t1: usize) -> usize {
+        let overlap = |p: &Piece| (t1.min(p.win + p.len)).saturating_sub(t0.max(p.win));
+        match self
+            .pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (overlap(p), i))
+            .max_by_key(|&(o, i)| (o, std::cmp::Reverse(i)))
+        {
+            Some((o, i)) if o > 0 => i,
+            _ => self.piece_at((t0 + t1) / 2),
+        }
+    }
+
     /// True when `[t0, t1)` (window samples) touches no speech at all.
     pub fn only_gap(&self, t0: usize, t1: usize) -> bool {
         !self.pieces.iter().any(|p| t0 < p.win + p.len && t1 > p.win)
@@ -439,10 +454,9 @@ fn place(raw: &[RawSegment], w: &Window, offset_ms: i64) -> Vec<Segment> {
                 continue;
             }
             let (t0, t1) = (ms_to_samples(x.t0_ms), ms_to_samples(x.t1_ms));
-            // A word's start is where the word before it ended, perhaps across a pause: place
-            // it by its end.
-            let probe = t1.saturating_sub(((t1 - t0.min(t1)) / 2).min(RATE / 7));
-            let piece = w.piece_at(probe);
+            // A word's start is where the word before it ended and its end where the next one
+            // begins, either perhaps across a pause: it belongs to the piece it overlaps most.
+            let piece = w.piece_overlapping(t0.min(t1), t1);
             let p = w.pieces[piece];
             let (lo, hi) = (p.win, p.win + p.len);
             let mut a = t0.clamp(lo, hi);
@@ -709,5 +723,20 @@ mod tests {
         for w in ["came.", "why?", "¡ya!", "end.\"", "了。"] {
             assert!(ends_sentence(w), "{w}");
         }
+    }
+
+    #[test]
+    fn a_word_whose_end_runs_across_a_gap_stays_where_it_was_said() {
+        let w = two_pieces();
+        // The last word of the first piece, its end stamped just inside the next piece (the
+        // alignment moved on only when the next speech began).
+        let seg = raw(vec![word("over", 1500, 1900), word("there.", 1900, 2560)]);
+        let lines = place(&[seg], &w, 0);
+        let there = &lines[0].words[1];
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            there.end_ms <= 12_000,
+            "{there:?} was put in the next piece"
+        );
     }
 }
