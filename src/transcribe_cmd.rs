@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 
 use roomtape_core::{ArchiveStore, Catalog, layout};
+use roomtape_transcribe::quantize::Quant;
 use roomtape_transcribe::worker::{Outcome, WorkerConfig};
 use roomtape_transcribe::{Engine, export, models};
 
@@ -25,6 +26,22 @@ pub enum ModelCommand {
         /// Name to install it under, e.g. tiny.en
         #[arg(long)]
         name: String,
+        /// Also install a copy with the weights quantised (q8_0, q5_0, q4_0), named
+        /// NAME-TYPE
+        #[arg(long, value_name = "TYPE")]
+        quantize: Option<String>,
+    },
+    /// Install a copy of a model with its weights quantised: smaller and faster, at some cost
+    /// in accuracy (`roomtape bench quality` measures it)
+    Quantize {
+        /// Installed model name or path to an f16 ggml file
+        model: String,
+        /// q8_0, q5_0 or q4_0
+        #[arg(long = "type", value_name = "TYPE")]
+        quant: String,
+        /// Name to install it under [default: MODEL-TYPE]
+        #[arg(long)]
+        name: Option<String>,
     },
     /// List installed models
     List,
@@ -33,24 +50,46 @@ pub enum ModelCommand {
 pub async fn model(ctx: &Context, cmd: ModelCommand) -> anyhow::Result<()> {
     let dir = layout::models(ctx.data_dir());
     match cmd {
-        ModelCommand::Import { inputs, name } => {
+        ModelCommand::Import {
+            inputs,
+            name,
+            quantize,
+        } => {
+            // A bad type is refused before the conversion, not after it.
+            let quant = quantize
+                .map(|q| q.parse::<Quant>())
+                .transpose()
+                .context("model import --quantize")?;
             let what = format!("model import {name}");
             let d = dir.clone();
-            let info = tokio::task::spawn_blocking(move || models::import(&inputs, &name, &d))
-                .await?
-                .context(what)?;
-            if ctx.json {
-                return ctx.print_json(&info);
-            }
-            if !ctx.quiet {
-                println!(
-                    "installed {} ({}, {} MB) in {}",
-                    info.name,
-                    info.description,
-                    info.bytes / 1_000_000,
-                    dir.display()
+            let n = name.clone();
+            let mut infos = vec![
+                tokio::task::spawn_blocking(move || models::import(&inputs, &n, &d))
+                    .await?
+                    .context(what)?,
+            ];
+            if let Some(q) = quant {
+                infos.push(
+                    quantize_model(&dir, name.clone(), q, format!("{name}-{}", q.name())).await?,
                 );
             }
+            report_installed(ctx, &dir, &infos)?;
+        }
+        ModelCommand::Quantize { model, quant, name } => {
+            let q: Quant = quant.parse().context("model quantize")?;
+            // An installed name as it is; a file by its name without `.bin`.
+            let stem = if model.contains('/') || model.ends_with(".bin") {
+                std::path::Path::new(&model)
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("model")
+                    .to_string()
+            } else {
+                model.clone()
+            };
+            let name = name.unwrap_or_else(|| format!("{stem}-{}", q.name()));
+            let info = quantize_model(&dir, model, q, name).await?;
+            report_installed(ctx, &dir, &[info])?;
         }
         ModelCommand::List => {
             let list = models::list(&dir)?;
@@ -65,6 +104,43 @@ pub async fn model(ctx: &Context, cmd: ModelCommand) -> anyhow::Result<()> {
                     m.description
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+async fn quantize_model(
+    dir: &std::path::Path,
+    model: String,
+    q: Quant,
+    name: String,
+) -> anyhow::Result<models::ModelInfo> {
+    let what = format!("model quantize {model} --type {}", q.name());
+    let d = dir.to_path_buf();
+    Ok(
+        tokio::task::spawn_blocking(move || models::quantize(&model, q, &name, &d))
+            .await?
+            .context(what)?,
+    )
+}
+
+fn report_installed(
+    ctx: &Context,
+    dir: &std::path::Path,
+    infos: &[models::ModelInfo],
+) -> anyhow::Result<()> {
+    if ctx.json {
+        return ctx.print_json(&infos.last());
+    }
+    if !ctx.quiet {
+        for info in infos {
+            println!(
+                "installed {} ({}, {} MB) in {}",
+                info.name,
+                info.description,
+                info.bytes / 1_000_000,
+                dir.display()
+            );
         }
     }
     Ok(())

@@ -342,3 +342,42 @@ fn a_broken_model_is_refused_at_start() {
     let out = env.fails(&["worker", "--model", "no-such-model"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no model \"no-such-model\""));
 }
+
+/// A model quantised to q8_0 takes under 60% of the f16 size, loads in whisper.cpp
+/// and transcribes the room as well as the f16 one; a second quantisation, or an unknown type,
+/// is refused with what is wrong.
+#[test]
+fn a_quantised_model_is_installed_and_transcribes() {
+    let env = Env::new();
+    let model = test_model();
+    let out = env.ok(&[
+        "model", "quantize", &model, "--type", "q8_0", "--name", "tiny-q8",
+    ]);
+    assert!(out.contains("installed tiny-q8"), "{out}");
+    let listed = env.json(&["model", "list"]);
+    let q = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "tiny-q8")
+        .unwrap()
+        .clone();
+    let f16 = std::fs::metadata(&model).unwrap().len();
+    assert!(q["bytes"].as_u64().unwrap() * 10 < f16 * 6, "{q}");
+    assert!(q["description"].as_str().unwrap().contains("q8_0"), "{q}");
+
+    let (id, lines) = import_room(&env);
+    env.ok(&["transcribe", &id, "--model", "tiny-q8", "--threads", "1"]);
+    let t = transcript(&env, &id);
+    assert_eq!(t["model"], "tiny-q8");
+    assert_matches_script(&t, &lines);
+
+    let err = env.fails(&[
+        "model", "quantize", "tiny-q8", "--type", "q5_0", "--name", "again",
+    ]);
+    let err = String::from_utf8_lossy(&err.stderr);
+    assert!(err.contains("only f16 models can be quantised"), "{err}");
+    let err = env.fails(&["model", "quantize", &model, "--type", "q3_k"]);
+    let err = String::from_utf8_lossy(&err.stderr);
+    assert!(err.contains("unknown quantisation \"q3_k\""), "{err}");
+}

@@ -1,6 +1,7 @@
 //! `roomtape-transcribe`: per-speaker transcripts with Whisper.
 //!
-//! - [`models`]: installed models, and `import` of CTranslate2 models ([`ct2`] → [`ggml`]);
+//! - [`models`]: installed models, and `import` of CTranslate2 models ([`ct2`] → [`ggml`]),
+//!   optionally [`quantize`]d;
 //! - [`Engine`]: whisper.cpp, loaded once per process;
 //! - [`vad`]: where each speaker talks; only that is sent to Whisper;
 //! - [`pipeline`]: tracks → windows → segments → one transcript;
@@ -15,6 +16,7 @@ pub mod ggml;
 pub mod metrics;
 pub mod models;
 pub mod pipeline;
+pub mod quantize;
 pub mod vad;
 pub mod worker;
 

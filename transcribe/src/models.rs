@@ -160,6 +160,52 @@ pub fn import(inputs: &[PathBuf], name: &str, models_dir: &Path) -> Result<Model
     Ok(meta)
 }
 
+/// Installs a copy of the f16 ggml model `spec` (an installed name or a path) with its weight
+/// matrices in `q`, as `models_dir/<name>.bin`.
+pub fn quantize(
+    spec: &str,
+    q: crate::quantize::Quant,
+    name: &str,
+    models_dir: &Path,
+) -> Result<ModelInfo> {
+    check_name(name)?;
+    let (_, source) = resolve(spec, models_dir)?;
+    let bytes = std::fs::read(&source).map_err(|e| Error::io(&source, e))?;
+    std::fs::create_dir_all(models_dir).map_err(|e| Error::io(models_dir, e))?;
+    let target = models_dir.join(format!("{name}.bin"));
+    if target == source {
+        return Err(Error::Invalid(format!(
+            "the quantised model needs a name of its own (not {name})"
+        )));
+    }
+    let tmp = models_dir.join(format!(".{name}.bin.partial"));
+    let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let result = crate::quantize::quantize(&bytes, q, &mut w).and_then(|_| {
+        let file = w
+            .into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&tmp, e))
+    });
+    if let Err(e) = result.and_then(|()| ggml::check_file(&tmp).map(drop)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let info = ggml::check_file(&tmp)?;
+    std::fs::rename(&tmp, &target).map_err(|e| Error::io(&tmp, e))?;
+    let meta = ModelInfo {
+        name: name.to_string(),
+        description: format!("{}, {}", info.hparams.describe(), q.name()),
+        english_only: info.hparams.english_only(),
+        bytes: info.bytes,
+        source: vec![source.display().to_string()],
+    };
+    let json = serde_json::to_vec_pretty(&meta).unwrap_or_default();
+    let meta_path = models_dir.join(format!("{name}.json"));
+    std::fs::write(&meta_path, json).map_err(|e| Error::io(&meta_path, e))?;
+    Ok(meta)
+}
+
 /// Installed models, by name.
 pub fn list(models_dir: &Path) -> Result<Vec<ModelInfo>> {
     let mut out = Vec::new();
