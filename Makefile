@@ -54,9 +54,9 @@ devset:
 pytools:
 	@test -x $(PYENV)/bin/python || python3 -m venv $(PYENV)
 	@$(PYENV)/bin/python -c "import webvtt, srt, importlib.metadata as m; \
-	  assert m.version('schemathesis') == '4.32.5'" 2>/dev/null || \
+	  assert m.version('schemathesis') == '4.32.5'; assert m.version('faster-whisper') == '1.2.1'" 2>/dev/null || \
 	  $(PYENV)/bin/python -m pip install --quiet --disable-pip-version-check webvtt-py==0.6.0 srt==3.5.3 \
-	    schemathesis==4.32.5
+	    schemathesis==4.32.5 faster-whisper==1.2.1 ctranslate2==4.8.5
 
 # Firefox's WebDriver server, for the browser tests: not in Debian, so built from crates.io.
 geckodriver:

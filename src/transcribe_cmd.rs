@@ -117,11 +117,9 @@ async fn quantize_model(
 ) -> anyhow::Result<models::ModelInfo> {
     let what = format!("model quantize {model} --type {}", q.name());
     let d = dir.to_path_buf();
-    Ok(
-        tokio::task::spawn_blocking(move || models::quantize(&model, q, &name, &d))
-            .await?
-            .context(what)?,
-    )
+    tokio::task::spawn_blocking(move || models::quantize(&model, q, &name, &d))
+        .await?
+        .context(what)
 }
 
 fn report_installed(

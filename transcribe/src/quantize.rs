@@ -170,7 +170,7 @@ pub fn quantize(input: &[u8], q: Quant, out: &mut impl Write) -> Result<Stats> {
         }
         let body = &input[pos + head..pos + head + size];
         stats.tensors += 1;
-        if ty == 1 && n_dims == 2 && dims[0] % BLOCK == 0 {
+        if ty == 1 && n_dims == 2 && dims[0] > 0 && dims[0].is_multiple_of(BLOCK) {
             data.clear();
             let values: Vec<f32> = body
                 .chunks_exact(2)
