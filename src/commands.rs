@@ -19,6 +19,8 @@ pub struct Context {
     pub config: Config,
     pub json: bool,
     pub quiet: bool,
+    /// Where `config.data_dir` came from, for messages: `--data-dir`, `ROOMTAPE_DATA_DIR`, …
+    pub data_dir_source: &'static str,
 }
 
 impl Context {
@@ -27,6 +29,7 @@ impl Context {
             config,
             json,
             quiet,
+            data_dir_source: "the default",
         }
     }
 
@@ -34,7 +37,32 @@ impl Context {
         &self.config.data_dir
     }
 
+    /// The catalog for a command that needs one to exist: a missing catalog is an error that
+    /// says where it was looked for and how to point at another, and nothing is created (a
+    /// command run in the wrong directory must not leave an empty `data/` behind).
     pub async fn catalog(&self) -> anyhow::Result<Catalog> {
+        let path = layout::catalog(self.data_dir());
+        match Catalog::open_existing(&path).await {
+            Ok(c) => Ok(c),
+            Err(roomtape_core::Error::NoCatalog(_)) => {
+                let shown = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+                bail!(
+                    "catalog not found: looked for {} (data directory {}, from {}), where \
+                     nothing has been imported or served yet. Point at your data directory with \
+                     --data-dir DIR or ROOMTAPE_DATA_DIR=DIR (or data_dir in the --config file); \
+                     `roomtape import` and `roomtape serve` start a new one",
+                    shown(&path).display(),
+                    shown(self.data_dir()).display(),
+                    self.data_dir_source,
+                )
+            }
+            Err(e) => Err(e).with_context(|| format!("opening the catalog {}", path.display())),
+        }
+    }
+
+    /// The catalog for a command that writes (`serve`, `import`, `users add`): created, with
+    /// its data directory, when missing.
+    pub async fn catalog_or_create(&self) -> anyhow::Result<Catalog> {
         let path = layout::catalog(self.data_dir());
         Catalog::open(&path)
             .await
@@ -84,7 +112,7 @@ pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
     let what = format!("import {}", args.file.display());
     // Refused before anything is read or written.
     let language = roomtape_core::spoken_language(&args.language).context(what.clone())?;
-    let catalog = ctx.catalog().await.context(what.clone())?;
+    let catalog = ctx.catalog_or_create().await.context(what.clone())?;
     let store = ctx.store()?;
     let owner = match &args.owner {
         Some(name) => Some(catalog.user_by_username(name).await.context(what.clone())?),
@@ -460,7 +488,7 @@ pub async fn recover(ctx: &Context) -> anyhow::Result<()> {
 }
 
 pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
-    let catalog = ctx.catalog().await?;
+    let catalog = ctx.catalog_or_create().await?;
     let store = ctx.store()?;
     let report =
         roomtape_ingest::recover_all(&catalog, store.as_ref(), ctx.config.import.mix_bitrate)
@@ -819,7 +847,7 @@ pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
         seconds,
         title,
     } = cmd;
-    let catalog = ctx.catalog().await?;
+    let catalog = ctx.catalog_or_create().await?;
     let store = ctx.store()?;
     let mut people = Vec::new();
     for i in 0..speakers {

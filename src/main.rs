@@ -132,10 +132,18 @@ fn init_logging(cli: &Cli) {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config =
         roomtape_core::Config::load(cli.config.as_deref()).context("loading settings")?;
-    if let Some(dir) = &cli.data_dir {
+    let data_dir_source = if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
-    }
-    let ctx = commands::Context::new(config, cli.json, cli.quiet > 0);
+        "--data-dir"
+    } else if std::env::var_os("ROOMTAPE_DATA_DIR").is_some() {
+        "ROOMTAPE_DATA_DIR"
+    } else if config.data_dir != roomtape_core::Config::default().data_dir {
+        "data_dir in the settings file"
+    } else {
+        "the default ./data"
+    };
+    let mut ctx = commands::Context::new(config, cli.json, cli.quiet > 0);
+    ctx.data_dir_source = data_dir_source;
     match cli.command {
         Command::Import(args) => commands::import(&ctx, args).await,
         Command::Recordings(cmd) => commands::recordings(&ctx, cmd).await,

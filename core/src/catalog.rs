@@ -29,9 +29,30 @@ impl Catalog {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
         }
+        Self::connect(path, true).await
+    }
+
+    /// Opens the catalog at `path` only if it exists (bringing its schema up to date); never
+    /// creates a file or directory. A missing catalog is [`Error::NoCatalog`], so a command
+    /// that only reads, run in the wrong place, says so instead of showing an empty catalog.
+    pub async fn open_existing(path: &Path) -> Result<Catalog> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => Self::connect(path, false).await,
+            Ok(_) => Err(Error::Invalid(format!(
+                "{} is not a catalog file",
+                path.display()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::NoCatalog(path.to_path_buf()))
+            }
+            Err(e) => Err(Error::io("open", path, e)),
+        }
+    }
+
+    async fn connect(path: &Path, create: bool) -> Result<Catalog> {
         let options = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
@@ -334,6 +355,20 @@ pub(crate) fn recording_from_row(row: &SqliteRow) -> Result<Recording> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn opening_an_existing_catalog_never_creates_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data").join("catalog.sqlite");
+        let e = Catalog::open_existing(&path).await.unwrap_err();
+        assert!(matches!(&e, Error::NoCatalog(p) if *p == path), "{e}");
+        assert!(!dir.path().join("data").exists(), "nothing is created");
+        let c = Catalog::open(&path).await.unwrap();
+        c.create_recording(&recording("kept"), &[]).await.unwrap();
+        c.close().await;
+        let c = Catalog::open_existing(&path).await.unwrap();
+        assert_eq!(c.recordings().await.unwrap()[0].title, "kept");
+    }
 
     fn recording(title: &str) -> Recording {
         Recording {

@@ -20,6 +20,9 @@ pub enum Error {
     /// A catalog migration failed.
     #[error("catalog migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// There is no catalog file at this path (and none was to be created).
+    #[error("no catalog at {}", .0.display())]
+    NoCatalog(PathBuf),
     /// The thing asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),

@@ -162,3 +162,71 @@ fn wrong_languages_models_and_speaker_names_are_refused_with_what_is_wrong() {
         "{err}"
     );
 }
+
+#[test]
+fn reading_commands_never_create_a_catalog_and_say_where_they_looked() {
+    let env = Env::new();
+    let cwd = env.path("elsewhere");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let run = |args: &[&str], vars: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roomtape"))
+            .args(args)
+            .current_dir(&cwd)
+            .env_remove("ROOMTAPE_DATA_DIR")
+            .env_remove("ROOMTAPE_CONFIG")
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let want = std::path::absolute(cwd.join("data/catalog.sqlite")).unwrap();
+    for args in [
+        &["jobs"][..],
+        &["recordings", "list"],
+        &["recordings", "show", "0123"],
+        &["search", "anything"],
+        &["export", "0123"],
+        &["users", "list"],
+        &["users", "token", "ana"],
+        &["reindex"],
+        &["recover"],
+    ] {
+        let (ok, err) = run(args, &[]);
+        assert!(!ok, "{args:?} succeeded without a catalog");
+        assert!(
+            err.contains(want.to_str().unwrap()) && err.contains("the default ./data"),
+            "{args:?} says where it looked: {err}"
+        );
+        assert!(
+            err.contains("--data-dir") && err.contains("ROOMTAPE_DATA_DIR"),
+            "{args:?} says how to point elsewhere: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(!cwd.join("data").exists(), "{args:?} created ./data");
+    }
+    // The same through the variable and the flag: nothing is created there either.
+    let other = env.path("other-data");
+    let (ok, err) = run(&["jobs"], &[("ROOMTAPE_DATA_DIR", other.to_str().unwrap())]);
+    assert!(!ok && err.contains("from ROOMTAPE_DATA_DIR"), "{err}");
+    let (ok, err) = run(&["--data-dir", other.to_str().unwrap(), "jobs"], &[]);
+    assert!(!ok && err.contains("from --data-dir"), "{err}");
+    assert!(
+        err.contains(other.join("catalog.sqlite").to_str().unwrap()),
+        "{err}"
+    );
+    assert!(!other.exists(), "a reading command created {other:?}");
+    // A command that writes starts the catalog; then the reading ones work there.
+    let (ok, err) = run(
+        &["users", "add", "ana"],
+        &[("ROOMTAPE_PASSWORD", "a long passphrase")],
+    );
+    assert!(ok, "{err}");
+    assert!(cwd.join("data/catalog.sqlite").is_file());
+    let (ok, err) = run(&["jobs"], &[]);
+    assert!(ok, "{err}");
+    let (ok, err) = run(&["users", "list"], &[]);
+    assert!(ok, "{err}");
+}
