@@ -21,6 +21,12 @@ pub enum UsersCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// Set a new password for an account and sign it out everywhere; the password comes from
+    /// ROOMTAPE_PASSWORD or the first line of stdin (never the command line)
+    ResetPassword {
+        /// User name
+        username: String,
+    },
     /// List accounts
     List,
     /// Create an API token for an account and print it (shown only once)
@@ -34,29 +40,18 @@ pub enum UsersCommand {
 }
 
 pub async fn users(ctx: &Context, cmd: UsersCommand) -> anyhow::Result<()> {
-    let catalog = ctx.catalog().await?;
+    // Only `add` may start a catalog (the first admin of a fresh server); the others need one.
+    let catalog = match cmd {
+        UsersCommand::Add { .. } => ctx.catalog_or_create().await?,
+        _ => ctx.catalog().await?,
+    };
     match cmd {
         UsersCommand::Add {
             username,
             display_name,
             admin,
         } => {
-            let password = match std::env::var("ROOMTAPE_PASSWORD") {
-                Ok(p) => p,
-                Err(_) => {
-                    let mut line = String::new();
-                    std::io::stdin()
-                        .lock()
-                        .read_line(&mut line)
-                        .context("reading the password from stdin")?;
-                    line.trim_end_matches(['\r', '\n']).to_string()
-                }
-            };
-            if let Err(e) = roomtape_web::auth::check_new_password(&password) {
-                bail!("{}", e.message());
-            }
-            let hash = roomtape_web::auth::hash_password(&password)
-                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            let hash = new_password_hash()?;
             let mut user = catalog
                 .create_user(
                     &username,
@@ -76,6 +71,23 @@ pub async fn users(ctx: &Context, cmd: UsersCommand) -> anyhow::Result<()> {
                     user.username,
                     if user.is_admin { ", admin" } else { "" },
                     user.id
+                );
+            }
+        }
+        UsersCommand::ResetPassword { username } => {
+            let user = catalog.user_by_username(&username).await?;
+            let hash = new_password_hash()?;
+            let ended = catalog.reset_password(user.id, &hash).await?;
+            if ctx.json {
+                ctx.print_json(&serde_json::json!({
+                    "id": user.id,
+                    "username": user.username,
+                    "sessions_ended": ended,
+                }))?;
+            } else if !ctx.quiet {
+                println!(
+                    "new password set for {}; {ended} session(s) signed out",
+                    user.username
                 );
             }
         }
@@ -110,4 +122,24 @@ pub async fn users(ctx: &Context, cmd: UsersCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The hash of a new password read from `ROOMTAPE_PASSWORD` or the first line of stdin (never
+/// from the command line, where other users could see it), checked like the sign-up form's.
+fn new_password_hash() -> anyhow::Result<String> {
+    let password = match std::env::var("ROOMTAPE_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    if let Err(e) = roomtape_web::auth::check_new_password(&password) {
+        bail!("{}", e.message());
+    }
+    roomtape_web::auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{}", e.message()))
 }

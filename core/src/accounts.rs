@@ -254,6 +254,28 @@ impl Catalog {
         rows.iter().map(user_from_row).collect()
     }
 
+    /// Sets a new password (its hash) and ends every session of the account, in one
+    /// transaction: whoever was signed in with the old password must sign in again. API tokens
+    /// are left alone. Returns how many sessions were ended.
+    pub async fn reset_password(&self, id: UserId, password_hash: &str) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("user {id}")));
+        }
+        let ended = sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(ended)
+    }
+
     /// Grants or takes away admin rights.
     pub async fn set_admin(&self, id: UserId, admin: bool) -> Result<()> {
         let done = sqlx::query("UPDATE users SET is_admin = ? WHERE id = ?")

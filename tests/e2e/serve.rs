@@ -93,3 +93,88 @@ fn serve_applies_the_connection_limits_it_is_given() {
     assert_eq!(http_get(&addr, "/healthz").0, 200);
     child.stop();
 }
+
+/// Signs in through the form: the session cookie, or the status when refused.
+fn sign_in(addr: &str, user: &str, password: &str) -> Result<String, u16> {
+    let body = format!("username={user}&password={}", url_encode(password));
+    let r = http(
+        addr,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    );
+    match r.header("set-cookie") {
+        Some(c) if r.status == 303 || r.status == 302 => {
+            Ok(c.split(';').next().unwrap().to_string())
+        }
+        _ => Err(r.status),
+    }
+}
+
+#[test]
+fn an_admin_resets_a_password_from_the_cli_and_its_sessions_end() {
+    use std::io::Write as _;
+    let env = Env::new();
+    let api_token = user_with_token(&env, "ana", "Ana");
+    let (server, addr) = env.serve();
+    let me = |cookie: &str| http(&addr, "GET", "/api/v1/me", &[("Cookie", cookie)], b"").status;
+    let old = sign_in(&addr, "ana", "correct horse battery").expect("signed in");
+    assert_eq!(me(&old), 200);
+
+    // The new password goes in on stdin: it is never an argument, and never printed.
+    let secret = "a brand new passphrase";
+    let mut child = env
+        .cmd(&["users", "reset-password", "ana"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{secret}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("1 session(s) signed out"), "{printed}");
+    assert!(
+        !printed.contains(secret) && !printed.contains("brand"),
+        "{printed}"
+    );
+
+    assert_eq!(me(&old), 401, "the old session is over");
+    assert!(sign_in(&addr, "ana", "correct horse battery").is_err());
+    let new = sign_in(&addr, "ana", secret).expect("the new password works");
+    assert_eq!(me(&new), 200);
+    // API tokens are not sessions: scripts keep working.
+    let bearer = format!("Bearer {api_token}");
+    let r = http(
+        &addr,
+        "GET",
+        "/api/v1/me",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+
+    // Too short a password, or an unknown account, changes nothing.
+    let out = env
+        .cmd(&["users", "reset-password", "ana"])
+        .env("ROOMTAPE_PASSWORD", "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("8 to 256"));
+    assert_eq!(me(&new), 200);
+    let out = env
+        .cmd(&["users", "reset-password", "nobody"])
+        .env("ROOMTAPE_PASSWORD", "long enough though")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    server.stop();
+}
