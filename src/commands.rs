@@ -60,7 +60,7 @@ impl Context {
         }
     }
 
-    /// The catalog for a command that writes (`serve`, `import`, `users add`): created, with
+    /// The catalog for a command that writes (`serve`, `import`, `worker`, `users add`): created, with
     /// its data directory, when missing.
     pub async fn catalog_or_create(&self) -> anyhow::Result<Catalog> {
         let path = layout::catalog(self.data_dir());

@@ -237,9 +237,11 @@ pub struct WorkerArgs {
 }
 
 pub async fn worker(ctx: &Context, args: WorkerArgs) -> anyhow::Result<()> {
-    let catalog = ctx.catalog().await?;
-    let store = ctx.store()?;
+    // The model is checked before anything touches the data directory; a worker may start
+    // before the first `serve` or `import`, so it starts the catalog it will wait on.
     let engine = Arc::new(load_engine(ctx, &args.engine)?);
+    let catalog = ctx.catalog_or_create().await?;
+    let store = ctx.store()?;
     let lease = args
         .lease_seconds
         .unwrap_or(ctx.config.transcribe.lease_seconds)

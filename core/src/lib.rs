@@ -14,6 +14,7 @@ mod error;
 mod id;
 mod jobs;
 mod publish;
+mod retime;
 mod rng;
 mod types;
 mod webhooks;
@@ -31,6 +32,7 @@ pub use error::{Error, Result};
 pub use id::{DeliveryId, JobId, RecordingId, RoomId, SpeakerId, TrackId, UserId, WebhookId};
 pub use jobs::{Failure, Job, JobState, RETRY_BACKOFF_MS, SearchSource};
 pub use publish::{Access, Cursor, ListViewer};
+pub use retime::retime_words;
 pub use rng::Rng;
 pub use types::{
     LANGUAGES, MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingSource,

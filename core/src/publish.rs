@@ -178,21 +178,44 @@ impl Catalog {
         Ok(())
     }
 
-    /// Replaces the text of transcript line `index` (0-based, in transcript order). Word
-    /// timings no longer match the words and are dropped.
+    /// Replaces the text of transcript line `index` (0-based, in transcript order). The words
+    /// that are still there keep their timings; see [`crate::retime_words`].
     pub async fn correct_segment(&self, id: RecordingId, index: i64, text: &str) -> Result<()> {
         let text = crate::clean_text("transcript line", text, 5000, false)?;
-        let done = sqlx::query(
-            "UPDATE segments SET text = ?, words = '[]' WHERE recording_id = ? AND position = ?",
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(
+            "SELECT start_ms, end_ms, words FROM segments WHERE recording_id = ? AND position = ?",
         )
-        .bind(&text)
         .bind(id.to_string())
         .bind(index)
-        .execute(self.pool())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("line {index} of recording {id}")))?;
+        let words: String = row.try_get("words")?;
+        let old: Vec<crate::Word> = serde_json::from_str(&words).map_err(|source| Error::Json {
+            what: "segment words".into(),
+            source,
+        })?;
+        let words = crate::retime_words(
+            &old,
+            row.try_get("start_ms")?,
+            row.try_get("end_ms")?,
+            &text,
+        );
+        let words = serde_json::to_string(&words).map_err(|source| Error::Json {
+            what: "segment words".into(),
+            source,
+        })?;
+        sqlx::query(
+            "UPDATE segments SET text = ?, words = ? WHERE recording_id = ? AND position = ?",
+        )
+        .bind(&text)
+        .bind(words)
+        .bind(id.to_string())
+        .bind(index)
+        .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("line {index} of recording {id}")));
-        }
+        tx.commit().await?;
         Ok(())
     }
 

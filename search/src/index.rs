@@ -89,7 +89,7 @@ pub struct Hit {
     pub start_ms: i64,
     pub end_ms: i64,
     pub snippet_html: String,
-    /// `/r/<recording>?t=<seconds>`
+    /// `/r/<recording>?t=<seconds>`; the API puts the service's base URL in front.
     pub link: String,
 }
 

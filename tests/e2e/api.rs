@@ -17,11 +17,12 @@ const DESTRUCTIVE: [&str; 2] = ["api_revoke_token", "delete_recording"];
 /// Operations pointed at the imported recording (and its track, speaker and job) instead of
 /// random ids, so their successful answers are checked too. Their requests are generated
 /// valid only: a fixed path would turn schemathesis's "invalid id" cases into valid requests.
-const ON_THE_RECORDING: [&str; 7] = [
+const ON_THE_RECORDING: [&str; 8] = [
     "get_recording",
     "update_recording",
     "list_tracks",
     "track_audio",
+    "mix_audio",
     "get_transcript",
     "rename_speaker",
     "correct_segment",

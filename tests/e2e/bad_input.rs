@@ -20,8 +20,11 @@ fn assert_rejected(env: &Env, file: &std::path::Path, reason: &str) {
 }
 
 fn assert_nothing_left(env: &Env) {
-    let listed = env.json(&["recordings", "list"]);
-    assert_eq!(listed, serde_json::json!([]), "no recording in the catalog");
+    // A refused first import leaves no catalog at all; a later one leaves it empty.
+    if env.data().join("catalog.sqlite").exists() {
+        let listed = env.json(&["recordings", "list"]);
+        assert_eq!(listed, serde_json::json!([]), "no recording in the catalog");
+    }
     let archives = env.data().join("archives");
     let left: Vec<_> = std::fs::read_dir(&archives)
         .map(|d| d.map(|e| e.unwrap().path()).collect())

@@ -108,6 +108,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(recordings::list_tracks))
         .routes(routes!(recordings::track_audio))
+        .routes(routes!(recordings::mix_audio))
         .routes(routes!(recordings::get_transcript))
         .routes(routes!(recordings::rename_speaker))
         .routes(routes!(recordings::correct_segment))

@@ -280,6 +280,7 @@ fn number_param(
 async fn search(
     State(state): State<AppState>,
     session: Option<auth::Session>,
+    accepted: Option<axum::Extension<host::RequestHost>>,
     api::ApiQuery(p): api::ApiQuery<SearchParams>,
 ) -> Result<Json<roomtape_search::Results>, AppError> {
     let q = p.q.unwrap_or_default();
@@ -298,7 +299,17 @@ async fn search(
     };
     let page = number_param("page", p.page.as_deref(), 1, 10_000)?;
     let per_page = number_param("per_page", p.per_page.as_deref(), 20, 100)?;
-    let results = browse::run_search(&state, session.as_ref(), &q, sort, page, per_page).await?;
+    let mut results =
+        browse::run_search(&state, session.as_ref(), &q, sort, page, per_page).await?;
+    // An API consumer quotes a hit elsewhere: its link names the service too.
+    let base = feed::base_url(&state, accepted.as_deref());
+    for hit in results
+        .recordings
+        .iter_mut()
+        .flat_map(|r| r.hits.iter_mut())
+    {
+        hit.link.insert_str(0, &base);
+    }
     Ok(Json(results))
 }
 

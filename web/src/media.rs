@@ -30,6 +30,17 @@ pub enum Cache {
     Private,
 }
 
+impl Cache {
+    /// How a recording's files may be cached: by anyone once it is public.
+    pub fn of(r: &roomtape_core::Recording) -> Cache {
+        if r.visibility == roomtape_core::Visibility::Public {
+            Cache::Public
+        } else {
+            Cache::Private
+        }
+    }
+}
+
 /// A byte range asked for, resolved against the file's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ranged {

@@ -14,7 +14,7 @@ use tower::ServiceExt as _;
 use roomtape_core::{
     ArchiveStore, Catalog, Config, MemoryStore, Recording, RecordingId, RecordingSource,
     RecordingState, Room, RoomId, RoomState, Segment, Speaker, SpeakerId, Timestamp, Track,
-    TrackId, Transcript, TranscriptSpeaker, User, Visibility,
+    TrackId, Transcript, TranscriptSpeaker, User, Visibility, Word,
 };
 use roomtape_search::SearchIndex;
 use roomtape_web::{AppState, app, auth};
@@ -203,7 +203,17 @@ impl Api {
             end_ms: i as i64 * 2000 + 1500,
             language: Some("en".into()),
             text: text.into(),
-            words: Vec::new(),
+            // 300 ms a word from the line's start, as an aligner would give them.
+            words: text
+                .split_whitespace()
+                .enumerate()
+                .map(|(k, w)| Word {
+                    text: w.into(),
+                    start_ms: i as i64 * 2000 + k as i64 * 300,
+                    end_ms: i as i64 * 2000 + k as i64 * 300 + 250,
+                    p: 0.9,
+                })
+                .collect(),
         };
         let t = Transcript {
             recording_id: id,
@@ -580,6 +590,32 @@ async fn who_may_see_and_change_a_recording() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     let t = api.get(&format!("{uri}/transcript"), None).await.json();
     assert_eq!(t["segments"][1]["text"], "Thanks for having me.");
+    // "Thank you" became "Thanks": the words kept keep their times, the new one takes the
+    // place of those it replaced; a quote of the line still seeks to its words.
+    let words: Vec<(String, i64, i64)> = t["segments"][1]["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["text"].as_str().unwrap().to_string(),
+                w["start_ms"].as_i64().unwrap(),
+                w["end_ms"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let expect = [
+        ("Thanks", 2000, 2600),
+        ("for", 2600, 2850),
+        ("having", 2900, 3150),
+        ("me.", 3200, 3450),
+    ];
+    let expect: Vec<(String, i64, i64)> = expect
+        .iter()
+        .map(|&(w, a, b)| (w.to_string(), a, b))
+        .collect();
+    assert_eq!(words, expect);
+    assert_eq!(t["segments"][1]["words"][1]["p"], 0.9);
     assert_eq!(t["segments"][1]["speaker"], "Sam S.");
     api.send_json(
         Method::PATCH,
@@ -812,6 +848,11 @@ async fn every_mistake_gets_the_one_error_shape_and_its_status() {
     assert_eq!(doc.status, StatusCode::OK);
     assert!(doc.content_type().starts_with("application/json"));
     assert!(doc.json()["openapi"].as_str().unwrap().starts_with("3.1"));
+    let mix = &doc.json()["paths"]["/recordings/{id}/mix"]["get"];
+    assert!(
+        mix["responses"]["206"]["content"]["audio/ogg"].is_object(),
+        "the mix is described: {mix}"
+    );
 }
 
 #[tokio::test]
@@ -1014,6 +1055,45 @@ async fn a_track_is_served_with_ranges_to_its_speaker_and_the_host_only() {
         .get(&format!("/api/v1/recordings/{id}/tracks"), None)
         .await;
     assert_eq!(list.json()["tracks"].as_array().unwrap().len(), 2);
+
+    // The mix is for whoever may see the recording, with ranges; 404 until it is built.
+    let mix = format!("/api/v1/recordings/{id}/mix");
+    api.get(&mix, None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    let mixed: Vec<u8> = bytes.iter().rev().copied().collect();
+    api.store
+        .put_atomic(
+            &roomtape_core::layout::file_key(id, roomtape_core::layout::MIX_FILE),
+            &mixed,
+        )
+        .unwrap();
+    let a = api.get(&mix, None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.content_type(), "audio/ogg");
+    assert_eq!(a.body, mixed);
+    let a = api
+        .call(Method::GET, &mix, None, &[("range", "bytes=10-19")], None)
+        .await;
+    assert_eq!(a.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(a.body, mixed[10..20]);
+    let (hidden, _) = api
+        .recording(&olga, Visibility::Private, Timestamp::now().0, &[&olga])
+        .await;
+    let hidden_mix = format!("/api/v1/recordings/{hidden}/mix");
+    api.store
+        .put_atomic(
+            &roomtape_core::layout::file_key(hidden, roomtape_core::layout::MIX_FILE),
+            &mixed,
+        )
+        .unwrap();
+    api.get(&hidden_mix, None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    api.get(&hidden_mix, Some(&otto))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(api.get(&hidden_mix, Some(&olga)).await.body, mixed);
 }
 
 /// Regression: BM25 statistics came from the whole index and each hit carried its score, so a
@@ -1093,6 +1173,10 @@ async fn a_private_edit_changes_nothing_that_others_receive_from_search() {
     let owner = answers(Some(&olga)).await;
     let first = serde_json::from_str::<Value>(&anonymous[0]).unwrap();
     assert_eq!(first["total"], 3, "{first}");
+    // A hit's link can be quoted anywhere: it names the service.
+    let link = first["recordings"][0]["hits"][0]["link"].as_str().unwrap();
+    assert!(link.starts_with("http://localhost/r/"), "{link}");
+    assert!(link.contains("?t="), "{link}");
     assert!(
         !anonymous[0].contains("score"),
         "no raw score is handed out: {}",

@@ -407,6 +407,44 @@ pub async fn track_audio(
     .await
 }
 
+/// The recording's mix, every speaker together, as Ogg/Opus with byte ranges (whoever may see
+/// the recording; the same file as the replay page's `/r/{id}/mix.opus`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/recordings/{id}/mix",
+    tag = "recordings",
+    params(
+        ("id" = RecordingId, Path, description = "Recording id"),
+        ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`"),
+    ),
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The whole mix", content_type = "audio/ogg", body = Vec<u8>),
+        (status = 206, description = "The range asked for", content_type = "audio/ogg", body = Vec<u8>),
+        (status = 304, description = "Unchanged since the `If-None-Match` validator"),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 404, description = "No such recording, not one the caller may see, or its mix is not built yet", body = ErrorBody),
+        (status = 416, description = "The range lies outside the file", body = ErrorBody),
+    )
+)]
+pub async fn mix_audio(
+    State(state): State<AppState>,
+    session: Option<Session>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<RecordingId>,
+) -> Result<Response, AppError> {
+    let (recording, _, _) = viewable(&state, id, session.as_ref()).await?;
+    crate::media::serve_file(
+        &state,
+        &roomtape_core::layout::file_key(id, roomtape_core::layout::MIX_FILE),
+        &headers,
+        "audio/ogg",
+        crate::media::Cache::of(&recording),
+        None,
+    )
+    .await
+}
+
 /// Picks the transcript format: `?format=` first, else the best `Accept` we can give.
 fn transcript_format(
     query: Option<TranscriptFormat>,
