@@ -11,7 +11,9 @@ FUZZ_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
   -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
   -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks
 PYENV := $(CURDIR)/target/pyenv
-GECKODRIVER := $(CURDIR)/target/tools/bin/geckodriver
+# Tools built from crates.io live outside the clone, so a fresh clone does not rebuild them.
+TOOLS ?= $(HOME)/.cache/roomtape/tools
+GECKODRIVER := $(TOOLS)/bin/geckodriver
 
 export RUST_BACKTRACE ?= 1
 export ROOMTAPE_DATA_DIR := $(DATA)
@@ -61,7 +63,7 @@ pytools:
 # Firefox's WebDriver server, for the browser tests: not in Debian, so built from crates.io.
 geckodriver:
 	@test -x $(GECKODRIVER) || $(CARGO) install --quiet --locked geckodriver --version 0.37.1 \
-	  --root $(CURDIR)/target/tools
+	  --root $(TOOLS)
 
 run: models
 	./target/release/roomtape serve $(ARGS)

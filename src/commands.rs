@@ -193,6 +193,7 @@ pub async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
         language,
         visibility: Default::default(),
         owner_id: owner.map(|u| u.id),
+        description: String::new(),
     };
     if let Err(e) = catalog
         .create_recording(&rec, &manifest.catalog_tracks())
@@ -867,6 +868,7 @@ pub async fn debug(ctx: &Context, cmd: DebugCommand) -> anyhow::Result<()> {
             title,
             language: "en".into(),
             owner: None,
+            description: String::new(),
         },
         RecorderSettings::from(&ctx.config.recorder),
         ctx.config.import.mix_bitrate,

@@ -21,7 +21,7 @@ pub struct Catalog {
     pub(crate) pool: SqlitePool,
 }
 
-pub(crate) const RECORDING_COLUMNS: &str = "id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms, language, visibility, owner_id";
+pub(crate) const RECORDING_COLUMNS: &str = "id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms, language, visibility, owner_id, description";
 
 impl Catalog {
     /// Opens (creating if needed) the catalog at `path` and brings its schema up to date.
@@ -93,8 +93,8 @@ impl Catalog {
                 .await?;
         }
         sqlx::query(
-            "INSERT INTO recordings (id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms, language, visibility, owner_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO recordings (id, room_id, title, source, state, recovered, error, started_at, ended_at, duration_ms, language, visibility, owner_id, description)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(rec.id.to_string())
         .bind(rec.room_id.map(|r| r.to_string()))
@@ -109,6 +109,7 @@ impl Catalog {
         .bind(&rec.language)
         .bind(rec.visibility.as_str())
         .bind(rec.owner_id.map(|u| u.to_string()))
+        .bind(&rec.description)
         .execute(&mut *tx)
         .await?;
         insert_tracks(&mut tx, rec.id, tracks).await?;
@@ -349,6 +350,7 @@ pub(crate) fn recording_from_row(row: &SqliteRow) -> Result<Recording> {
             .try_get::<Option<String>, _>("owner_id")?
             .map(|u| u.parse::<UserId>())
             .transpose()?,
+        description: row.try_get("description")?,
     })
 }
 
@@ -385,6 +387,7 @@ mod tests {
             language: "auto".into(),
             visibility: Default::default(),
             owner_id: None,
+            description: String::new(),
         }
     }
 

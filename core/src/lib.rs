@@ -31,7 +31,7 @@ pub use config::{
 pub use error::{Error, Result};
 pub use id::{DeliveryId, JobId, RecordingId, RoomId, SpeakerId, TrackId, UserId, WebhookId};
 pub use jobs::{Failure, Job, JobState, RETRY_BACKOFF_MS, SearchSource};
-pub use publish::{Access, Cursor, ListViewer};
+pub use publish::{Access, Cursor, ListViewer, MAX_DESCRIPTION};
 pub use retime::retime_words;
 pub use rng::Rng;
 pub use types::{
@@ -95,6 +95,8 @@ pub mod layout {
     }
     /// The replay mix inside an archive.
     pub const MIX_FILE: &str = "mix.opus";
+    /// The same mix as MP3, for players that take no Opus.
+    pub const MIX_MP3_FILE: &str = "mix.mp3";
     /// The waveform peaks inside an archive.
     pub const PEAKS_FILE: &str = "peaks.json";
     /// The transcript inside an archive.

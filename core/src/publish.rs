@@ -6,6 +6,9 @@ use sqlx::Row;
 use crate::catalog::{RECORDING_COLUMNS, recording_from_row};
 use crate::{Catalog, Error, Recording, RecordingId, Result, SpeakerId, User, UserId, Visibility};
 
+/// The longest recording description, in characters.
+pub const MAX_DESCRIPTION: usize = 4000;
+
 /// What one caller may do with one recording.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Access {
@@ -267,6 +270,20 @@ impl Catalog {
         let title = crate::clean_text("title", title, 200, false)?;
         self.set_recording_text(id, "UPDATE recordings SET title = ? WHERE id = ?", &title)
             .await
+    }
+
+    /// Sets a recording's description: plain text of up to 4000 characters, lines kept;
+    /// empty clears it.
+    pub async fn set_recording_description(&self, id: RecordingId, text: &str) -> Result<()> {
+        // Forms send line breaks as CR LF.
+        let text = text.replace("\r\n", "\n");
+        let text = crate::clean_text("description", &text, MAX_DESCRIPTION, true)?;
+        self.set_recording_text(
+            id,
+            "UPDATE recordings SET description = ? WHERE id = ?",
+            &text,
+        )
+        .await
     }
 
     /// The lobby as pages: open public rooms, newest first, `limit` from `after` (the cursor's

@@ -227,6 +227,10 @@ pub struct Recording {
     /// The account that owns it (the room's host); `None` for imports by the local admin.
     #[serde(default)]
     pub owner_id: Option<UserId>,
+    /// The host's notes on it (plain text, lines kept): the replay page and the feed's
+    /// episode notes. Empty until written.
+    #[serde(default)]
+    pub description: String,
 }
 
 fn auto_language() -> String {

@@ -522,6 +522,7 @@ mod tests {
             language: "en".into(),
             visibility: Default::default(),
             owner_id: owner,
+            description: String::new(),
         }
     }
 

@@ -22,6 +22,9 @@ pub enum Error {
     /// The input goes past a limit (length, size).
     #[error("limit exceeded: {0}")]
     Limit(String),
+    /// An encoder other than libopus refused (LAME, for the MP3 mix).
+    #[error("{0}")]
+    Encode(String),
     /// libopus refused.
     #[error("opus: {0}")]
     Opus(#[from] opus::Error),

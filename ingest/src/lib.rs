@@ -22,6 +22,7 @@ mod decode;
 mod encode;
 pub mod import;
 pub mod mixdown;
+pub mod mp3;
 pub mod recover;
 mod room;
 

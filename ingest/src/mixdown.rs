@@ -1,5 +1,6 @@
 //! The replay mix (`mix.opus`: every track decoded, aligned by its offset, summed through a
-//! limiter, encoded once) and the waveform peaks (`peaks.json`), made in one streaming pass.
+//! limiter, encoded once; `mix.mp3`, the same samples for players without Opus) and the
+//! waveform peaks (`peaks.json`), made in one streaming pass.
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +8,7 @@ use roomtape_core::{ArchiveStore, Manifest, TrackId, layout};
 
 use crate::decode::PcmReader;
 use crate::encode::OpusTrackEncoder;
+use crate::mp3::Mp3Writer;
 use crate::{Error, Result};
 
 /// Peak values per second in `peaks.json`.
@@ -65,7 +67,7 @@ impl Limiter {
     }
 }
 
-/// Builds `mix.opus` and `peaks.json` for a finished manifest and stores both.
+/// Builds `mix.opus`, `mix.mp3` and `peaks.json` for a finished manifest and stores them.
 pub fn build_mix_and_peaks(
     store: &dyn ArchiveStore,
     manifest: &Manifest,
@@ -109,6 +111,7 @@ pub fn build_mix_and_peaks(
         opus::Application::Audio,
         vec![("TITLE".into(), manifest.title.clone())],
     )?;
+    let mut mp3 = Mp3Writer::new()?;
     let mut limiter = Limiter::new();
     let mut mix = vec![0.0f32; FRAME];
     let mut buf = vec![0.0f32; FRAME];
@@ -148,6 +151,7 @@ pub fn build_mix_and_peaks(
             }
         }
         enc.push(&mix[..n])?;
+        mp3.push(&mix[..n])?;
         t += n;
     }
     if mix_len > 0 {
@@ -157,6 +161,7 @@ pub fn build_mix_and_peaks(
     let bytes = store.get(&tmp_key)?;
     store.put_atomic(&mix_key, &bytes)?;
     store.delete(&tmp_key)?;
+    store.put_atomic(&layout::file_key(id, layout::MIX_MP3_FILE), &mp3.finish()?)?;
 
     let peaks = Peaks {
         rate: PEAKS_PER_SECOND,

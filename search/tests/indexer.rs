@@ -55,6 +55,7 @@ async fn add(
         language: "en".into(),
         visibility: Default::default(),
         owner_id: None,
+        description: String::new(),
     };
     let tracks: Vec<Track> = speakers
         .iter()

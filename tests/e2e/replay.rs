@@ -328,24 +328,83 @@ fn replays_are_published_searched_fed_and_played_with_access_rules() {
     let vtt = get(&addr, &format!("/r/{id}/transcript.vtt"), None).text();
     assert!(vtt.starts_with("WEBVTT"));
     assert!(!vtt.contains("<script") && !vtt.contains("<img"), "{vtt}");
+    // The feed, checked offline against what Apple Podcasts and Podcasting 2.0 require: the
+    // channel's required tags, an enclosure of a type Apple takes (the MP3 mix, its length
+    // the file's), the Opus mix beside it, square RGB artwork of 1400–3000 px, the host as
+    // host and the guest as guest; and the MP3 itself decodes to the recording's length.
     let feed = env.path("feed.xml");
     std::fs::write(&feed, get(&addr, "/feeds/hana.xml", None).body).unwrap();
+    let art = env.path("art.png");
+    let art_answer = get(&addr, "/feeds/hana.png", None);
+    assert_eq!(art_answer.status, 200);
+    assert_eq!(art_answer.header("content-type"), Some("image/png"));
+    std::fs::write(&art, &art_answer.body).unwrap();
+    let mp3_path = env.path("mix.mp3");
+    let mp3 = get(&addr, &format!("/r/{id}/mix.mp3"), None);
+    assert_eq!(mp3.status, 200, "{}", mp3.text());
+    assert_eq!(mp3.header("content-type"), Some("audio/mpeg"));
+    std::fs::write(&mp3_path, &mp3.body).unwrap();
+    let duration_ms: i64 =
+        get(&addr, &format!("/api/v1/recordings/{id}"), None).json()["duration_ms"]
+            .as_i64()
+            .unwrap();
     let check = format!(
         r#"
-import sys, xml.etree.ElementTree as ET
-ns = {{"podcast": "https://podcastindex.org/namespace/1.0"}}
-item = ET.parse({feed:?}).getroot().find("channel/item")
+import struct, xml.etree.ElementTree as ET, av
+NS = {{"podcast": "https://podcastindex.org/namespace/1.0",
+      "itunes": "http://www.itunes.com/dtds/podcast-1.0.dtd",
+      "atom": "http://www.w3.org/2005/Atom"}}
+root = ET.parse({feed:?}).getroot()
+assert root.tag == "rss" and root.get("version") == "2.0"
+ch = root.find("channel")
+# Apple's required channel tags, and RSS's.
+for tag in ["title", "description", "link", "language", "itunes:image", "itunes:category",
+            "itunes:explicit", "itunes:author", "atom:link", "podcast:guid"]:
+    assert ch.find(tag, NS) is not None, "channel lacks " + tag
+assert ch.findtext("itunes:explicit", namespaces=NS) in ("true", "false")
+assert "/feeds/" not in ch.findtext("link"), "the channel link is a page, not the feed"
+assert ch.find("atom:link", NS).get("rel") == "self"
+assert len(ch.findtext("language")) in (2, 3, 5), ch.findtext("language")
+art = ch.find("itunes:image", NS).get("href")
+assert art.startswith("http") and art.endswith("/feeds/hana.png"), art
+png = open({art:?}, "rb").read()
+assert png[:8] == b"\x89PNG\r\n\x1a\n"
+w, h, depth, colour = struct.unpack(">IIBB", png[16:26])
+assert w == h and 1400 <= w <= 3000, (w, h)
+assert depth == 8 and colour == 2, "8-bit RGB, no alpha"
+assert len(png) < 512 * 1024
+items = ch.findall("item")
+assert len(items) == 1, len(items)
+item = items[0]
+for tag in ["title", "enclosure", "guid", "pubDate", "description", "itunes:duration"]:
+    assert item.find(tag, NS) is not None, "item lacks " + tag
 assert item.findtext("title") == {TITLE:?}, item.findtext("title")
+assert item.findtext("description").strip(), "episode notes"
 enc = item.find("enclosure")
-assert enc.get("type") == "audio/ogg" and enc.get("url").endswith("/r/{id}/mix.opus"), enc.attrib
-assert int(enc.get("length")) == {len}, enc.attrib
-kinds = sorted(t.get("type") for t in item.findall("podcast:transcript", ns))
-assert kinds == ["application/json", "text/vtt"], kinds
-people = sorted(p.text for p in item.findall("podcast:person", ns))
-assert people == sorted([{HOST_NAME:?}, {GUEST_NAME:?}]), people
+assert enc.get("type") in ("audio/mpeg", "audio/x-m4a", "audio/mp4"), enc.attrib
+assert enc.get("type") == "audio/mpeg" and enc.get("url").endswith("/r/{id}/mix.mp3"), enc.attrib
+assert int(enc.get("length")) == {mp3_len}, enc.attrib
+alts = {{a.get("type"): a for a in item.findall("podcast:alternateEnclosure", NS)}}
+assert set(alts) == {{"audio/mpeg", "audio/ogg; codecs=opus"}}, list(alts)
+opus = alts["audio/ogg; codecs=opus"]
+assert int(opus.get("length")) == {len}
+assert opus.find("podcast:source", NS).get("uri").endswith("/r/{id}/mix.opus")
+assert alts["audio/mpeg"].get("default") == "true"
+kinds = sorted(t.get("type") for t in item.findall("podcast:transcript", NS))
+assert kinds == ["application/json", "application/x-subrip", "text/vtt"], kinds
+people = {{(p.get("role"), p.text) for p in item.findall("podcast:person", NS)}}
+assert people == {{("host", {HOST_NAME:?}), ("guest", {GUEST_NAME:?})}}, people
+# The MP3 plays: MPEG audio of the recording's length.
+with av.open({mp3_path:?}) as f:
+    s = f.streams.audio[0]
+    assert s.codec_context.name in ("mp3", "mp3float"), s.codec_context.name
+    n = sum(fr.samples for fr in f.decode(s))
+    secs = n / s.codec_context.sample_rate
+assert abs(secs - {duration_ms} / 1000) < 0.2, (secs, {duration_ms})
 print("feed ok")
 "#,
-        len = mix.len()
+        len = mix.len(),
+        mp3_len = mp3.body.len(),
     );
     let out = std::process::Command::new(test_python())
         .args(["-c", &check])

@@ -17,6 +17,7 @@ use roomtape_search::{SearchIndex, Sort};
 
 pub mod account;
 pub mod api;
+pub mod artwork;
 pub mod auth;
 pub mod browse;
 pub mod feed;

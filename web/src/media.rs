@@ -12,7 +12,7 @@ use axum::http::header::{
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use roomtape_core::{OpenFile, ReadFile};
+use roomtape_core::{OpenFile, ReadFile, RecordingId, layout};
 use sha2::{Digest as _, Sha256};
 
 use crate::{AppError, AppState};
@@ -202,6 +202,73 @@ pub async fn serve_file(
         );
     }
     Ok((status, common, file_body(reader, start, len)).into_response())
+}
+
+/// One MP3 conversion at a time, whoever asks: converting is CPU work, and a caller asking
+/// for many old replays at once must not take more than one core of the server.
+static MP3_CONVERSION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Makes `mix.mp3` from `mix.opus` for a recording whose mix was built before MP3s were made
+/// beside it; a no-op when it is there. Errors when there is no Opus mix to convert.
+pub async fn ensure_mp3(state: &AppState, id: RecordingId) -> Result<(), AppError> {
+    let _one = MP3_CONVERSION.lock().await;
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || {
+        if store
+            .exists(&layout::file_key(id, layout::MIX_MP3_FILE))
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        roomtape_ingest::mp3::mp3_from_mix(store.as_ref(), id).map(|_| ())
+    })
+    .await
+    .map_err(AppError::internal)?
+    .map_err(|e| match e {
+        roomtape_ingest::Error::Core(c) if c.is_not_found() => {
+            AppError::not_found("that audio file is not there (yet)")
+        }
+        e => AppError::internal(e),
+    })
+}
+
+/// Converts the mixes of `ids` to MP3 in the background, one after another (the feed asks
+/// for those it found without one). Only one such run at a time; a run that finds a mix
+/// already converted skips it.
+pub fn backfill_mp3(state: &AppState, ids: Vec<RecordingId>) {
+    static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if RUNNING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        for id in ids {
+            if let Err(e) = ensure_mp3(&state, id).await {
+                tracing::warn!(recording = %id, error = %e.message, "could not make the MP3 mix");
+            }
+        }
+        RUNNING.store(false, std::sync::atomic::Ordering::Release);
+    });
+}
+
+/// Answers a GET for a recording's `mix.mp3`, converting the Opus mix first when it was
+/// built before MP3s were made.
+pub async fn serve_mix_mp3(
+    state: &AppState,
+    r: &roomtape_core::Recording,
+    headers: &HeaderMap,
+    download_name: Option<&str>,
+) -> Result<Response, AppError> {
+    ensure_mp3(state, r.id).await?;
+    serve_file(
+        state,
+        &layout::file_key(r.id, layout::MIX_MP3_FILE),
+        headers,
+        "audio/mpeg",
+        Cache::of(r),
+        download_name,
+    )
+    .await
 }
 
 /// `len` bytes of an open file from `start`, read a piece at a time as the client takes them:

@@ -243,7 +243,7 @@ async fn page(
     Ok(layout(&r.title, session.as_ref(), body).into_response())
 }
 
-/// `/r/<id>/{mix.opus, peaks.json, transcript.vtt|srt|json|txt}`
+/// `/r/<id>/{mix.opus, mix.mp3, peaks.json, transcript.vtt|srt|json|txt}`
 async fn file(
     State(state): State<AppState>,
     session: Option<Session>,
@@ -264,6 +264,7 @@ async fn file(
             )
             .await
         }
+        "mix.mp3" => media::serve_mix_mp3(&state, r, &headers, None).await,
         "peaks.json" => {
             media::serve_file(
                 &state,

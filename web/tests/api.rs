@@ -142,6 +142,7 @@ impl Api {
             language: "en".into(),
             visibility,
             owner_id: Some(owner.user.id),
+            description: String::new(),
         };
         let tracks: Vec<Track> = speakers
             .iter()
@@ -1225,4 +1226,181 @@ async fn a_private_edit_changes_nothing_that_others_receive_from_search() {
     assert!(!owner.iter().any(|b| b.contains(&private)));
     let owner_after = answers(Some(&olga)).await;
     assert!(owner_after[2].contains(&private), "{}", owner_after[2]);
+}
+
+/// The podcast feed: episode notes say who spoke, for how long and how it begins (until the
+/// host writes their own, which are text, never markup); the host is the host and the other
+/// speakers guests; a mix made before MP3s were made beside it is enclosed as Opus at first
+/// and converted in the background, after which the MP3 is the enclosure and the Opus mix
+/// its alternate; the artwork is a square PNG with a validator.
+#[tokio::test]
+async fn the_feed_describes_episodes_names_the_host_and_encloses_an_mp3_of_older_mixes() {
+    use roomtape_core::layout::{MIX_FILE, MIX_MP3_FILE, file_key};
+    let api = api().await;
+    let hana = api.user("hana").await;
+    let sam = api.user("sam").await;
+    let (id, tracks) = api
+        .recording(&hana, Visibility::Public, 1_700_000_000_000, &[&hana, &sam])
+        .await;
+    api.transcript_of(
+        id,
+        &tracks[1],
+        &["Welcome to the bicycle path meeting.", "Second line."],
+    )
+    .await;
+    let feed = api.get("/feeds/hana.xml", None).await;
+    assert_eq!(feed.status, StatusCode::OK);
+    assert!(
+        !feed.text().contains("<item>"),
+        "no audio yet: nothing to enclose"
+    );
+
+    // An Opus mix from before MP3s: two seconds of tone.
+    let mut enc = roomtape_ingest::OpusTrackEncoder::new(
+        api.store.as_ref(),
+        &file_key(id, MIX_FILE),
+        32_000,
+        opus::Application::Audio,
+        Vec::new(),
+    )
+    .unwrap();
+    let tone: Vec<f32> = (0..96_000).map(|i| 0.3 * (i as f32 * 0.06).sin()).collect();
+    enc.push(&tone).unwrap();
+    enc.finish().unwrap();
+    let opus_len = api.store.size(&file_key(id, MIX_FILE)).unwrap();
+
+    let feed = api.get("/feeds/hana.xml", None).await.text();
+    assert!(
+        feed.contains(&format!(
+            "<enclosure url=\"http://localhost/r/{id}/mix.opus\" length=\"{opus_len}\" type=\"audio/ogg\"/>"
+        )),
+        "{feed}"
+    );
+    assert!(feed.contains("<podcast:person role=\"host\" group=\"cast\">hana</podcast:person>"));
+    assert!(feed.contains("<podcast:person role=\"guest\" group=\"cast\">sam</podcast:person>"));
+    assert_eq!(
+        feed.matches("role=\"host\"").count(),
+        2,
+        "channel and item, once each"
+    );
+    assert!(
+        feed.contains("A room hosted by hana with sam. 1 min, recorded 14 November 2023."),
+        "{feed}"
+    );
+    assert!(feed.contains("It begins: “Welcome to the bicycle path meeting. Second line.”"));
+    assert!(feed.contains(&format!("Replay and transcript: http://localhost/r/{id}")));
+    assert!(feed.contains("<link>http://localhost/replays?host=hana</link>"));
+    assert!(feed.contains("<itunes:image href=\"http://localhost/feeds/hana.png\"/>"));
+    assert!(feed.contains("<language>en</language>"));
+
+    // The feed set off the conversion: soon the MP3 is there and is the enclosure.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !api.store.exists(&file_key(id, MIX_MP3_FILE)).unwrap() {
+        assert!(std::time::Instant::now() < deadline, "no MP3 was made");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mp3_len = api.store.size(&file_key(id, MIX_MP3_FILE)).unwrap();
+    let feed = api.get("/feeds/hana.xml", None).await.text();
+    assert!(
+        feed.contains(&format!(
+            "<enclosure url=\"http://localhost/r/{id}/mix.mp3\" length=\"{mp3_len}\" type=\"audio/mpeg\"/>"
+        )),
+        "{feed}"
+    );
+    assert!(feed.contains("<podcast:alternateEnclosure type=\"audio/ogg; codecs=opus\""));
+    let mp3 = api
+        .call(
+            Method::GET,
+            &format!("/r/{id}/mix.mp3"),
+            None,
+            &[("range", "bytes=0-9")],
+            None,
+        )
+        .await;
+    assert_eq!(mp3.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(mp3.content_type(), "audio/mpeg");
+    assert_eq!(mp3.body.len(), 10);
+    assert_eq!(mp3.body[0], 0xFF, "an MPEG frame first (no ID3 tag)");
+
+    // The host's own notes replace the made ones, line breaks kept, markup as text.
+    let a = api
+        .send_json(
+            Method::PATCH,
+            &format!("/api/v1/recordings/{id}"),
+            Some(&hana),
+            json!({"description": "  Line one <b>bold</b>\r\nLine two  "}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.json()["description"], "Line one <b>bold</b>\nLine two");
+    let feed = api.get("/feeds/hana.xml", None).await.text();
+    assert!(feed.contains("<description>Line one &lt;b&gt;bold&lt;/b&gt;\nLine two\n\nReplay"));
+    assert!(!feed.contains("A room hosted by"));
+    for bad in [
+        json!({"description": "a\u{7}b"}),
+        json!({"description": "x".repeat(4001)}),
+    ] {
+        api.send_json(
+            Method::PATCH,
+            &format!("/api/v1/recordings/{id}"),
+            Some(&hana),
+            bad,
+        )
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid");
+    }
+    api.send_json(
+        Method::PATCH,
+        &format!("/api/v1/recordings/{id}"),
+        Some(&sam),
+        json!({"description": "not mine"}),
+    )
+    .await
+    .error(StatusCode::FORBIDDEN, "forbidden");
+
+    // A private recording's MP3 is not made for those who may not hear it.
+    let (hidden, _) = api
+        .recording(&hana, Visibility::Private, 1_700_000_100_000, &[&hana])
+        .await;
+    api.store
+        .put_atomic(
+            &file_key(hidden, MIX_FILE),
+            &api.store.get(&file_key(id, MIX_FILE)).unwrap(),
+        )
+        .unwrap();
+    api.get(&format!("/r/{hidden}/mix.mp3"), Some(&sam))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    assert!(!api.store.exists(&file_key(hidden, MIX_MP3_FILE)).unwrap());
+    // Its owner gets it, made on the spot.
+    let a = api.get(&format!("/r/{hidden}/mix.mp3"), Some(&hana)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(
+        a.body,
+        api.store.get(&file_key(hidden, MIX_MP3_FILE)).unwrap()
+    );
+
+    // The artwork: square RGB PNG of 1400 px, cached with a validator.
+    let art = api.get("/feeds/hana.png", None).await;
+    assert_eq!(art.status, StatusCode::OK);
+    assert_eq!(art.content_type(), "image/png");
+    assert_eq!(&art.body[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&art.body[16..24], &[0, 0, 5, 0x78, 0, 0, 5, 0x78]);
+    let tag = art.headers[header::ETAG].to_str().unwrap().to_string();
+    let again = api
+        .call(
+            Method::GET,
+            "/feeds/hana.png",
+            None,
+            &[("if-none-match", &tag)],
+            None,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    api.get("/feeds/nobody.png", None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    api.get("/feeds/hana.gif", None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
 }

@@ -75,6 +75,7 @@ async fn slow_clients_of_a_long_mix_do_not_make_the_server_hold_it() {
         language: "en".into(),
         visibility: Visibility::Public,
         owner_id: None,
+        description: String::new(),
     };
     catalog.create_recording(&rec, &[]).await.unwrap();
     // Written a piece at a time, so the test itself never holds the file either.

@@ -97,6 +97,10 @@ pub struct RecordingUpdate {
     /// 1–200 characters, no control characters.
     #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
+    /// The host's notes: up to 4000 characters, line breaks kept, no other control
+    /// characters; empty clears them.
+    #[schema(max_length = 4000)]
+    pub description: Option<String>,
 }
 
 /// A speaker's new display name.
@@ -252,7 +256,7 @@ pub async fn get_recording(
     }))
 }
 
-/// Publishes or retitles a recording (owner or admin).
+/// Publishes, retitles or describes a recording (owner or admin).
 #[utoipa::path(
     patch,
     path = "/api/v1/recordings/{id}",
@@ -281,11 +285,22 @@ pub async fn update_recording(
         // Checked before anything is written, so a bad title changes nothing.
         roomtape_core::clean_text("title", title, 200, false)?;
     }
+    if let Some(d) = &change.description {
+        roomtape_core::clean_text(
+            "description",
+            &d.replace("\r\n", "\n"),
+            roomtape_core::MAX_DESCRIPTION,
+            true,
+        )?;
+    }
     if let Some(v) = change.visibility {
         state.catalog.set_visibility(id, v).await?;
     }
     if let Some(title) = &change.title {
         state.catalog.set_recording_title(id, title).await?;
+    }
+    if let Some(d) = &change.description {
+        state.catalog.set_recording_description(id, d).await?;
     }
     let (recording, tracks, access) = viewable(&state, id, Some(&session)).await?;
     Ok(Json(RecordingDetail {

@@ -615,6 +615,7 @@ impl Hub {
             title: self.room.title.clone(),
             language: self.room.language.clone(),
             owner: self.room.host_id,
+            description: self.room.description.clone(),
         };
         let live = self.live.clone();
         let tx = self.self_tx.clone();

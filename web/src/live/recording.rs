@@ -56,6 +56,8 @@ pub struct RecordingInfo {
     pub title: String,
     pub language: String,
     pub owner: Option<UserId>,
+    /// The room's description, the recording's first.
+    pub description: String,
 }
 
 impl RecordingSession {
@@ -85,6 +87,7 @@ impl RecordingSession {
                     language: info.language.clone(),
                     visibility: Visibility::Private,
                     owner_id: info.owner,
+                    description: info.description.clone(),
                 },
                 &[],
             )
