@@ -12,7 +12,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use roomtape_core::{
-    Access, Recording, RecordingId, SpeakerId, Track, Transcript, Visibility, layout as keys,
+    Access, Recording, RecordingId, Segment, SpeakerId, Track, Transcript, Visibility,
+    layout as keys,
 };
 use roomtape_transcribe::export::{self, Format};
 
@@ -84,6 +85,23 @@ pub fn clock(ms: i64) -> String {
     } else {
         format!("{}:{:02}", s / 60, s % 60)
     }
+}
+
+/// A time in seconds for `?t=`, to the millisecond.
+fn seconds(ms: i64) -> String {
+    format!("{}.{:03}", ms.max(0) / 1000, ms.max(0) % 1000)
+}
+
+/// The transcript's turns: runs of consecutive lines by one speaker, as index ranges.
+pub fn turns(segments: &[Segment]) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, s) in segments.iter().enumerate() {
+        match out.last_mut() {
+            Some(run) if segments[run.start].speaker_id == s.speaker_id => run.end = i + 1,
+            _ => out.push(i..i + 1),
+        }
+    }
+    out
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -208,14 +226,31 @@ async fn page(
                 @if segments.is_empty() {
                     p.muted { "No transcript yet." }
                 }
-                ol #transcript {
-                    @for (i, s) in segments.iter().enumerate() {
-                        li.line data-i=(i) data-start=(s.start_ms) data-end=(s.end_ms)
-                            data-speaker=(speaker_index(&s.speaker_id)) {
-                            input.pick type="checkbox" aria-label="Pick this line for a quote";
-                            button.time type="button" { (clock(s.start_ms)) }
-                            span class={"who s" (speaker_index(&s.speaker_id) % 8)} { (s.speaker) }
-                            span.text { (s.text) }
+                // Otter-style turns: a speaker's consecutive lines under one name and start
+                // time; each line keeps its own time (click to play), pick box and index.
+                ol #transcript aria-label="Transcript" {
+                    @for turn in turns(segments) {
+                        @let head = &segments[turn.start];
+                        @let k = speaker_index(&head.speaker_id);
+                        li.turn data-speaker=(k) {
+                            p.turn-head {
+                                span class={"who s" (k % 8)} { (head.speaker) }
+                                " "
+                                a.turn-time href={"?t=" (seconds(head.start_ms))} data-start=(head.start_ms) {
+                                    (clock(head.start_ms))
+                                }
+                            }
+                            ol.turn-lines {
+                                @for i in turn {
+                                    @let s = &segments[i];
+                                    li.line #{"line-" (i)} data-i=(i) data-start=(s.start_ms) data-end=(s.end_ms)
+                                        data-speaker=(k) {
+                                        input.pick type="checkbox" aria-label={"Pick the line at " (clock(s.start_ms)) " for a quote"};
+                                        button.time type="button" aria-label={"Play from " (clock(s.start_ms))} { (clock(s.start_ms)) }
+                                        span.text { (s.text) }
+                                    }
+                                }
+                            }
                         }
                     }
                 }

@@ -138,6 +138,16 @@
     });
   }
 
+  // A turn's head (speaker and start time) plays the turn from its first line. Without this
+  // script it is a plain ?t= link.
+  for (const a of document.querySelectorAll("#transcript .turn-time")) {
+    a.addEventListener("click", (e) => {
+      e.preventDefault();
+      stopAt = null;
+      seek(Number(a.dataset.start) / 1000, true);
+    });
+  }
+
   // Next / previous speaker: the next line whose speaker differs from the current one.
   function jump(dir) {
     if (!segs.length) return;
@@ -170,6 +180,10 @@
         s.el.classList.toggle("match", on);
         s.el.hidden = q !== "" && !on && find.dataset.filter === "1";
         if (on) hits.push(s);
+      }
+      // A turn whose lines are all hidden hides its head too.
+      for (const turn of document.querySelectorAll("#transcript li.turn")) {
+        turn.hidden = Array.from(turn.querySelectorAll("li.line")).every((l) => l.hidden);
       }
       hitAt = -1;
       count.textContent = q === "" ? "" : `${hits.length} line${hits.length === 1 ? "" : "s"}`;

@@ -1,0 +1,251 @@
+//! The server-rendered pages in-process (`oneshot`): the replay's transcript read in turns,
+//! what search hits and the replay list tell about each recording, dates people can read, the
+//! host's feed linked, and a lobby that lists as live only rooms someone is in.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use tower::ServiceExt as _;
+
+use roomtape_core::{
+    Catalog, Config, MemoryStore, Recording, RecordingId, RecordingSource, RecordingState, Segment,
+    Speaker, SpeakerId, Timestamp, Track, TrackId, Transcript, TranscriptSpeaker, User, Visibility,
+};
+use roomtape_search::SearchIndex;
+use roomtape_web::{AppState, app};
+
+struct Site {
+    app: Router,
+    catalog: Catalog,
+    search: Arc<SearchIndex>,
+    _dir: tempfile::TempDir,
+}
+
+async fn site() -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("c.sqlite")).await.unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let config = Config::default();
+    let live = roomtape_web::live::Live::new(
+        catalog.clone(),
+        store.clone(),
+        Arc::new(config.clone()),
+        None,
+    );
+    let search = Arc::new(SearchIndex::in_memory().unwrap());
+    let state = AppState::new(catalog.clone(), store, search.clone(), config, live);
+    Site {
+        app: app(state),
+        catalog,
+        search,
+        _dir: dir,
+    }
+}
+
+/// 5 December 2026, 14:30 UTC.
+const DEC_5: i64 = 1_796_481_000_000;
+
+impl Site {
+    async fn user(&self, name: &str, display: &str) -> User {
+        self.catalog.create_user(name, display, "x").await.unwrap()
+    }
+
+    /// A public recording of `owner`, 42 minutes long, with one track per speaker.
+    async fn recording(
+        &self,
+        owner: &User,
+        title: &str,
+        state: RecordingState,
+        speakers: &[&User],
+    ) -> (RecordingId, Vec<Track>) {
+        let id = RecordingId::new();
+        let rec = Recording {
+            id,
+            room_id: None,
+            title: title.into(),
+            source: RecordingSource::Import,
+            state,
+            recovered: false,
+            error: None,
+            started_at: Timestamp(DEC_5),
+            ended_at: Some(Timestamp(DEC_5 + 42 * 60_000)),
+            duration_ms: Some(42 * 60_000),
+            language: "en".into(),
+            visibility: Visibility::Public,
+            owner_id: Some(owner.id),
+            description: String::new(),
+        };
+        let tracks: Vec<Track> = speakers
+            .iter()
+            .map(|u| {
+                let t = TrackId::new();
+                Track {
+                    id: t,
+                    recording_id: id,
+                    speaker: Speaker {
+                        id: SpeakerId::from(u.id.as_uuid()),
+                        name: u.display_name.clone(),
+                    },
+                    file: roomtape_core::layout::track_file(t),
+                    offset_ms: 0,
+                    duration_ms: 42 * 60_000,
+                }
+            })
+            .collect();
+        self.catalog.create_recording(&rec, &tracks).await.unwrap();
+        (id, tracks)
+    }
+
+    /// Stores a transcript of `lines` (speaker's track index, text), three seconds apart, and
+    /// indexes it for search.
+    async fn transcript(&self, id: RecordingId, tracks: &[Track], lines: &[(usize, &str)]) {
+        let t = Transcript {
+            recording_id: id,
+            title: String::new(),
+            model: "tiny.en".into(),
+            created_at: Timestamp::now(),
+            speakers: tracks
+                .iter()
+                .map(|t| TranscriptSpeaker {
+                    id: t.speaker.id,
+                    name: t.speaker.name.clone(),
+                    track_id: t.id,
+                })
+                .collect(),
+            segments: lines
+                .iter()
+                .enumerate()
+                .map(|(i, (who, text))| Segment {
+                    speaker_id: tracks[*who].speaker.id,
+                    speaker: tracks[*who].speaker.name.clone(),
+                    track_id: tracks[*who].id,
+                    start_ms: i as i64 * 3000 + 250,
+                    end_ms: i as i64 * 3000 + 2500,
+                    language: Some("en".into()),
+                    text: text.to_string(),
+                    words: Vec::new(),
+                })
+                .collect(),
+        };
+        self.catalog.store_transcript(&t).await.unwrap();
+        self.catalog
+            .set_state(id, RecordingState::Transcribed)
+            .await
+            .unwrap();
+        roomtape_search::indexer::drain(&self.search, &self.catalog)
+            .await
+            .unwrap();
+    }
+
+    async fn page(&self, uri: &str) -> String {
+        let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let ct = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        assert!(ct.starts_with("text/html"), "{uri}: {ct}");
+        body
+    }
+}
+
+/// The pieces of `html` between `open` and the next `close`, in order.
+fn pieces<'a>(html: &'a str, open: &str, close: &str) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(at) = rest.find(open) {
+        let after = &rest[at + open.len()..];
+        let end = after.find(close).unwrap_or(after.len());
+        out.push(&after[..end]);
+        rest = &after[end..];
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_speakers_consecutive_lines_are_one_turn_under_one_name_and_time() {
+    let site = site().await;
+    let ana = site.user("ana", "Ana Lima").await;
+    let bo = site.user("bo", "Bo Chen").await;
+    let (id, tracks) = site
+        .recording(&ana, "Harbour talk", RecordingState::Recorded, &[&ana, &bo])
+        .await;
+    site.transcript(
+        id,
+        &tracks,
+        &[
+            (0, "Good morning."),
+            (0, "Welcome to the harbour."),
+            (0, "Our guest is Bo."),
+            (1, "Thank you for having me."),
+            (0, "Let us begin."),
+            (0, "First question."),
+        ],
+    )
+    .await;
+    let html = site.page(&format!("/r/{id}")).await;
+    let transcript = pieces(&html, r#"<ol id="transcript""#, "</section>")[0];
+
+    // Three turns: Ana (lines 0–2), Bo (3), Ana (4–5), each headed by its speaker once.
+    let turns = pieces(transcript, r#"<li class="turn""#, r#"<li class="turn""#);
+    assert_eq!(turns.len(), 3, "{transcript}");
+    let names: Vec<&str> = turns
+        .iter()
+        .map(|t| pieces(t, r#"<span class="who"#, "</span>")[0])
+        .map(|w| &w[w.find('>').unwrap() + 1..])
+        .collect();
+    assert_eq!(names, ["Ana Lima", "Bo Chen", "Ana Lima"]);
+    for t in &turns {
+        assert_eq!(t.matches(r#"class="who"#).count(), 1, "{t}");
+    }
+    // The head shows the turn's start, and plays from it (a plain link without the script).
+    assert!(
+        turns[2].contains(r#"href="?t=12.250" data-start="12250">0:12</a>"#),
+        "{}",
+        turns[2]
+    );
+    // Each line keeps its index, times, speaker, its own play button and pick box.
+    let lines: Vec<Vec<&str>> = turns
+        .iter()
+        .map(|t| pieces(t, r#"<li class="line""#, "</li>"))
+        .collect();
+    assert_eq!(
+        lines.iter().map(Vec::len).collect::<Vec<_>>(),
+        [3, 1, 2],
+        "{transcript}"
+    );
+    for (i, line) in lines.iter().flatten().enumerate() {
+        let start = i * 3000 + 250;
+        assert!(
+            line.starts_with(&format!(
+                r#" id="line-{i}" data-i="{i}" data-start="{start}" data-end="{}""#,
+                i * 3000 + 2500
+            )),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#"<input class="pick" type="checkbox""#),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#"<button class="time" type="button""#),
+            "{line}"
+        );
+        assert!(
+            !line.contains("who"),
+            "the name is the turn's, not the line's: {line}"
+        );
+    }
+    assert!(lines[1][0].contains(r#"data-speaker="1""#));
+    assert!(lines[2][1].contains(r#"data-speaker="0""#));
+    assert!(lines[2][1].contains("First question."));
+}
