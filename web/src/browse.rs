@@ -1,15 +1,19 @@
 //! Pages for finding replays: `/search` (the query language of the search index, every hit
 //! playing from its second) and `/replays` (published replays, plus the caller's own).
 
+use std::collections::HashMap;
+
 use axum::extract::{Query, State};
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 
-use roomtape_core::{Cursor, ListViewer};
+use roomtape_core::{
+    Cursor, ListViewer, Recording, RecordingId, Speaker, Timestamp, User, UserId, Visibility,
+};
 use roomtape_search::{Results, Sort, Viewer};
 
 use crate::auth::Session;
-use crate::pages::{PageError, layout};
+use crate::pages::{self, PageError, layout};
 use crate::replay::clock;
 use crate::{AppError, AppState};
 
@@ -81,6 +85,10 @@ pub async fn search_page(
             Err(e) => return Err(e.into()),
         }
     };
+    let mut abouts = Vec::new();
+    for rec in results.iter().flat_map(|r| &r.recordings) {
+        abouts.push(About::of(&state, &rec.recording_id).await?);
+    }
     let link = |p: usize| {
         format!(
             "/search?q={}&sort={}&page={p}",
@@ -115,9 +123,21 @@ pub async fn search_page(
             @if let Some(e) = &error { p.error role="alert" { (e) } }
             @if let Some(r) = &results {
                 p.muted #total { (r.total) " matching line" @if r.total != 1 { "s" } }
-                @for rec in &r.recordings {
+                @for (rec, about) in r.recordings.iter().zip(&abouts) {
                     section.card.result {
                         h2 { a href={"/r/" (rec.recording_id)} { (rec.title) } }
+                        p.muted.meta {
+                            @match about {
+                                Some(a) => {
+                                    (pages::day_tag(a.recording.started_at))
+                                    @if let Some(d) = a.recording.duration_ms { " · " (pages::length(d)) }
+                                    @if !a.speakers.is_empty() {
+                                        " · " span.speakers { (pages::names(&a.speaker_names(), 6)) }
+                                    }
+                                }
+                                None => (pages::day_tag(Timestamp(rec.date_ms))),
+                            }
+                        }
                         ol.hits {
                             @for h in &rec.hits {
                                 li.hit {
@@ -142,9 +162,50 @@ pub async fn search_page(
 #[derive(Debug, Deserialize, Default)]
 pub struct ListQuery {
     after: Option<String>,
+    /// Only this host's (a username).
+    host: Option<String>,
 }
 
-/// `/replays`: published replays, and the caller's own and those they spoke in, newest first.
+/// What a list shows of a recording besides its title: when, how long, who spoke.
+struct About {
+    recording: Recording,
+    /// The speakers, once each, in the order of their tracks.
+    speakers: Vec<Speaker>,
+}
+
+impl About {
+    /// Recording `id` (as the search index spells it); `None` when the catalog no longer has it.
+    async fn of(state: &AppState, id: &str) -> Result<Option<About>, AppError> {
+        let Ok(id) = id.parse::<RecordingId>() else {
+            return Ok(None);
+        };
+        match state.catalog.recording(id).await {
+            Ok(recording) => Ok(Some(About::with(state, recording).await?)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn with(state: &AppState, recording: Recording) -> Result<About, AppError> {
+        let mut speakers: Vec<Speaker> = Vec::new();
+        for t in state.catalog.tracks(recording.id).await? {
+            if !speakers.iter().any(|s| s.id == t.speaker.id) {
+                speakers.push(t.speaker);
+            }
+        }
+        Ok(About {
+            recording,
+            speakers,
+        })
+    }
+
+    fn speaker_names(&self) -> Vec<&str> {
+        self.speakers.iter().map(|s| s.name.as_str()).collect()
+    }
+}
+
+/// `/replays?host=&after=`: published replays, and the caller's own and those they spoke in,
+/// newest first; with `host`, only that host's, and their podcast feed linked.
 pub async fn replays_page(
     State(state): State<AppState>,
     session: Option<Session>,
@@ -155,29 +216,81 @@ pub async fn replays_page(
         Some(s) => ListViewer::User(&s.user),
         None => ListViewer::Anonymous,
     };
+    let host = match lq.host.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
+        None => None,
+        Some(name) => match state.catalog.user_by_username(name).await {
+            Ok(u) => Some(u),
+            Err(e) if e.is_not_found() => return Err(AppError::not_found("no such host").into()),
+            Err(e) => return Err(e.into()),
+        },
+    };
     let (list, next) = state
         .catalog
-        .list_recordings(viewer, None, after.as_ref(), 30)
+        .list_recordings(viewer, host.as_ref().map(|h| h.id), after.as_ref(), 30)
         .await?;
-    Ok(layout(
-        "Replays",
+    // Each recording's speakers, and its host (looked up once per host).
+    let mut hosts: HashMap<UserId, Option<User>> = HashMap::new();
+    if let Some(h) = &host {
+        hosts.insert(h.id, Some(h.clone()));
+    }
+    let mut items = Vec::with_capacity(list.len());
+    for r in list {
+        if let Some(o) = r.owner_id
+            && !hosts.contains_key(&o)
+        {
+            hosts.insert(o, crate::replay::owner_of(&state, &r).await?);
+        }
+        items.push(About::with(&state, r).await?);
+    }
+    let owner = |r: &Recording| r.owner_id.and_then(|o| hosts.get(&o)?.as_ref());
+    let more = next.map(|c| {
+        let mut l = format!("/replays?after={}", crate::account::urlencode(&c.encode()));
+        if let Some(h) = &host {
+            l.push_str(&format!("&host={}", crate::account::urlencode(&h.username)));
+        }
+        l
+    });
+    let title = match &host {
+        Some(h) => format!("Replays by {}", h.display_name),
+        None => "Replays".to_string(),
+    };
+    let head = html! { @if let Some(h) = &host { (pages::feed_link(h)) } };
+    Ok(pages::layout_with(
+        &title,
         session.as_ref(),
+        head,
         html! {
-            h1 { "Replays" }
-            @if list.is_empty() { p.muted { "Nothing here yet." } }
+            h1 { (title) }
+            @if let Some(h) = &host {
+                p.feed {
+                    a href=(pages::feed_path(h)) type="application/rss+xml" { "Podcast feed" }
+                    " — paste this link into a podcast app to follow " (h.display_name) "'s public replays. "
+                    a href="/replays" { "All replays" }
+                }
+            }
+            @if items.is_empty() { p.muted { "Nothing here yet." } }
             ul.replays {
-                @for r in &list {
-                    li.card {
-                        a href={"/r/" (r.id)} { (r.title) }
-                        " " span.muted {
-                            (r.started_at.to_rfc3339().get(..10).unwrap_or("")) " · "
-                            (clock(r.duration_ms.unwrap_or(0))) " · " (r.visibility)
+                @for a in &items {
+                    @let r = &a.recording;
+                    li.card.replay-item {
+                        h2 { a href={"/r/" (r.id)} { (r.title) } }
+                        p.muted.meta {
+                            (pages::day_tag(r.started_at))
+                            @if let Some(d) = r.duration_ms { " · " (pages::length(d)) }
+                            @if host.is_none() && let Some(h) = owner(r) {
+                                " · by " a href=(pages::host_replays_path(h)) { (h.display_name) }
+                            }
+                            @if r.visibility != Visibility::Public { " · " span.badge { (r.visibility) } }
+                            " · " span class={"badge state-" (r.state.as_str())} { (pages::transcript_state(r.state)) }
+                        }
+                        @if !a.speakers.is_empty() {
+                            p.speakers { "Speakers: " (pages::names(&a.speaker_names(), 8)) }
                         }
                     }
                 }
             }
-            @if let Some(c) = next {
-                a rel="next" href={"/replays?after=" (crate::account::urlencode(&c.encode()))} { "Older →" }
+            @if let Some(l) = more {
+                a rel="next" href=(l) { "Older →" }
             }
         },
     ))

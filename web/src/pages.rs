@@ -5,11 +5,18 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+use roomtape_core::{RecordingState, Timestamp, User};
+
 use crate::AppError;
 use crate::auth::Session;
 
 /// The frame of every page.
 pub fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+    layout_with(title, session, html! {}, body)
+}
+
+/// The frame of every page, with more in its `<head>` (e.g. `<link rel="alternate">`).
+pub fn layout_with(title: &str, session: Option<&Session>, head: Markup, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -21,6 +28,7 @@ pub fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                 }
                 title { (title) " · roomtape" }
                 link rel="stylesheet" href="/static/style.css";
+                (head)
             }
             body {
                 header.top {
@@ -135,4 +143,127 @@ pub fn json_island(v: &serde_json::Value) -> PreEscaped<String> {
         .replace('>', "\\u003e")
         .replace('&', "\\u0026");
     PreEscaped(s)
+}
+
+fn utc(t: Timestamp) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0) * 1_000_000).ok()
+}
+
+/// A day as people write it: `5 Dec 2026` (UTC).
+pub fn date(t: Timestamp) -> String {
+    utc(t)
+        .and_then(|d| {
+            d.format(time::macros::format_description!(
+                "[day padding:none] [month repr:short] [year]"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// A moment as people write it: `5 Dec 2026, 14:30 UTC`.
+pub fn date_time(t: Timestamp) -> String {
+    utc(t)
+        .and_then(|d| {
+            d.format(time::macros::format_description!(
+                "[day padding:none] [month repr:short] [year], [hour]:[minute] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// `<time datetime="2026-12-05T14:30:00Z">5 Dec 2026</time>`: readable, and exact for machines.
+pub fn day_tag(t: Timestamp) -> Markup {
+    html! { time datetime=(t.to_rfc3339()) title=(date_time(t)) { (date(t)) } }
+}
+
+/// Like [`day_tag`], with the time of day.
+pub fn moment_tag(t: Timestamp) -> Markup {
+    html! { time datetime=(t.to_rfc3339()) { (date_time(t)) } }
+}
+
+/// A length as people say it: `40 s`, `42 min`, `1 h 5 min`.
+pub fn length(ms: i64) -> String {
+    let s = (ms.max(0) + 500) / 1000;
+    let m = (s + 30) / 60;
+    if s < 60 {
+        format!("{s} s")
+    } else if m < 60 {
+        format!("{m} min")
+    } else if m % 60 == 0 {
+        format!("{} h", m / 60)
+    } else {
+        format!("{} h {} min", m / 60, m % 60)
+    }
+}
+
+/// Where a recording's transcript stands, for people.
+pub fn transcript_state(s: RecordingState) -> &'static str {
+    match s {
+        RecordingState::Recording => "Recording now",
+        RecordingState::Recorded => "Waiting to be transcribed",
+        RecordingState::Transcribing => "Transcribing…",
+        RecordingState::Transcribed => "Transcript ready",
+        RecordingState::Failed => "Failed",
+    }
+}
+
+/// Speaker names as a phrase: `Ana`, `Ana and Bo`, `Ana, Bo and Cy`; past `max`, `and 3 more`.
+pub fn names(names: &[&str], max: usize) -> String {
+    let max = max.max(1);
+    if names.len() > max {
+        return format!("{} and {} more", names[..max].join(", "), names.len() - max);
+    }
+    match names {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// The path of a host's podcast feed.
+pub fn feed_path(host: &User) -> String {
+    format!("/feeds/{}.xml", crate::account::urlencode(&host.username))
+}
+
+/// The path of a host's replays.
+pub fn host_replays_path(host: &User) -> String {
+    format!(
+        "/replays?host={}",
+        crate::account::urlencode(&host.username)
+    )
+}
+
+/// The `<head>` link that lets feed readers find a host's podcast.
+pub fn feed_link(host: &User) -> Markup {
+    html! {
+        link rel="alternate" type="application/rss+xml"
+            title={(host.display_name) "'s replays (podcast)"} href=(feed_path(host));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_lengths_read_as_people_write_them() {
+        // 5 December 2026, 14:30 UTC.
+        let t = Timestamp(1_796_481_000_000);
+        assert_eq!(date(t), "5 Dec 2026");
+        assert_eq!(date_time(t), "5 Dec 2026, 14:30 UTC");
+        assert_eq!(
+            day_tag(t).into_string(),
+            r#"<time datetime="2026-12-05T14:30:00Z" title="5 Dec 2026, 14:30 UTC">5 Dec 2026</time>"#
+        );
+        assert_eq!(length(40_000), "40 s");
+        assert_eq!(length(42 * 60_000 + 10_000), "42 min");
+        assert_eq!(length(59 * 60_000 + 40_000), "1 h");
+        assert_eq!(length(65 * 60_000), "1 h 5 min");
+        assert_eq!(names(&[], 3), "");
+        assert_eq!(names(&["Ana"], 3), "Ana");
+        assert_eq!(names(&["Ana", "Bo", "Cy"], 3), "Ana, Bo and Cy");
+        assert_eq!(names(&["Ana", "Bo", "Cy", "Di"], 2), "Ana, Bo and 2 more");
+    }
 }

@@ -12,14 +12,14 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use roomtape_core::{
-    Access, Recording, RecordingId, Segment, SpeakerId, Track, Transcript, Visibility,
+    Access, Recording, RecordingId, Segment, SpeakerId, Track, Transcript, User, Visibility,
     layout as keys,
 };
 use roomtape_transcribe::export::{self, Format};
 
 use crate::auth::Session;
 use crate::media::{self, Cache};
-use crate::pages::{PageError, layout};
+use crate::pages::{self, PageError, layout};
 use crate::{AppError, AppState};
 
 /// The replay routes.
@@ -151,18 +151,23 @@ async fn page(
         .filter(|t| v.access.track(&t.speaker.id, user))
         .collect();
     let base = format!("/r/{}", r.id);
+    let host = owner_of(&state, r).await?;
     let body = html! {
         article.replay #replay data-id=(r.id) data-start=[start_at]
             data-quote-start=[quote.map(|(a, _)| segments[a].start_ms)]
             data-quote-end=[quote.map(|(_, b)| segments[b].end_ms)] {
             header.replay-head {
                 h1 #title { (r.title) }
-                p.muted {
-                    (r.started_at.to_rfc3339().get(..10).unwrap_or(""))
-                    " · " (clock(r.duration_ms.unwrap_or(0)))
+                p.muted #meta {
+                    (pages::day_tag(r.started_at))
+                    @if let Some(d) = r.duration_ms { " · " (pages::length(d)) }
+                    @if let Some(h) = &host {
+                        " · by " a href=(pages::host_replays_path(h)) { (h.display_name) }
+                        " (" a href=(pages::feed_path(h)) type="application/rss+xml" { "podcast feed" } ")"
+                    }
                     " · " span.badge { (r.visibility) }
                     @if r.state != roomtape_core::RecordingState::Transcribed {
-                        " · " span.badge { (r.state) }
+                        " · " span.badge { (pages::transcript_state(r.state)) }
                     }
                 }
                 ul.speakers {
@@ -275,7 +280,20 @@ async fn page(
         }
         script src="/static/replay.js" defer {}
     };
-    Ok(layout(&r.title, session.as_ref(), body).into_response())
+    let head = html! { @if let Some(h) = &host { (pages::feed_link(h)) } };
+    Ok(pages::layout_with(&r.title, session.as_ref(), head, body).into_response())
+}
+
+/// The account that owns a recording, if it still exists.
+pub async fn owner_of(state: &AppState, r: &Recording) -> Result<Option<User>, AppError> {
+    let Some(id) = r.owner_id else {
+        return Ok(None);
+    };
+    match state.catalog.user(id).await {
+        Ok(u) => Ok(Some(u)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `/r/<id>/{mix.opus, mix.mp3, peaks.json, transcript.vtt|srt|json|txt}`

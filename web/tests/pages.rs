@@ -249,3 +249,124 @@ async fn a_speakers_consecutive_lines_are_one_turn_under_one_name_and_time() {
     assert!(lines[2][1].contains(r#"data-speaker="0""#));
     assert!(lines[2][1].contains("First question."));
 }
+
+/// `html` with every `datetime="…"` attribute taken out: what is left must not show raw ISO.
+fn without_datetimes(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(at) = rest.find(r#"datetime=""#) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 10..];
+        rest = &after[after.find('"').unwrap() + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `<time datetime="2026-12-05T14:30:00Z" …>5 Dec 2026</time>` appears in `html`.
+#[track_caller]
+fn shows_the_day(html: &str) {
+    assert!(
+        html.contains(r#"<time datetime="2026-12-05T14:30:00Z""#)
+            && html.contains(">5 Dec 2026</time>"),
+        "{html}"
+    );
+    assert!(!without_datetimes(html).contains("2026-12-05"), "{html}");
+}
+
+#[tokio::test]
+async fn search_hits_and_replays_say_when_how_long_who_and_where_the_transcript_is() {
+    let site = site().await;
+    let ana = site.user("ana", "Ana Lima").await;
+    let bo = site.user("bo", "Bo Chen").await;
+    let (talk, tracks) = site
+        .recording(&ana, "Harbour talk", RecordingState::Recorded, &[&ana, &bo])
+        .await;
+    site.transcript(
+        talk,
+        &tracks,
+        &[
+            (0, "The harbour opens at dawn."),
+            (1, "And the harbour closes late."),
+        ],
+    )
+    .await;
+    let (waiting, _) = site
+        .recording(&ana, "Market day", RecordingState::Recorded, &[&ana])
+        .await;
+    let (bos, _) = site
+        .recording(&bo, "Bo alone", RecordingState::Transcribing, &[&bo])
+        .await;
+
+    // A search hit: the recording's day (readable, exact in datetime), length and speakers.
+    let html = site.page("/search?q=harbour").await;
+    let hit = pieces(&html, r#"<section class="card result">"#, "</section>");
+    assert_eq!(hit.len(), 1, "{html}");
+    let meta = pieces(hit[0], r#"<p class="muted meta">"#, "</p>")[0];
+    shows_the_day(meta);
+    assert!(meta.contains("42 min"), "{meta}");
+    assert!(meta.contains("Ana Lima and Bo Chen"), "{meta}");
+
+    // The list: each recording's speakers, transcript state, host; no raw dates.
+    let html = site.page("/replays").await;
+    shows_the_day(&html);
+    let items = pieces(&html, r#"<li class="card replay-item">"#, "</li>");
+    assert_eq!(items.len(), 3, "{html}");
+    let item = |id: RecordingId| {
+        *items
+            .iter()
+            .find(|i| i.contains(&format!(r#"href="/r/{id}""#)))
+            .unwrap()
+    };
+    assert!(item(talk).contains("Speakers: Ana Lima and Bo Chen"));
+    assert!(item(talk).contains("Transcript ready"));
+    assert!(item(talk).contains("42 min"));
+    assert!(item(talk).contains(r#"by <a href="/replays?host=ana">Ana Lima</a>"#));
+    assert!(item(waiting).contains("Speakers: Ana Lima"));
+    assert!(item(waiting).contains("Waiting to be transcribed"));
+    assert!(item(bos).contains("Transcribing…"));
+    assert!(item(bos).contains(r#"by <a href="/replays?host=bo">Bo Chen</a>"#));
+    assert!(!html.contains("application/rss+xml"), "no host, no feed");
+
+    // One host's: only theirs, and their podcast feed linked for people and feed readers.
+    let html = site.page("/replays?host=ana").await;
+    assert_eq!(
+        pieces(&html, r#"<li class="card replay-item">"#, "</li>").len(),
+        2
+    );
+    assert!(!html.contains("Bo alone"));
+    assert!(html.contains("Replays by Ana Lima"));
+    let head = pieces(&html, "<head>", "</head>")[0];
+    assert!(
+        head.contains(r#"<link rel="alternate" type="application/rss+xml" title="Ana Lima&#39;s replays (podcast)" href="/feeds/ana.xml">"#)
+            || head.contains(r#"<link rel="alternate" type="application/rss+xml" title="Ana Lima's replays (podcast)" href="/feeds/ana.xml">"#),
+        "{head}"
+    );
+    let body = pieces(&html, "<main>", "</main>")[0];
+    assert!(
+        body.contains(r#"<a href="/feeds/ana.xml" type="application/rss+xml">Podcast feed</a>"#)
+    );
+    let req = Request::builder()
+        .uri("/replays?host=nobody")
+        .body(Body::empty())
+        .unwrap();
+    let res = site.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    // The replay: its day, length, and its host with their feed.
+    let html = site.page(&format!("/r/{talk}")).await;
+    let meta = pieces(&html, r#"<p class="muted" id="meta">"#, "</p>")[0];
+    shows_the_day(meta);
+    assert!(meta.contains("42 min"), "{meta}");
+    assert!(
+        meta.contains(r#"by <a href="/replays?host=ana">Ana Lima</a>"#),
+        "{meta}"
+    );
+    assert!(
+        meta.contains(r#"<a href="/feeds/ana.xml" type="application/rss+xml">podcast feed</a>"#)
+    );
+    let head = pieces(&html, "<head>", "</head>")[0];
+    assert!(
+        head.contains(r#"type="application/rss+xml""#) && head.contains(r#"href="/feeds/ana.xml""#)
+    );
+}
