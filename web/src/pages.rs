@@ -112,6 +112,7 @@ pub fn form_page(
 const STYLE: &str = include_str!("../static/style.css");
 const ROOM_JS: &str = include_str!("../static/room.js");
 const REPLAY_JS: &str = include_str!("../static/replay.js");
+const LOBBY_JS: &str = include_str!("../static/lobby.js");
 
 /// `/static/<file>`
 pub async fn static_file(
@@ -121,6 +122,7 @@ pub async fn static_file(
         "style.css" => (STYLE, "text/css; charset=utf-8"),
         "room.js" => (ROOM_JS, "text/javascript; charset=utf-8"),
         "replay.js" => (REPLAY_JS, "text/javascript; charset=utf-8"),
+        "lobby.js" => (LOBBY_JS, "text/javascript; charset=utf-8"),
         _ => return Err(AppError::not_found("no such file")),
     };
     Ok((

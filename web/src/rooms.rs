@@ -192,45 +192,94 @@ fn invited(room: &Room, invite: Option<&str>) -> bool {
     matches!((invite, &room.invite_token), (Some(a), Some(b)) if auth::same_secret(a, b))
 }
 
-fn when(t: Option<Timestamp>) -> String {
-    t.map(|t| {
-        let s = t.to_rfc3339();
-        format!("{} {} UTC", &s[..10], &s[11..16])
-    })
-    .unwrap_or_else(|| "now".into())
+/// How long an open room nobody is in stays in the lobby after it was created…
+const EMPTY_NEW_ROOM_MS: i64 = 10 * 60_000;
+/// …or after its scheduled time, waiting for its host.
+const EMPTY_LATE_ROOM_MS: i64 = 30 * 60_000;
+
+/// Where the lobby lists a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LobbySlot {
+    /// Someone is in it now (how many).
+    Live(usize),
+    /// Nobody is in it yet, and it is about to start: just created, or its time just came.
+    Starting,
+    /// Scheduled for later.
+    Upcoming,
+    /// Nobody has been in it since well after its start: abandoned without being ended. It
+    /// stays open by its link (and is live again when someone enters), but is not listed.
+    Unlisted,
 }
 
+/// The lobby's rule: a room is live while someone is in it, and only then.
+pub fn lobby_slot(room: &Room, here: usize, now: Timestamp) -> LobbySlot {
+    if here > 0 {
+        return LobbySlot::Live(here);
+    }
+    match room.scheduled_at {
+        Some(t) if t > now => LobbySlot::Upcoming,
+        Some(t) if now.0 - t.0.max(room.created_at.0) < EMPTY_LATE_ROOM_MS => LobbySlot::Starting,
+        None if now.0 - room.created_at.0 < EMPTY_NEW_ROOM_MS => LobbySlot::Starting,
+        _ => LobbySlot::Unlisted,
+    }
+}
+
+/// `/`: the rooms with people in them now, and the ones about to start or scheduled.
+/// `static/lobby.js` fetches the page again every 15 s and swaps in `#lobby`.
 pub async fn lobby(
     State(state): State<AppState>,
     session: Option<Session>,
 ) -> Result<Markup, PageError> {
     let rooms = state.catalog.lobby_rooms().await?;
     let now = Timestamp::now();
-    let (live, upcoming): (Vec<&Room>, Vec<&Room>) = rooms
-        .iter()
-        .partition(|r| r.scheduled_at.is_none_or(|t| t <= now) || state.live.is_live(r.id));
+    let mut live: Vec<(&Room, usize)> = Vec::new();
+    let mut upcoming: Vec<(&Room, LobbySlot)> = Vec::new();
+    for r in &rooms {
+        match lobby_slot(r, state.live.count(r.id), now) {
+            LobbySlot::Live(n) => live.push((r, n)),
+            LobbySlot::Unlisted => {}
+            slot => upcoming.push((r, slot)),
+        }
+    }
+    // The fullest rooms first; those about to start before the scheduled ones.
+    live.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    upcoming.sort_by_key(|(_, slot)| *slot != LobbySlot::Starting);
     Ok(layout(
         "Rooms",
         session.as_ref(),
         html! {
-            section.card {
-                h1 { "Live now" }
-                @if live.is_empty() { p.muted { "Nobody is talking right now." } }
-                ul.rooms #live-rooms {
-                    @for r in &live {
-                        li { a href={ "/rooms/" (r.id) } { (r.title) } " " span.muted { (state.live.count(r.id)) " here" } }
+            div #lobby data-refresh-seconds="15" {
+                section.card {
+                    h1 { "Live now" }
+                    @if live.is_empty() { p.muted { "Nobody is talking right now." } }
+                    ul.rooms #live-rooms {
+                        @for (r, n) in &live {
+                            li data-room=(r.id) {
+                                a href={ "/rooms/" (r.id) } { (r.title) } " "
+                                span.muted.here { (n) " here" }
+                            }
+                        }
+                    }
+                }
+                section.card {
+                    h1 { "Upcoming" }
+                    @if upcoming.is_empty() { p.muted { "Nothing scheduled." } }
+                    ul.rooms #upcoming-rooms {
+                        @for (r, slot) in &upcoming {
+                            li data-room=(r.id) {
+                                a href={ "/rooms/" (r.id) } { (r.title) } " "
+                                span.muted {
+                                    @match (slot, r.scheduled_at) {
+                                        (LobbySlot::Upcoming, Some(t)) => (crate::pages::moment_tag(t)),
+                                        _ => "Starting — nobody here yet",
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
-            section.card {
-                h1 { "Upcoming" }
-                @if upcoming.is_empty() { p.muted { "Nothing scheduled." } }
-                ul.rooms #upcoming-rooms {
-                    @for r in &upcoming {
-                        li { a href={ "/rooms/" (r.id) } { (r.title) } " " span.muted { (when(r.scheduled_at)) } }
-                    }
-                }
-            }
+            script src="/static/lobby.js" defer {}
         },
     ))
 }

@@ -394,6 +394,58 @@ async fn a_private_room_needs_its_invite_link() {
     );
 }
 
+/// The lobby page's list of live rooms.
+async fn lobby_live(srv: &Server) -> String {
+    let html = reqwest::get(format!("http://{}/", srv.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at = html.find(r#"id="live-rooms""#).expect("the live list");
+    let list = &html[at..];
+    list[..list.find("</ul>").unwrap()].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lobby_shows_a_room_as_live_while_someone_is_in_it() {
+    let srv = server().await;
+    let (ana, _) = srv.user("Ana").await;
+    let (_, bruno_c) = srv.user("Bruno").await;
+    // Made two hours ago and never ended.
+    let room = Room {
+        id: RoomId::new(),
+        title: "Abandoned talk".into(),
+        description: String::new(),
+        language: "en".into(),
+        scheduled_at: None,
+        visibility: Visibility::Public,
+        host_id: Some(ana.id),
+        state: RoomState::Open,
+        invite_token: None,
+        created_at: Timestamp::now().add_millis(-2 * 3_600_000),
+        ended_at: None,
+    };
+    srv.catalog.create_room(&room).await.unwrap();
+    let id = room.id.to_string();
+    assert!(!lobby_live(&srv).await.contains(&id), "empty: not live");
+
+    let mut ws = srv.join(&bruno_c, room.id).await;
+    let live = lobby_live(&srv).await;
+    assert!(live.contains(&id), "{live}");
+    assert!(live.contains("1 here"), "{live}");
+
+    ws.s.close(None).await.unwrap();
+    let start = Instant::now();
+    while lobby_live(&srv).await.contains(&id) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still live after everyone left"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_get_errors_and_change_nothing() {
     let srv = server().await;

@@ -10,8 +10,9 @@ use axum::http::{Request, StatusCode, header};
 use tower::ServiceExt as _;
 
 use roomtape_core::{
-    Catalog, Config, MemoryStore, Recording, RecordingId, RecordingSource, RecordingState, Segment,
-    Speaker, SpeakerId, Timestamp, Track, TrackId, Transcript, TranscriptSpeaker, User, Visibility,
+    Catalog, Config, MemoryStore, Recording, RecordingId, RecordingSource, RecordingState, Room,
+    RoomId, RoomState, Segment, Speaker, SpeakerId, Timestamp, Track, TrackId, Transcript,
+    TranscriptSpeaker, User, Visibility,
 };
 use roomtape_search::SearchIndex;
 use roomtape_web::{AppState, app};
@@ -368,5 +369,151 @@ async fn search_hits_and_replays_say_when_how_long_who_and_where_the_transcript_
     let head = pieces(&html, "<head>", "</head>")[0];
     assert!(
         head.contains(r#"type="application/rss+xml""#) && head.contains(r#"href="/feeds/ana.xml""#)
+    );
+}
+
+impl Site {
+    /// An open public room of `host`, created `age_ms` ago, scheduled at `scheduled` if given.
+    async fn room(&self, host: &User, title: &str, age_ms: i64, scheduled: Option<i64>) -> Room {
+        let now = Timestamp::now();
+        let room = Room {
+            id: RoomId::new(),
+            title: title.into(),
+            description: String::new(),
+            language: "en".into(),
+            scheduled_at: scheduled.map(|ms| now.add_millis(ms)),
+            visibility: Visibility::Public,
+            host_id: Some(host.id),
+            state: RoomState::Open,
+            invite_token: None,
+            created_at: now.add_millis(-age_ms),
+            ended_at: None,
+        };
+        self.catalog.create_room(&room).await.unwrap();
+        room
+    }
+}
+
+const MIN: i64 = 60_000;
+
+#[tokio::test]
+async fn the_lobby_lists_as_live_only_rooms_someone_is_in_and_refreshes_itself() {
+    let site = site().await;
+    let ana = site.user("ana", "Ana Lima").await;
+    // Left without ending, an hour ago: nobody is in it.
+    let abandoned = site.room(&ana, "Abandoned talk", 60 * MIN, None).await;
+    // Its time came an hour ago and nobody ever came.
+    let missed = site
+        .room(&ana, "Missed talk", 2 * 60 * MIN, Some(-60 * MIN))
+        .await;
+    // Just made; its host is on the way.
+    let fresh = site.room(&ana, "Fresh talk", MIN, None).await;
+    // Its time came five minutes ago.
+    let late = site.room(&ana, "Late talk", 60 * MIN, Some(-5 * MIN)).await;
+    // Next week.
+    let later = site
+        .room(&ana, "Later talk", MIN, Some(7 * 24 * 60 * MIN))
+        .await;
+
+    let html = site.page("/").await;
+    let live = pieces(&html, r#"<ul class="rooms" id="live-rooms">"#, "</ul>")[0];
+    let upcoming = pieces(&html, r#"<ul class="rooms" id="upcoming-rooms">"#, "</ul>")[0];
+    assert!(!live.contains("<li"), "nobody is in any room: {live}");
+    assert!(html.contains("Nobody is talking right now."));
+    assert!(!html.contains(" 0 here"), "{html}");
+    for gone in [&abandoned, &missed] {
+        assert!(
+            !html.contains(&gone.id.to_string()),
+            "{}: {html}",
+            gone.title
+        );
+    }
+    let at = |r: &Room| {
+        upcoming
+            .find(&format!(r#"data-room="{}""#, r.id))
+            .unwrap_or_else(|| panic!("{} not upcoming: {upcoming}", r.title))
+    };
+    // About to start first, then the scheduled ones, with their time readable and exact.
+    assert!(
+        at(&fresh) < at(&later) && at(&late) < at(&later),
+        "{upcoming}"
+    );
+    let later_item = &upcoming[at(&later)..];
+    let later_item = &later_item[..later_item.find("</li>").unwrap()];
+    assert!(later_item.contains("<time datetime=\""), "{later_item}");
+    assert!(later_item.contains(" UTC</time>"), "{later_item}");
+    let iso_day = later.scheduled_at.unwrap().to_rfc3339()[..10].to_string();
+    assert!(
+        later_item.contains(&iso_day),
+        "exact in datetime: {later_item}"
+    );
+    assert!(
+        !without_datetimes(later_item).contains(&iso_day),
+        "{later_item}"
+    );
+    let fresh_item = &upcoming[at(&fresh)..];
+    assert!(fresh_item.starts_with(&format!(r#"data-room="{}""#, fresh.id)));
+    assert!(fresh_item[..fresh_item.find("</li>").unwrap()].contains("Starting — nobody here yet"));
+
+    // The page refreshes its lists by itself, with a script of our own (the CSP allows no
+    // other), which is served.
+    assert!(html.contains(r#"<div id="lobby" data-refresh-seconds="15">"#));
+    assert!(html.contains(r#"<script src="/static/lobby.js" defer></script>"#));
+    let req = Request::builder()
+        .uri("/static/lobby.js")
+        .body(Body::empty())
+        .unwrap();
+    let res = site.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let js = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let js = String::from_utf8(js.to_vec()).unwrap();
+    assert!(js.contains("getElementById(\"lobby\")") && js.contains("setInterval"));
+}
+
+#[test]
+fn a_room_is_live_while_someone_is_in_it_and_listed_while_about_to_start() {
+    use roomtape_web::rooms::{LobbySlot, lobby_slot};
+    let now = Timestamp(DEC_5);
+    let room = |age_min: i64, scheduled_min: Option<i64>| Room {
+        id: RoomId::new(),
+        title: "t".into(),
+        description: String::new(),
+        language: "en".into(),
+        scheduled_at: scheduled_min.map(|m| now.add_millis(m * MIN)),
+        visibility: Visibility::Public,
+        host_id: None,
+        state: RoomState::Open,
+        invite_token: None,
+        created_at: now.add_millis(-age_min * MIN),
+        ended_at: None,
+    };
+    assert_eq!(lobby_slot(&room(600, None), 3, now), LobbySlot::Live(3));
+    assert_eq!(lobby_slot(&room(1, Some(60)), 1, now), LobbySlot::Live(1));
+    assert_eq!(lobby_slot(&room(9, None), 0, now), LobbySlot::Starting);
+    assert_eq!(lobby_slot(&room(10, None), 0, now), LobbySlot::Unlisted);
+    assert_eq!(
+        lobby_slot(&room(600, Some(60)), 0, now),
+        LobbySlot::Upcoming
+    );
+    assert_eq!(
+        lobby_slot(&room(600, Some(-29)), 0, now),
+        LobbySlot::Starting
+    );
+    assert_eq!(
+        lobby_slot(&room(600, Some(-30)), 0, now),
+        LobbySlot::Unlisted
+    );
+    // Scheduled in the past when it was made: its wait starts when it was made.
+    assert_eq!(
+        lobby_slot(&room(5, Some(-600)), 0, now),
+        LobbySlot::Starting
     );
 }
