@@ -486,6 +486,7 @@ print("feed ok")
         let c = browser(&driver, &wav).await;
         let base = format!("http://{addr}");
         in_browser(&c, &base, &id, &segs).await;
+        lobby_refreshes(&c, &base, &addr, &hana).await;
         let _ = c.close().await;
     });
     server.stop();
@@ -518,6 +519,39 @@ async fn wait_until(c: &Client, what: &str, js: &str, secs: u64) -> serde_json::
     }
 }
 
+/// The lobby shows a room made after it was opened, by itself and without reloading.
+async fn lobby_refreshes(c: &Client, base: &str, addr: &str, token: &str) {
+    c.goto(&format!("{base}/")).await.unwrap();
+    c.execute("window.stayed = true; return true", vec![])
+        .await
+        .unwrap();
+    let title = "Evening drop-in";
+    let page = c.source().await.unwrap();
+    assert!(!page.contains(title), "not made yet");
+    let auth = format!("Bearer {token}");
+    let r = http(
+        addr,
+        "POST",
+        "/api/v1/rooms",
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        format!(r#"{{"title": "{title}", "visibility": "public"}}"#).as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_until(
+        c,
+        "the lobby to show the new room",
+        &format!(
+            "return window.stayed === true && \
+             document.getElementById('upcoming-rooms').textContent.includes('{title}')"
+        ),
+        30,
+    )
+    .await;
+}
+
 async fn in_browser(c: &Client, base: &str, id: &str, segs: &[(i64, i64)]) {
     // ?t=30 opens at 30 s.
     c.goto(&format!("{base}/r/{id}?t=30")).await.unwrap();
@@ -546,6 +580,41 @@ async fn in_browser(c: &Client, base: &str, id: &str, segs: &[(i64, i64)]) {
         10,
     )
     .await;
+    // A turn's head (speaker and start time) plays the turn, in place.
+    let (turns, head_start) = {
+        let v = c
+            .execute(
+                "const t = document.querySelectorAll('#transcript li.turn');\
+                 return [t.length, Number(t[t.length - 1].querySelector('.turn-time').dataset.start)]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        (v[0].as_u64().unwrap(), v[1].as_f64().unwrap() / 1000.0)
+    };
+    assert!(turns >= 2 && turns as usize <= segs.len(), "{turns} turns");
+    c.find(Locator::Css("#transcript li.turn:last-child .turn-time"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        c,
+        "the turn's head to seek",
+        &format!("const t = document.getElementById('player').currentTime; return location.search === '?t=30' && t >= {head_start} - 0.1 && t < {head_start} + 2"),
+        10,
+    )
+    .await;
+    line.click().await.unwrap();
+    wait_until(
+        c,
+        "the click to seek back",
+        &format!("const t = document.getElementById('player').currentTime; return t >= {at} - 0.1 && t < {at} + 2"),
+        10,
+    )
+    .await;
+
     // The current line follows playback.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (t, cur) = {
