@@ -272,6 +272,17 @@ impl Catalog {
             .await
     }
 
+    /// The recordings made in a room, newest first (a room can be recorded more than once).
+    pub async fn recordings_of_room(&self, room: crate::RoomId) -> Result<Vec<Recording>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RECORDING_COLUMNS} FROM recordings WHERE room_id = ? ORDER BY started_at DESC, id DESC"
+        ))
+        .bind(room.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(recording_from_row).collect()
+    }
+
     /// Sets a recording's description: plain text of up to 4000 characters, lines kept;
     /// empty clears it.
     pub async fn set_recording_description(&self, id: RecordingId, text: &str) -> Result<()> {

@@ -94,6 +94,26 @@ pub(crate) async fn browser(driver: &Driver, wav: &std::path::Path) -> Client {
     .await
 }
 
+/// Chromium with no microphone at all: permission is granted, but there is no device, so
+/// `getUserMedia` fails with `NotFoundError` (a laptop without a mic, a refused prompt).
+pub(crate) async fn browser_without_mic(driver: &Driver) -> Client {
+    session(
+        driver,
+        serde_json::json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                    "--use-fake-ui-for-media-stream",
+                    "--autoplay-policy=no-user-gesture-required",
+                ]
+            }
+        }),
+    )
+    .await
+}
+
 /// Headless Firefox ESR (Debian's firefox-esr): its fake microphone plays a tone.
 pub(crate) async fn firefox(driver: &Driver) -> Client {
     session(
@@ -424,6 +444,170 @@ fn a_live_room_in_two_browsers_is_recorded_per_speaker_and_transcribed() {
             "{name} said {sentence:?}; the transcript has {said:?}"
         );
     }
+}
+
+/// Waits until `c` hears audio with energy in it (WebRTC stats).
+async fn hears(c: &Client, who: &str) {
+    let start = Instant::now();
+    loop {
+        let stats = inbound(c).await;
+        if stats.iter().any(|s| {
+            s["packetsReceived"].as_f64().unwrap_or(0.0) > 50.0
+                && s["totalAudioEnergy"].as_f64().unwrap_or(0.0) > 0.0
+        }) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(25),
+            "{who} receives no audio: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Creates a room from `/rooms/new` and returns its URL once the host is on stage.
+async fn new_room(host: &Client, base: &str, title: &str) -> String {
+    host.goto(&format!("{base}/rooms/new")).await.unwrap();
+    host.find(Locator::Css("input[name=title]"))
+        .await
+        .unwrap()
+        .send_keys(title)
+        .await
+        .unwrap();
+    host.find(Locator::Css("main form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(host, "#stage li.person", "the host on stage").await;
+    host.current_url().await.unwrap().to_string()
+}
+
+/// Issue 15, items 1 and 2: a host with no microphone still runs the room and hears it
+/// (listen-only, told why, muted for everyone), a guest with one speaks; when the host ends
+/// the room, every open page stops (no recording sign, no host buttons) and the room's URL
+/// becomes its replay, without anyone reloading by hand.
+#[test]
+fn a_host_without_a_microphone_hears_the_room_and_the_ended_room_becomes_its_replay() {
+    let env = Env::new();
+    let guest_wav = voice(&env, "guest", GUEST_SENTENCE, "en-us+f4");
+    let (server, addr) = env.serve();
+    let base = format!("http://{addr}");
+    let driver = Driver::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let replay = rt.block_on(async {
+        let host = browser_without_mic(&driver).await;
+        let guest = browser(&driver, &guest_wav).await;
+        let result = async {
+            signup(&host, &base, "mira", "Mira Sol").await;
+            let room_url = new_room(&host, &base, "No mic today").await;
+            until(&host, "listen-only", |s| {
+                s["noMic"] == true && s["muted"] == true
+            })
+            .await;
+            let notice = wait_for(&host, "#notice", "the notice")
+                .await
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                notice.contains("No microphone") && notice.contains("You can listen"),
+                "{notice}"
+            );
+            assert!(
+                !notice.contains("Something went wrong"),
+                "a missing microphone is not an error: {notice}"
+            );
+            click(&host, "#record", "start recording").await;
+            until(&host, "recording", |s| s["recording"] == true).await;
+            let sign = wait_for(&host, "#recording-indicator", "the recording sign").await;
+            assert!(sign.text().await.unwrap().contains("being recorded"));
+
+            signup(&guest, &base, "teo", "Teo Park").await;
+            guest.goto(&room_url).await.unwrap();
+            wait_for(&guest, "#audience li.person", "the guest in the audience").await;
+            click(&guest, "#hand", "raise hand").await;
+            click(&host, "#hands li button", "the raised hand").await;
+            click(&guest, "#accept:not([hidden])", "the invitation").await;
+            until(&guest, "the guest on stage", |s| s["role"] == "speaker").await;
+            // The host, with no microphone, hears the guest.
+            hears(&host, "the host without a microphone").await;
+            // The others see the host as muted, not as silent by mistake.
+            until(&guest, "the host shown muted", |s| {
+                s["people"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|x| x["role"] == "host" && x["muted"] == true))
+            })
+            .await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+
+            host.execute("window.confirm = () => true; return null", vec![])
+                .await
+                .unwrap();
+            click(&host, "#end", "end room").await;
+            until(&guest, "the room to end", |s| {
+                s["ended"] == true && s["recording"] == false
+            })
+            .await;
+            let hidden: bool = guest
+                .execute(
+                    "return document.getElementById('recording-indicator').hidden \
+                     && document.getElementById('hand').hidden",
+                    vec![],
+                )
+                .await
+                .unwrap()
+                .as_bool()
+                .unwrap();
+            assert!(
+                hidden,
+                "an ended room shows no recording sign and no controls"
+            );
+            // Both pages move to the replay by themselves.
+            for (c, who) in [(&guest, "guest"), (&host, "host")] {
+                let start = Instant::now();
+                loop {
+                    let url = c.current_url().await.unwrap().to_string();
+                    if url.contains("/r/") {
+                        break;
+                    }
+                    assert!(
+                        start.elapsed() < Duration::from_secs(30),
+                        "the {who}'s page stayed at {url}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+            let replay = guest.current_url().await.unwrap().to_string();
+            assert_eq!(replay, host.current_url().await.unwrap().to_string());
+            // The room link itself leads there from now on.
+            guest.goto(&room_url).await.unwrap();
+            let again = guest.current_url().await.unwrap().to_string();
+            assert_eq!(again, replay, "the room's URL is its replay");
+            (room_url, replay)
+        }
+        .await;
+        let _ = host.close().await;
+        let _ = guest.close().await;
+        result
+    });
+    drop(driver);
+    let (room_url, replay) = replay;
+    // Never cached: a browser that saw the live room does not keep showing it.
+    let path = room_url.trim_start_matches(&base);
+    let r = http(&addr, "GET", path, &[], b"");
+    assert_eq!(
+        r.status, 303,
+        "anonymous: to log in, the replay being private"
+    );
+    let id = replay.rsplit("/r/").next().unwrap().to_string();
+    env.ok(&["recordings", "publish", &id, "--visibility", "public"]);
+    let r = http(&addr, "GET", path, &[], b"");
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some(format!("/r/{id}").as_str()));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    server.stop();
 }
 
 /// Whether the page is wider than the window (something would need sideways scrolling).

@@ -67,38 +67,6 @@ const EXCERPT_CHARS: usize = 400;
 /// The Podcasting 2.0 namespace for `<podcast:guid>` (a UUIDv5 of the feed's URL).
 const PODCAST_GUID_NAMESPACE: uuid::Uuid = uuid::uuid!("ead4c236-bf58-58c6-a2c6-a6b28d128cb6");
 
-/// `5 December 2026`.
-pub fn human_date(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[day padding:none] [month repr:long] [year]"
-            ))
-            .ok()
-        })
-        .unwrap_or_default()
-}
-
-/// `42 min`, `1 h 05 min`, `40 s`.
-pub fn human_length(ms: i64) -> String {
-    let s = (ms.max(0) + 500) / 1000;
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min", (s + 30) / 60),
-        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
-    }
-}
-
-/// `Ana`, `Ana and Bo`, `Ana, Bo and Cy`.
-fn and_list(names: &[&str]) -> String {
-    match names {
-        [] => String::new(),
-        [one] => (*one).to_string(),
-        [init @ .., last] => format!("{} and {last}", init.join(", ")),
-    }
-}
-
 /// The feed's language: the one most of the host's replays are in (as set, else as
 /// transcribed), else English.
 fn channel_language<'a>(langs: impl Iterator<Item = &'a str>) -> String {
@@ -132,12 +100,15 @@ fn episode_notes(
     if r.description.trim().is_empty() {
         notes.push_str(&format!("A room hosted by {host}"));
         if !guests.is_empty() {
-            notes.push_str(&format!(" with {}", and_list(guests)));
+            notes.push_str(&format!(
+                " with {}",
+                crate::pages::names(guests, usize::MAX)
+            ));
         }
         notes.push_str(&format!(
             ". {}, recorded {}.",
-            human_length(r.duration_ms.unwrap_or(0)),
-            human_date(r.started_at.0)
+            crate::pages::length(r.duration_ms.unwrap_or(0)),
+            crate::pages::date(r.started_at)
         ));
         if let Some(t) = transcript {
             let mut excerpt = String::new();
@@ -255,7 +226,13 @@ pub async fn feed(
                 guests.push(&t.speaker.name);
             }
         }
-        let notes = episode_notes(r, &host.display_name, &guests, transcript.as_ref(), &page);
+        // The host by the name they spoke under here (a renamed speaker keeps the new name),
+        // else by their account's.
+        let host_name = tracks
+            .iter()
+            .find(|t| t.speaker.id.to_string() == host_speaker)
+            .map_or(host.display_name.as_str(), |t| t.speaker.name.as_str());
+        let notes = episode_notes(r, host_name, &guests, transcript.as_ref(), &page);
         let main = mp3.as_ref().unwrap_or(&opus);
         let _ = write!(
             items,
@@ -298,7 +275,8 @@ pub async fn feed(
         }
         let _ = writeln!(
             items,
-            "<podcast:person role=\"host\" group=\"cast\">{title}</podcast:person>"
+            "<podcast:person role=\"host\" group=\"cast\">{}</podcast:person>",
+            xml_escape(host_name)
         );
         for g in &guests {
             let _ = writeln!(

@@ -494,6 +494,13 @@ pub async fn room_page(
     Query(q): Query<EntryQuery>,
 ) -> Result<Response, PageError> {
     let id = parse_room_id(&id)?;
+    // The room's URL becomes its replay when it ends (for whoever may hear the replay).
+    if let Ok(room) = state.catalog.room(id).await
+        && room.state == RoomState::Ended
+        && let Some(rec) = replay_of(&state, &room, session.as_ref()).await?
+    {
+        return Ok(no_store(Redirect::to(&format!("/r/{rec}")).into_response()));
+    }
     let Some(session) = session else {
         // Whether the room exists, is private or has ended is not said before log-in: every
         // well-formed room link sends a stranger to the log-in page and back.
@@ -508,14 +515,21 @@ pub async fn room_page(
         return Ok(login_redirect(&back));
     };
     let room = find_room(&state, id).await?;
-    let e = entry(
+    let e = match entry(
         &state,
         &room,
         &session,
         q.invite.as_deref(),
         q.speak.as_deref(),
     )
-    .await?;
+    .await
+    {
+        Ok(e) => e,
+        Err(e) if e.status() == StatusCode::GONE => {
+            return Ok(ended_page(&room, &session));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let is_host = matches!(e, Entry::Host | Entry::Cohost);
     let boot = serde_json::json!({
         "room": room.id,
@@ -530,51 +544,103 @@ pub async fn room_page(
         .as_ref()
         .filter(|_| e == Entry::Host)
         .map(|t| format!("/rooms/{}?invite={t}", room.id));
-    Ok(layout(
-        &room.title,
-        Some(&session),
-        html! {
-            section.room #room data-room=(room.id) {
-                header.room-head {
-                    h1 #room-title { (room.title) }
-                    span #recording-indicator.rec hidden { "● Recording" }
-                    @if !room.description.is_empty() { p.desc { (room.description) } }
-                }
-                p #notice.notice role="status" hidden {}
-                h2 { "On stage" }
-                ul.stage #stage {}
-                h2 { "Listening" }
-                ul.audience #audience {}
-                div.controls {
-                    button #hand type="button" { "✋ Raise hand" }
-                    button #accept type="button" hidden { "Join the stage" }
-                    button #mute type="button" hidden { "Mute" }
-                    button #leave-stage type="button" hidden { "Leave stage" }
-                    button #leave type="button" { "Leave" }
-                }
-                @if is_host {
-                    section.host-controls #host-controls {
-                        h2 { "Host" }
-                        div.controls {
-                            button #record type="button" { "Start recording" }
-                            button #speaker-link type="button" { "Invite link to speak" }
-                            button #end type="button" { "End room" }
-                        }
-                        @if let Some(l) = &invite_link {
-                            p { "Private invite link: " code #invite-link { (l) } }
-                        }
-                        p { code #speaker-invite {} }
-                        h3 { "Raised hands" }
-                        ul #hands {}
+    Ok(no_store(
+        layout(
+            &room.title,
+            Some(&session),
+            html! {
+                section.room #room data-room=(room.id) {
+                    header.room-head {
+                        h1 #room-title { (room.title) }
+                        span #recording-indicator.rec hidden { "● Recording" }
+                        @if !room.description.is_empty() { p.desc { (room.description) } }
                     }
+                    p #notice.notice role="status" hidden {}
+                    h2 { "On stage" }
+                    ul.stage #stage {}
+                    h2 { "Listening" }
+                    ul.audience #audience {}
+                    div.controls {
+                        button #hand type="button" { "✋ Raise hand" }
+                        button #accept type="button" hidden { "Join the stage" }
+                        button #mute type="button" hidden { "Mute" }
+                        button #leave-stage type="button" hidden { "Leave stage" }
+                        button #leave type="button" { "Leave" }
+                    }
+                    @if is_host {
+                        section.host-controls #host-controls {
+                            h2 { "Host" }
+                            div.controls {
+                                button #record type="button" { "Start recording" }
+                                button #speaker-link type="button" { "Invite link to speak" }
+                                button #end type="button" { "End room" }
+                            }
+                            @if let Some(l) = &invite_link {
+                                p { "Private invite link: " code #invite-link { (l) } }
+                            }
+                            p { code #speaker-invite {} }
+                            h3 { "Raised hands" }
+                            ul #hands {}
+                        }
+                    }
+                    div #sinks hidden {}
+                    script #boot type="application/json" { (json_island(&boot)) }
+                    script type="module" src="/static/room.js" {}
                 }
-                div #sinks hidden {}
-                script #boot type="application/json" { (json_island(&boot)) }
-                script type="module" src="/static/room.js" {}
+            },
+        )
+        .into_response(),
+    ))
+}
+
+/// Room pages change with the room (live, then ended, then its replay): never cached, so a
+/// browser that saw one state never shows it again later.
+fn no_store(mut res: Response) -> Response {
+    res.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    res
+}
+
+/// The newest recording of `room` the caller may hear, if any.
+async fn replay_of(
+    state: &AppState,
+    room: &Room,
+    session: Option<&Session>,
+) -> Result<Option<roomtape_core::RecordingId>, AppError> {
+    for rec in state.catalog.recordings_of_room(room.id).await? {
+        match crate::replay::viewable(state, &rec.id.to_string(), session).await {
+            // A private room's link leads only its insiders to an unpublished replay.
+            Ok(v)
+                if room.visibility == Visibility::Private
+                    && v.recording.visibility != Visibility::Public
+                    && !(v.access.manage || v.access.speaker) => {}
+            Ok(v) => return Ok(Some(v.recording.id)),
+            Err(e) if e.status() == StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// An ended room with no replay the caller may hear: said plainly, signed in as they are,
+/// with where to go next. 410, and never cached.
+fn ended_page(room: &Room, session: &Session) -> Response {
+    let when = room.ended_at.map(crate::pages::date).unwrap_or_default();
+    let body = layout(
+        &room.title,
+        Some(session),
+        html! {
+            section.card.ended #room-ended {
+                h1 { (room.title) }
+                p.lead { "This room has ended" @if !when.is_empty() { " (" (when) ")" } "." }
+                p { "No replay of it is published. If the host publishes one, it will be here, at this link." }
+                p { a href="/" { "See rooms that are live now" } " · " a href="/replays" { "Browse replays" } }
             }
         },
-    )
-    .into_response())
+    );
+    no_store((StatusCode::GONE, body).into_response())
 }
 
 /// A one-person link onto the stage (host and co-hosts).

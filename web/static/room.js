@@ -15,11 +15,15 @@ const state = {
   invited: false,
   muted: false,
   closed: false,
+  ended: false,
+  // The microphone was refused or is missing: this page listens only.
+  noMic: false,
 };
 let ws = null;
 let pc = null;
 let micStream = null;
 let micSender = null;
+let micTransceiver = null;
 const audios = new Map();
 
 function send(msg) {
@@ -51,7 +55,7 @@ function connect() {
   };
   ws.onclose = () => {
     state.closed = true;
-    if (!$("notice").textContent) notice("You left the room.");
+    if (!state.ended && !$("notice").textContent) notice("You left the room.");
     teardown();
     render();
   };
@@ -115,7 +119,12 @@ async function handle(m) {
       notice("The host removed you from this room.");
       break;
     case "ended":
-      notice("The host ended this room.");
+      // The room's URL becomes its replay: the server sends a reload there (or to a page
+      // that says the room ended, when there is no replay to hear).
+      state.ended = true;
+      setRecording(false);
+      notice("The host ended this room. Its replay will be at this link when it is ready; taking you there…");
+      setTimeout(() => location.reload(), 4000);
       break;
     case "error":
       notice(`Not done: ${m.message}`);
@@ -138,7 +147,7 @@ function peer() {
       audios.set(stream.id, a);
     }
     a.srcObject = stream;
-    a.play().catch(() => notice("Click anywhere to hear the room."));
+    a.play().catch(() => audioPrompt(true));
   };
   pc.onconnectionstatechange = () => {
     if (pc && pc.connectionState === "failed") notice("The audio connection failed.");
@@ -146,29 +155,66 @@ function peer() {
   return pc;
 }
 
+// Why the microphone could not be had, and what the person can still do.
+function micProblem(err) {
+  const can = "You can listen; the room cannot hear you.";
+  switch (err?.name) {
+    case "NotAllowedError":
+    case "SecurityError":
+      return `Microphone access was refused. ${can} Allow the microphone for this site, then press Unmute.`;
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return `No microphone was found. ${can} Connect one, then press Unmute.`;
+    default:
+      return `The microphone could not be opened (${err?.message ?? err}). ${can}`;
+  }
+}
+
+// Opens the microphone; on failure the page listens only, muted, and says why.
+async function openMic() {
+  if (micStream) return true;
+  try {
+    micStream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
+    state.noMic = false;
+    return true;
+  } catch (err) {
+    state.noMic = true;
+    if (!state.muted) {
+      state.muted = true;
+      send({ type: "set_muted", muted: true });
+    }
+    notice(micProblem(err));
+    return false;
+  }
+}
+
 async function answer(m) {
   const p = peer();
   await p.setRemoteDescription({ type: "offer", sdp: m.sdp });
   for (const t of p.getTransceivers()) {
     if (m.mic && t.mid === m.mic && !t.stopped) {
-      if (!micStream) {
-        micStream = await navigator.mediaDevices.getUserMedia({
-          audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-        });
-      }
+      // Sending, with or without a track: a microphone found later is put in place
+      // without a new offer.
+      t.direction = "sendonly";
+      micTransceiver = t;
+      micSender = t.sender;
+      if (state.noMic || !(await openMic())) continue;
       const track = micStream.getAudioTracks()[0];
       track.enabled = !state.muted;
       await t.sender.replaceTrack(track);
-      t.direction = "sendonly";
-      micSender = t.sender;
     }
   }
-  if (!m.mic && micStream) {
+  if (!m.mic) {
     // Off stage: the server made the microphone track inactive; release the microphone.
-    await micSender?.replaceTrack(null);
-    micStream.getTracks().forEach((t) => t.stop());
-    micStream = null;
+    if (micStream) {
+      await micSender?.replaceTrack(null);
+      micStream.getTracks().forEach((t) => t.stop());
+      micStream = null;
+    }
     micSender = null;
+    micTransceiver = null;
   }
   const a = await p.createAnswer();
   await p.setLocalDescription(a);
@@ -180,9 +226,27 @@ function setMicEnabled(on) {
   micStream?.getAudioTracks().forEach((t) => (t.enabled = on));
 }
 
+// Browsers may refuse to play before the person has touched the page: then a button says
+// so, beside (never instead of) the other notices.
+function audioPrompt(show) {
+  let b = $("play-audio");
+  if (!b && show) {
+    b = button("Play the room's audio", () => {
+      for (const a of audios.values()) a.play().catch(() => {});
+      audioPrompt(false);
+    });
+    b.id = "play-audio";
+    b.className = "primary";
+    $("notice").after(b);
+  }
+  if (b) b.hidden = !show;
+}
+
 function setRecording(on) {
   state.recording = on;
-  $("recording-indicator").hidden = !on;
+  const ind = $("recording-indicator");
+  ind.hidden = !on;
+  ind.textContent = "● Recording: this room is being recorded";
   const r = $("record");
   if (r) r.textContent = on ? "Stop recording" : "Start recording";
 }
@@ -254,7 +318,13 @@ function personItem(p) {
     if (p.role !== "cohost") {
       tools.appendChild(button("Make co-host", () => send({ type: "make_cohost", user: p.id })));
     }
-    tools.appendChild(button("Remove", () => send({ type: "remove", user: p.id })));
+    tools.appendChild(
+      button("Remove…", () => {
+        if (confirm(`Remove ${p.name} from this room? They cannot come back in.`)) {
+          send({ type: "remove", user: p.id });
+        }
+      }),
+    );
     li.appendChild(tools);
   }
   return li;
@@ -289,6 +359,9 @@ function render() {
   $("mute").textContent = state.muted ? "Unmute" : "Mute";
   $("leave-stage").hidden = !onStage(state.role) || state.role === "host" || state.closed;
   $("leave").hidden = state.closed;
+  const host = $("host-controls");
+  if (host) host.hidden = state.closed;
+  $("room").classList.toggle("closed", state.closed);
 }
 
 $("hand").addEventListener("click", () => {
@@ -300,7 +373,14 @@ $("accept").addEventListener("click", () => {
   notice("");
   send({ type: "accept_invite" });
 });
-$("mute").addEventListener("click", () => {
+$("mute").addEventListener("click", async () => {
+  if (state.muted && !micStream) {
+    // Listening only so far: ask for the microphone again (the person may have allowed it).
+    if (!(await openMic())) return render();
+    const track = micStream.getAudioTracks()[0];
+    await micTransceiver?.sender.replaceTrack(track);
+    notice("");
+  }
   setMicEnabled(state.muted);
   send({ type: "set_muted", muted: state.muted });
   render();
@@ -325,7 +405,7 @@ $("speaker-link")?.addEventListener("click", async () => {
   $("speaker-invite").textContent = r.ok ? new URL(body.link, location.href).href : body.error.message;
 });
 document.addEventListener("click", () => {
-  for (const a of audios.values()) a.play().catch(() => {});
+  for (const a of audios.values()) a.play().then(() => audioPrompt(false), () => {});
 });
 
 // For tests and troubleshooting: what this page knows, and its WebRTC statistics.

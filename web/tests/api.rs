@@ -1284,7 +1284,7 @@ async fn the_feed_describes_episodes_names_the_host_and_encloses_an_mp3_of_older
         "channel and item, once each"
     );
     assert!(
-        feed.contains("A room hosted by hana with sam. 1 min, recorded 14 November 2023."),
+        feed.contains("A room hosted by hana with sam. 1 min, recorded 14 Nov 2023."),
         "{feed}"
     );
     assert!(feed.contains("It begins: “Welcome to the bicycle path meeting. Second line.”"));

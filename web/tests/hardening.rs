@@ -356,10 +356,12 @@ async fn requests_for_other_host_names_are_refused() {
     };
     let a = feed("rooms.example.org").await;
     assert_eq!(a.status, StatusCode::OK);
+    let text = a.text();
     assert!(
-        a.text()
-            .contains("<link>https://rooms.example.org/feeds/ana.xml</link>")
+        text.contains("<atom:link href=\"https://rooms.example.org/feeds/ana.xml\" rel=\"self\""),
+        "{text}"
     );
+    assert!(text.contains("<link>https://rooms.example.org/replays?host=ana</link>"));
     assert_eq!(feed("rooms.example.org:443").await.status, StatusCode::OK);
     for other in ["localhost:8080", "evil.example", "rooms.example.org:8443"] {
         let a = feed(other).await;
