@@ -412,8 +412,8 @@ async fn tokens_markup(
                             tr {
                                 td { (t.name) }
                                 td { code { (t.prefix) "…" } }
-                                td { (t.created_at.to_rfc3339()) }
-                                td { (t.last_used_at.map(|x| x.to_rfc3339()).unwrap_or_else(|| "never".into())) }
+                                td { (crate::pages::moment_tag(t.created_at)) }
+                                td { @if let Some(x) = t.last_used_at { (crate::pages::moment_tag(x)) } @else { "never" } }
                                 td {
                                     @if t.revoked_at.is_some() { "revoked" } @else {
                                         form.inline method="post" action={ "/tokens/" (t.id) "/revoke" } {

@@ -671,7 +671,7 @@ async fn page_markup(
                             tr {
                                 td { code { (h.url) } }
                                 td { (h.events.join(", ")) }
-                                td { (h.created_at.to_rfc3339()) }
+                                td { (crate::pages::moment_tag(h.created_at)) }
                                 td {
                                     form.inline method="post" action={ "/webhooks/" (h.id) "/delete" } {
                                         input type="hidden" name="_csrf" value=(session.csrf);
@@ -690,7 +690,7 @@ async fn page_markup(
                     tbody {
                         @for d in &deliveries {
                             tr {
-                                td { (d.created_at.to_rfc3339()) }
+                                td { (crate::pages::moment_tag(d.created_at)) }
                                 td { (d.event) }
                                 td { code { (url_of.get(&d.webhook_id).copied().unwrap_or("")) } }
                                 td { (d.state.as_str()) }
@@ -699,7 +699,7 @@ async fn page_markup(
                                 td { (d.last_error.as_deref().unwrap_or("")) }
                                 td {
                                     @if d.state == DeliveryState::Pending {
-                                        (d.next_attempt_at.map(Timestamp::to_rfc3339).unwrap_or_default())
+                                        @if let Some(x) = d.next_attempt_at { (crate::pages::moment_tag(x)) }
                                     }
                                 }
                             }
