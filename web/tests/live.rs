@@ -644,6 +644,7 @@ async fn a_vanished_peer_leaves_after_the_ice_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_quick_joins_and_leaves_leave_nothing_behind() {
+    const FD_SLACK: usize = 10;
     let srv = server().await;
     let (ana, _) = srv.user("Ana").await;
     let (_, bruno_c) = srv.user("Bruno").await;
@@ -674,7 +675,11 @@ async fn a_hundred_quick_joins_and_leaves_leave_nothing_behind() {
             && s.timers == 0
             && s.addresses == 0
             && srv.live.running_rooms() == 0;
-        if settled && fds() <= fd0 && tasks() <= task0 {
+        // Descriptors are counted for the whole test process, where other tests open and
+        // close their own at the same time; a leak here is one or more per join (a socket,
+        // a WebSocket), so a hundred joins leak a hundred. A few of slack absorbs the
+        // neighbours without hiding that.
+        if settled && fds() <= fd0 + FD_SLACK && tasks() <= task0 {
             break;
         }
         assert!(
