@@ -320,6 +320,17 @@ impl Catalog {
         rows.iter().map(job_from_row).collect()
     }
 
+    /// The newest job of a recording, if it has any.
+    pub async fn latest_job(&self, recording: RecordingId) -> Result<Option<Job>> {
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE recording_id = ? ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(recording.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
     /// One job.
     pub async fn job(&self, id: JobId) -> Result<Job> {
         let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))

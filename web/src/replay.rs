@@ -12,8 +12,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use roomtape_core::{
-    Access, Recording, RecordingId, Segment, SpeakerId, Track, Transcript, User, Visibility,
-    layout as keys,
+    Access, Recording, RecordingId, RecordingState, Segment, SpeakerId, Track, Transcript, User,
+    Visibility, layout as keys,
 };
 use roomtape_transcribe::export::{self, Format};
 
@@ -229,7 +229,11 @@ async fn page(
                     input #share-link type="text" readonly hidden aria-label="Quote link";
                 }
                 @if segments.is_empty() {
-                    p.muted { "No transcript yet." }
+                    // Kept up to date by replay.js from status.json; the transcript is shown
+                    // as soon as it is ready.
+                    p.muted #transcript-status role="status" data-state=(r.state.as_str()) {
+                        (status_text(&transcript_status(&state, r).await?))
+                    }
                 }
                 // Otter-style turns: a speaker's consecutive lines under one name and start
                 // time; each line keeps its own time (click to play), pick box and index.
@@ -318,6 +322,19 @@ async fn file(
             .await
         }
         "mix.mp3" => media::serve_mix_mp3(&state, r, &headers, None).await,
+        "status.json" => {
+            let s = transcript_status(&state, r).await?;
+            let mut res = axum::Json(serde_json::json!({
+                "state": r.state.as_str(),
+                "text": status_text(&s),
+                "progress": s.progress,
+                "eta_seconds": s.eta_seconds,
+            }))
+            .into_response();
+            res.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(res)
+        }
         "peaks.json" => {
             media::serve_file(
                 &state,
@@ -341,6 +358,73 @@ async fn file(
                 .ok_or_else(|| AppError::not_found("this recording has no transcript yet"))?;
             Ok(transcript_download(&t, format, &r.id.to_string()))
         }
+    }
+}
+
+/// Where a recording's transcript stands, for whoever waits for it.
+#[derive(Debug)]
+struct TranscriptStatus {
+    state: RecordingState,
+    /// The transcription job's progress, 0–1, while it runs.
+    progress: Option<f64>,
+    /// What is left, from the pace so far (after the first 5%).
+    eta_seconds: Option<u64>,
+    error: Option<String>,
+}
+
+async fn transcript_status(state: &AppState, r: &Recording) -> Result<TranscriptStatus, AppError> {
+    let job = state.catalog.latest_job(r.id).await?;
+    let running = job
+        .as_ref()
+        .filter(|j| j.state == roomtape_core::JobState::Running);
+    let progress = running.map(|j| j.progress.clamp(0.0, 1.0));
+    let mut eta_seconds = None;
+    if let (Some(j), Some(p)) = (running, progress)
+        && p >= 0.05
+    {
+        let runs = state.catalog.job_runs(j.id).await?;
+        if let Some((_, _, started, _, _)) = runs.last() {
+            let elapsed = (roomtape_core::Timestamp::now().0 - started).max(0) as f64 / 1000.0;
+            eta_seconds = Some((elapsed / p * (1.0 - p)).round() as u64);
+        }
+    }
+    Ok(TranscriptStatus {
+        state: r.state,
+        progress,
+        eta_seconds,
+        error: job
+            .filter(|j| j.state == roomtape_core::JobState::Failed)
+            .and(r.error.clone()),
+    })
+}
+
+fn status_text(s: &TranscriptStatus) -> String {
+    match s.state {
+        RecordingState::Recording => "Recording now: the transcript follows when it ends.".into(),
+        RecordingState::Recorded => {
+            "Waiting to be transcribed: this page shows the transcript when it is ready.".into()
+        }
+        RecordingState::Transcribing => {
+            let mut t = String::from("Transcribing");
+            if let Some(p) = s.progress {
+                t.push_str(&format!(": {:.0}% done", p * 100.0));
+            }
+            match s.eta_seconds {
+                Some(0) => t.push_str(", almost there"),
+                Some(e) => t.push_str(&format!(
+                    ", about {} left",
+                    crate::pages::length(e as i64 * 1000)
+                )),
+                None => {}
+            }
+            t.push_str(". This page shows the transcript when it is ready.");
+            t
+        }
+        RecordingState::Transcribed => "No words were heard in this recording.".into(),
+        RecordingState::Failed => match &s.error {
+            Some(e) => format!("Transcription failed: {e}"),
+            None => "Transcription failed.".into(),
+        },
     }
 }
 

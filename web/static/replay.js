@@ -15,6 +15,32 @@
     speaker: Number(el.dataset.speaker),
   }));
   const base = `/r/${root.dataset.id}`;
+  // While there is no transcript yet: say how it is going, and show it once it is ready
+  // (the page comes back at the second being played).
+  const status = document.getElementById("transcript-status");
+  if (status && !["transcribed", "failed"].includes(status.dataset.state)) {
+    const poll = async () => {
+      try {
+        const r = await fetch(`${base}/status.json`, { cache: "no-store" });
+        if (r.ok) {
+          const s = await r.json();
+          status.textContent = s.text;
+          status.dataset.state = s.state;
+          if (s.state === "transcribed") {
+            const u = new URL(location.href);
+            if (player && player.currentTime > 0) u.searchParams.set("t", player.currentTime.toFixed(1));
+            location.replace(u.href);
+            return;
+          }
+          if (s.state === "failed") return;
+        }
+      } catch {
+        // Offline for a moment: try again at the next tick.
+      }
+      setTimeout(poll, 4000);
+    };
+    setTimeout(poll, 4000);
+  }
   const COLORS = ["#2f5bd3", "#2e9d5b", "#c2571a", "#8e44ad", "#b8860b", "#d32f2f", "#16a085", "#5d6d7e"];
 
   // The span to stop at (a shared quote), if any.

@@ -517,3 +517,76 @@ fn a_room_is_live_while_someone_is_in_it_and_listed_while_about_to_start() {
         LobbySlot::Starting
     );
 }
+
+/// The body of `uri` as JSON, with its `Cache-Control`.
+async fn json(site: &Site, uri: &str) -> (serde_json::Value, String) {
+    let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let res = site.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{uri}");
+    let cache = res
+        .headers()
+        .get(header::CACHE_CONTROL)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (serde_json::from_slice(&body).unwrap(), cache)
+}
+
+#[tokio::test]
+async fn a_replay_waiting_for_its_transcript_says_how_far_it_is_and_what_is_left() {
+    let site = site().await;
+    let ana = site.user("ana", "Ana Lima").await;
+    let (id, tracks) = site
+        .recording(&ana, "Night shift", RecordingState::Recorded, &[&ana])
+        .await;
+    let uri = format!("/r/{id}");
+    let status = format!("/r/{id}/status.json");
+
+    // Waiting in the queue: no bare "No transcript yet", and a live region the script updates.
+    let html = site.page(&uri).await;
+    assert!(!html.contains("No transcript yet"), "{html}");
+    let el = pieces(&html, "id=\"transcript-status\"", "</p>");
+    assert_eq!(el.len(), 1, "{html}");
+    assert!(el[0].contains("role=\"status\""), "{}", el[0]);
+    assert!(el[0].contains("data-state=\"recorded\""), "{}", el[0]);
+    assert!(el[0].contains("Waiting to be transcribed"), "{}", el[0]);
+    let (s, cache) = json(&site, &status).await;
+    assert_eq!(cache, "no-store", "a poller must never see a cached answer");
+    assert_eq!(s["state"], "recorded");
+    assert!(s["progress"].is_null() && s["eta_seconds"].is_null(), "{s}");
+
+    // A worker takes it and reports half done: the page and the JSON say so, with an estimate.
+    let job = site.catalog.enqueue_transcription(id).await.unwrap();
+    let leased = site
+        .catalog
+        .lease_job("w1", 60_000, Some(job))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased.id, job);
+    assert!(
+        site.catalog
+            .renew_lease(job, "w1", 60_000, 0.5)
+            .await
+            .unwrap()
+    );
+    let (s, _) = json(&site, &status).await;
+    assert_eq!(s["state"], "transcribing", "{s}");
+    assert_eq!(s["progress"], 0.5, "{s}");
+    assert!(s["eta_seconds"].as_u64().is_some(), "{s}");
+    let text = s["text"].as_str().unwrap();
+    assert!(text.starts_with("Transcribing: 50% done, "), "{text}");
+    let html = site.page(&uri).await;
+    assert!(html.contains("50% done"), "{html}");
+
+    // Done: the JSON says transcribed (the script then reloads into the transcript).
+    site.transcript(id, &tracks, &[(0, "Good evening and welcome.")])
+        .await;
+    let (s, _) = json(&site, &status).await;
+    assert_eq!(s["state"], "transcribed", "{s}");
+    let html = site.page(&uri).await;
+    assert!(!html.contains("transcript-status"), "{html}");
+    assert!(html.contains("Good evening and welcome."));
+}
