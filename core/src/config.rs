@@ -93,6 +93,9 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Whether anyone may create an account (the first account, the admin, always may).
     pub open_signup: bool,
+    /// Whether people without an account may listen to public and unlisted rooms (listen
+    /// only: raising a hand asks them to sign in).
+    pub guest_listeners: bool,
     /// Days a log-in lasts.
     pub session_days: u32,
     /// Seconds a client has to send a whole request head once its first byte has come; a
@@ -245,6 +248,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             public_url: String::new(),
             open_signup: true,
+            guest_listeners: true,
             session_days: 30,
             trusted_proxies: Vec::new(),
             header_timeout_secs: 20,

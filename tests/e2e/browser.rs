@@ -207,6 +207,11 @@ async fn wait_for(c: &Client, css: &str, what: &str) -> fantoccini::elements::El
 
 async fn signup(c: &Client, base: &str, user: &str, name: &str) {
     c.goto(&format!("{base}/signup")).await.unwrap();
+    fill_signup(c, user, name).await;
+}
+
+/// Fills in and sends the sign-up form on the page `c` is at; waits until logged in.
+async fn fill_signup(c: &Client, user: &str, name: &str) {
     c.find(Locator::Css("input[name=username]"))
         .await
         .unwrap()
@@ -452,7 +457,7 @@ async fn hears(c: &Client, who: &str, packets: f64) {
 }
 
 /// Creates a room from `/rooms/new` and returns its URL once the host is on stage.
-async fn new_room(host: &Client, base: &str, title: &str) -> String {
+async fn new_room(host: &Client, base: &str, title: &str, visibility: &str) -> String {
     host.goto(&format!("{base}/rooms/new")).await.unwrap();
     host.find(Locator::Css("input[name=title]"))
         .await
@@ -460,6 +465,14 @@ async fn new_room(host: &Client, base: &str, title: &str) -> String {
         .send_keys(title)
         .await
         .unwrap();
+    host.find(Locator::Css(&format!(
+        "input[name=visibility][value={visibility}]"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
     host.find(Locator::Css("main form button[type=submit]"))
         .await
         .unwrap()
@@ -478,7 +491,10 @@ async fn new_room(host: &Client, base: &str, title: &str) -> String {
 fn a_host_without_a_microphone_hears_the_room_and_the_ended_room_becomes_its_replay() {
     let env = Env::new();
     let guest_wav = voice(&env, "guest", GUEST_SENTENCE, "en-us+f4");
-    let (server, addr) = env.serve();
+    let (server, addr) = env.serve_with(&[
+        ("ROOMTAPE_TRANSCRIBE_MODEL", &test_model()),
+        ("ROOMTAPE_TRANSCRIBE_THREADS", "1"),
+    ]);
     let base = format!("http://{addr}");
     let driver = Driver::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -487,7 +503,12 @@ fn a_host_without_a_microphone_hears_the_room_and_the_ended_room_becomes_its_rep
         let guest = browser(&driver, &guest_wav).await;
         let result = async {
             signup(&host, &base, "mira", "Mira Sol").await;
-            let room_url = new_room(&host, &base, "No mic today").await;
+            let room_url = new_room(&host, &base, "No mic today", "private").await;
+            let invite = wait_for(&host, "#invite-link", "the private invite link")
+                .await
+                .text()
+                .await
+                .unwrap();
             until(&host, "listen-only", |s| {
                 s["noMic"] == true && s["muted"] == true
             })
@@ -510,9 +531,20 @@ fn a_host_without_a_microphone_hears_the_room_and_the_ended_room_becomes_its_rep
             let sign = wait_for(&host, "#recording-indicator", "the recording sign").await;
             assert!(sign.text().await.unwrap().contains("being recorded"));
 
-            signup(&guest, &base, "teo", "Teo Park").await;
-            guest.goto(&room_url).await.unwrap();
+            // Issue 15, item 3: the invite link, opened signed out, leads to a log-in page that
+            // names the room, whose "Sign up" keeps the link: the new account lands in the room.
+            guest.goto(&format!("{base}{invite}")).await.unwrap();
+            let lead = wait_for(&guest, "#destination", "where the log-in leads")
+                .await
+                .text()
+                .await
+                .unwrap();
+            assert!(lead.contains("No mic today"), "{lead}");
+            click(&guest, "main a[href^='/signup']", "sign up").await;
+            fill_signup(&guest, "teo", "Teo Park").await;
             wait_for(&guest, "#audience li.person", "the guest in the audience").await;
+            let landed = guest.current_url().await.unwrap().to_string();
+            assert_eq!(landed, format!("{base}{invite}"), "back at the invite link");
             click(&guest, "#hand", "raise hand").await;
             click(&host, "#hands li button", "the raised hand").await;
             click(&guest, "#accept:not([hidden])", "the invitation").await;
@@ -567,6 +599,49 @@ fn a_host_without_a_microphone_hears_the_room_and_the_ended_room_becomes_its_rep
             }
             let replay = guest.current_url().await.unwrap().to_string();
             assert_eq!(replay, host.current_url().await.unwrap().to_string());
+            // Item 5: the replay says where the transcript stands, and shows it once it is
+            // ready, with nobody reloading.
+            let start = Instant::now();
+            let mut said = Vec::new();
+            loop {
+                let status = guest
+                    .execute(
+                        "const e = document.getElementById('transcript-status'); \
+                         return e ? e.textContent : null",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                if let Some(t) = status.as_str() {
+                    said.push(t.to_string());
+                } else if guest.find(Locator::Css("li.line")).await.is_ok() {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(90),
+                    "no transcript appeared; the page said {said:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            assert!(
+                said.iter()
+                    .all(|t| !t.is_empty() && !t.contains("No transcript yet")),
+                "{said:?}"
+            );
+            let words = guest
+                .find(Locator::Css("#transcript"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+                .to_lowercase();
+            assert!(
+                ["wonderful", "news", "everyone", "town"]
+                    .iter()
+                    .any(|w| words.contains(w)),
+                "the guest's sentence: {words}"
+            );
             // The room link itself leads there from now on.
             guest.goto(&room_url).await.unwrap();
             let again = guest.current_url().await.unwrap().to_string();
@@ -585,7 +660,7 @@ fn a_host_without_a_microphone_hears_the_room_and_the_ended_room_becomes_its_rep
     let r = http(&addr, "GET", path, &[], b"");
     assert_eq!(
         r.status, 303,
-        "anonymous: to log in, the replay being private"
+        "anonymous: to log in, the room and its replay being private"
     );
     let id = replay.rsplit("/r/").next().unwrap().to_string();
     env.ok(&["recordings", "publish", &id, "--visibility", "public"]);
@@ -661,11 +736,27 @@ fn a_firefox_listener_on_a_phone_sized_screen_hears_takes_the_stage_and_is_recor
                 .unwrap();
             until(&host, "recording", |s| s["recording"] == true).await;
 
-            signup(&guest, &base, "bruno", "Bruno Costa").await;
-            assert_fits(&guest, "the lobby").await;
+            // Issue 15, item 3: the room link, opened with no account, is heard at once (a
+            // public room), listen only.
             guest.goto(&room_url).await.unwrap();
             wait_for(&guest, "#audience li.person", "the guest in the audience").await;
             assert_fits(&guest, "the room page").await;
+            until(&guest, "listening as a guest", |s| s["role"] == "listener").await;
+            hears(&guest, "Firefox, listening without an account,", 50.0).await;
+            // Raising a hand asks them to sign in, and signing up comes back to the room.
+            let hand = wait_for(&guest, "#hand", "the hand").await;
+            assert!(hand.text().await.unwrap().contains("Sign in"));
+            hand.click().await.unwrap();
+            let lead = wait_for(&guest, "#destination", "where the log-in leads")
+                .await
+                .text()
+                .await
+                .unwrap();
+            assert!(lead.contains("rather long title"), "{lead}");
+            click(&guest, "main a[href^='/signup']", "sign up").await;
+            fill_signup(&guest, "bruno", "Bruno Costa").await;
+            wait_for(&guest, "#audience li.person", "the guest in the audience").await;
+            assert_eq!(guest.current_url().await.unwrap().to_string(), room_url);
             assert!(
                 guest
                     .find(Locator::Css("#notice"))

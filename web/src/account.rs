@@ -22,6 +22,9 @@ pub struct SignupForm {
     username: String,
     display_name: String,
     password: String,
+    /// Where to go once the account exists (a path on this site).
+    #[serde(default)]
+    next: String,
 }
 
 impl std::fmt::Debug for SignupForm {
@@ -54,14 +57,25 @@ pub struct CsrfForm {
     _csrf: String,
 }
 
-fn signup_form(username: &str, display_name: &str) -> Markup {
+fn signup_form(username: &str, display_name: &str, next: &str) -> Markup {
     html! {
         form method="post" action="/signup" {
+            input type="hidden" name="next" value=(next);
             label { "User name" input name="username" required maxlength="32" autocomplete="username" value=(username); }
             label { "Display name" input name="display_name" required maxlength="64" value=(display_name); }
             label { "Password (8 or more characters)" input name="password" type="password" required minlength="8" autocomplete="new-password"; }
             button type="submit" { "Create account" }
         }
+        p { "Have an account? " a href=(with_next("/login", next)) { "Log in" } }
+    }
+}
+
+/// `path`, carrying `next` along when there is one.
+fn with_next(path: &str, next: &str) -> String {
+    if next.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?next={}", urlencode(next))
     }
 }
 
@@ -73,7 +87,7 @@ fn login_form(username: &str, next: &str) -> Markup {
             label { "Password" input name="password" type="password" required autocomplete="current-password"; }
             button type="submit" { "Log in" }
         }
-        p { "No account? " a href="/signup" { "Sign up" } }
+        p { "No account? " a href=(with_next("/signup", next)) { "Sign up" } }
     }
 }
 
@@ -81,11 +95,38 @@ async fn signup_allowed(state: &AppState) -> Result<bool, AppError> {
     Ok(state.config.server.open_signup || state.catalog.user_count().await? == 0)
 }
 
-pub async fn signup_page(State(state): State<AppState>) -> Result<Markup, PageError> {
+pub async fn signup_page(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<NextQuery>,
+) -> Result<Markup, PageError> {
     if !signup_allowed(&state).await? {
         return Err(AppError::forbidden("sign-up is closed on this server").into());
     }
-    Ok(form_page("Sign up", None, None, signup_form("", "")))
+    let lead = destination(&state, &q.next).await;
+    Ok(form_page(
+        "Sign up",
+        None,
+        None,
+        led(lead, signup_form("", "", &q.next)),
+    ))
+}
+
+/// What a log-in or sign-up page says about where it leads: the room a link was for, when
+/// the caller may know of it (public and unlisted rooms, or a private one whose invite token
+/// the link carries). Nothing for anything else, so a private room's existence is not given
+/// away.
+async fn destination(state: &AppState, next: &str) -> Option<String> {
+    let next = safe_next(next);
+    let (path, query) = next.split_once('?').unwrap_or((&next, ""));
+    let id: roomtape_core::RoomId = path.strip_prefix("/rooms/")?.parse().ok()?;
+    let room = state.catalog.room(id).await.ok()?;
+    let invite = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("invite="))
+        .map(percent_decode);
+    let known = room.visibility != roomtape_core::Visibility::Private
+        || matches!((&invite, &room.invite_token), (Some(a), Some(b)) if auth::same_secret(a, b));
+    known.then(|| format!("Log in or sign up to join “{}”.", room.title))
 }
 
 /// Starts a session for `user` and redirects to `next` (when it is a path on this site).
@@ -224,7 +265,7 @@ pub async fn signup(
                 "Sign up",
                 None,
                 Some(msg),
-                signup_form(&f.username, &f.display_name),
+                signup_form(&f.username, &f.display_name, &f.next),
             ),
         )
             .into_response()
@@ -238,7 +279,7 @@ pub async fn signup(
             "Sign up",
             "sign-ups",
             wait,
-            signup_form(&f.username, &f.display_name),
+            signup_form(&f.username, &f.display_name, &f.next),
         ));
     }
     let hash = auth::hash_password(&f.password)?;
@@ -253,7 +294,7 @@ pub async fn signup(
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(start_session(&state, &user, "/").await?)
+    Ok(start_session(&state, &user, &f.next).await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,8 +303,20 @@ pub struct NextQuery {
     next: String,
 }
 
-pub async fn login_page(axum::extract::Query(q): axum::extract::Query<NextQuery>) -> Markup {
-    form_page("Log in", None, None, login_form("", &q.next))
+pub async fn login_page(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<NextQuery>,
+) -> Markup {
+    let lead = destination(&state, &q.next).await;
+    form_page("Log in", None, None, led(lead, login_form("", &q.next)))
+}
+
+/// `form`, under a line saying where it leads, if there is one.
+fn led(lead: Option<String>, form: Markup) -> Markup {
+    html! {
+        @if let Some(l) = lead { p.lead #destination { (l) } }
+        (form)
+    }
 }
 
 pub async fn login(
@@ -342,11 +395,15 @@ pub async fn logout(
 /// Sends a page request without a session to the log-in page, coming back afterwards.
 pub fn login_redirect(back_to: &str) -> Response {
     let mut res = StatusCode::SEE_OTHER.into_response();
-    let target = format!("/login?next={}", urlencode(back_to));
-    if let Ok(v) = target.parse() {
+    if let Ok(v) = login_target(back_to).parse() {
         res.headers_mut().insert(LOCATION, v);
     }
     res
+}
+
+/// The log-in page, coming back to `back_to` afterwards.
+pub fn login_target(back_to: &str) -> String {
+    format!("/login?next={}", urlencode(back_to))
 }
 
 /// Percent-encodes a query value.

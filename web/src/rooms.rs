@@ -7,9 +7,11 @@ use axum::{Form, Json};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use roomtape_core::{Room, RoomId, RoomState, StoredRole, Timestamp, Visibility, clean_text};
+use roomtape_core::{
+    Room, RoomId, RoomState, StoredRole, Timestamp, User, UserId, Visibility, clean_text,
+};
 
-use crate::account::login_redirect;
+use crate::account::{login_redirect, login_target};
 use crate::api::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::{self, Session};
 use crate::pages::{PageError, form_page, json_island, layout};
@@ -171,6 +173,39 @@ pub async fn entry(
         return Err(no_such_room());
     }
     Ok(Entry::Listener)
+}
+
+/// Whether someone without an account may listen to `room`: a live public or unlisted room,
+/// where the server lets guests in. A private room is [`no_such_room`] to them.
+pub fn guest_entry(state: &AppState, room: &Room) -> Result<(), AppError> {
+    if room.visibility == Visibility::Private {
+        return Err(no_such_room());
+    }
+    if !state.config.server.guest_listeners {
+        return Err(AppError::unauthorized("sign in to join this room"));
+    }
+    if room.state == RoomState::Ended {
+        return Err(AppError::new(
+            StatusCode::GONE,
+            "ended",
+            "this room has ended",
+        ));
+    }
+    Ok(())
+}
+
+/// Someone listening without an account, for this connection only: a fresh id each time
+/// (never stored), and a name with a number to tell guests apart.
+pub fn guest_user() -> User {
+    let id = UserId::new();
+    let n = id.as_uuid().as_u128() % 9000 + 1000;
+    User {
+        id,
+        username: String::new(),
+        display_name: format!("Guest {n}"),
+        is_admin: false,
+        created_at: roomtape_core::Timestamp::now(),
+    }
 }
 
 /// Whether refusing with `e` must stand: it hides a private room (or is the server's fault).
@@ -502,8 +537,18 @@ pub async fn room_page(
         return Ok(no_store(Redirect::to(&format!("/r/{rec}")).into_response()));
     }
     let Some(session) = session else {
-        // Whether the room exists, is private or has ended is not said before log-in: every
-        // well-formed room link sends a stranger to the log-in page and back.
+        // A live public or unlisted room can be heard without an account.
+        if let Ok(room) = state.catalog.room(id).await {
+            match guest_entry(&state, &room) {
+                Ok(()) => return Ok(live_page(&room, None, Entry::Listener, &q)),
+                Err(e) if e.status() == StatusCode::GONE => {
+                    return Ok(ended_page(&room, None));
+                }
+                Err(_) => {}
+            }
+        }
+        // Whether a private room exists, or has ended, is not said before log-in: such a link
+        // sends a stranger to the log-in page and back.
         let mut back = format!("/rooms/{id}");
         if let Some(i) = &q.invite {
             back.push_str(&format!("?invite={}", crate::account::urlencode(i)));
@@ -526,16 +571,24 @@ pub async fn room_page(
     {
         Ok(e) => e,
         Err(e) if e.status() == StatusCode::GONE => {
-            return Ok(ended_page(&room, &session));
+            return Ok(ended_page(&room, Some(&session)));
         }
         Err(e) => return Err(e.into()),
     };
+    Ok(live_page(&room, Some(&session), e, &q))
+}
+
+/// A live room's page, for someone who entered as `e` (`session` `None`: a guest listening
+/// without an account).
+fn live_page(room: &Room, session: Option<&Session>, e: Entry, q: &EntryQuery) -> Response {
     let is_host = matches!(e, Entry::Host | Entry::Cohost);
     let boot = serde_json::json!({
         "room": room.id,
         "title": room.title,
-        "me": session.user.id,
-        "name": session.user.display_name,
+        "me": session.map(|s| s.user.id),
+        "name": session.map(|s| s.user.display_name.as_str()),
+        "guest": session.is_none(),
+        "login": session.is_none().then(|| login_target(&format!("/rooms/{}", room.id))),
         "invite": q.invite,
         "speak": q.speak,
     });
@@ -544,10 +597,10 @@ pub async fn room_page(
         .as_ref()
         .filter(|_| e == Entry::Host)
         .map(|t| format!("/rooms/{}?invite={t}", room.id));
-    Ok(no_store(
+    no_store(
         layout(
             &room.title,
-            Some(&session),
+            session,
             html! {
                 section.room #room data-room=(room.id) {
                     header.room-head {
@@ -590,7 +643,7 @@ pub async fn room_page(
             },
         )
         .into_response(),
-    ))
+    )
 }
 
 /// Room pages change with the room (live, then ended, then its replay): never cached, so a
@@ -626,11 +679,11 @@ async fn replay_of(
 
 /// An ended room with no replay the caller may hear: said plainly, signed in as they are,
 /// with where to go next. 410, and never cached.
-fn ended_page(room: &Room, session: &Session) -> Response {
+fn ended_page(room: &Room, session: Option<&Session>) -> Response {
     let when = room.ended_at.map(crate::pages::date).unwrap_or_default();
     let body = layout(
         &room.title,
-        Some(session),
+        session,
         html! {
             section.card.ended #room-ended {
                 h1 { (room.title) }

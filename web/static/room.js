@@ -73,6 +73,8 @@ function byStageThenName(a, b) {
 async function handle(m) {
   switch (m.type) {
     case "welcome":
+      // A guest learns who they are here (a fresh id for this visit).
+      boot.me = m.you;
       state.role = m.role;
       state.people = m.people;
       state.byId = new Map(m.people.map((p) => [p.id, p]));
@@ -309,18 +311,23 @@ function personItem(p) {
   if (canAct) {
     const tools = document.createElement("span");
     tools.className = "tools";
-    if (p.role === "listener") {
+    if (p.guest) {
+      // Listening without an account: nothing to invite or promote.
+    } else if (p.role === "listener") {
       tools.appendChild(button("Invite to speak", () => send({ type: "invite_to_speak", user: p.id })));
     } else {
       tools.appendChild(button("Mute", () => send({ type: "mute", user: p.id })));
       tools.appendChild(button("To audience", () => send({ type: "move_to_audience", user: p.id })));
     }
-    if (p.role !== "cohost") {
+    if (p.role !== "cohost" && !p.guest) {
       tools.appendChild(button("Make co-host", () => send({ type: "make_cohost", user: p.id })));
     }
     tools.appendChild(
       button("Remove…", () => {
-        if (confirm(`Remove ${p.name} from this room? They cannot come back in.`)) {
+        const what = p.guest
+          ? `Show ${p.name} out of this room? (A guest without an account can come back.)`
+          : `Remove ${p.name} from this room? They cannot come back in.`;
+        if (confirm(what)) {
           send({ type: "remove", user: p.id });
         }
       }),
@@ -352,7 +359,7 @@ function render() {
   const listening = state.role === "listener";
   const hand = $("hand");
   hand.hidden = !listening || state.closed;
-  hand.textContent = me?.hand ? "Lower hand" : "✋ Raise hand";
+  hand.textContent = boot.guest ? "✋ Sign in to raise your hand" : me?.hand ? "Lower hand" : "✋ Raise hand";
   const accept = $("accept");
   accept.hidden = !(listening && state.invited) || state.closed;
   $("mute").hidden = !onStage(state.role) || state.closed;
@@ -365,6 +372,11 @@ function render() {
 }
 
 $("hand").addEventListener("click", () => {
+  // Without an account: sign in (or sign up) and come back to this room.
+  if (boot.guest) {
+    location.href = boot.login;
+    return;
+  }
   const me = state.people.find((p) => p.id === boot.me);
   send({ type: me?.hand ? "lower_hand" : "raise_hand" });
 });

@@ -521,3 +521,141 @@ async fn a_private_room_answers_outsiders_as_a_missing_room_does() {
     let a = page(ended.id, "?invite=letmein", Some(&otto_auth)).await;
     assert_eq!(a.status, StatusCode::GONE, "invited guests learn it ended");
 }
+
+#[tokio::test]
+async fn a_room_link_opened_signed_out_leads_through_sign_up_back_into_the_room() {
+    let s = service(&[]).await;
+    let (olga, _) = s.user("olga").await;
+    let room = |visibility, title: &str| Room {
+        id: RoomId::new(),
+        title: title.into(),
+        description: String::new(),
+        language: "en".into(),
+        scheduled_at: None,
+        visibility,
+        host_id: Some(olga.id),
+        state: RoomState::Open,
+        invite_token: (visibility == Visibility::Private).then(|| "letmein".into()),
+        created_at: Timestamp::now(),
+        ended_at: None,
+    };
+    let public = room(Visibility::Public, "Harbour talk");
+    let private = room(Visibility::Private, "Board meeting");
+    for r in [&public, &private] {
+        s.catalog.create_room(r).await.unwrap();
+    }
+    let get = |uri: String| {
+        let s = &s;
+        async move {
+            s.call(Method::GET, &uri, Some("203.0.113.5:1000"), &[], None)
+                .await
+        }
+    };
+
+    // A public room is heard at once, without an account, as a guest who can sign in later.
+    let a = get(format!("/rooms/{}", public.id)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let html = a.text();
+    assert!(html.contains("\"guest\":true"), "{html}");
+    assert!(
+        html.contains(&format!("/login?next=/rooms/{}", public.id)),
+        "raising a hand leads to log-in and back: {html}"
+    );
+
+    // A private room's invite link goes to log-in, which names the room (the token proves
+    // the visitor was invited) and whose "Sign up" keeps the whole link.
+    let link = format!("/rooms/{}?invite=letmein", private.id);
+    let a = get(link.clone()).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let login = a.header(header::LOCATION).unwrap().to_string();
+    assert_eq!(login, format!("/login?next={}", urlencode(&link)));
+    let page = get(login.clone()).await.text();
+    assert!(page.contains("join “Board meeting”"), "{page}");
+    let signup = format!("/signup?next={}", urlencode(&link));
+    assert!(
+        page.contains(&signup.replace('&', "&amp;")),
+        "sign-up carries the link: {page}"
+    );
+    let form = get(signup).await.text();
+    assert!(form.contains("join “Board meeting”"), "{form}");
+    assert!(
+        form.contains(&format!(
+            "name=\"next\" value=\"{}\"",
+            link.replace('&', "&amp;")
+        )),
+        "{form}"
+    );
+    // Without the token the page says nothing of the room.
+    let blind = get(format!(
+        "/login?next={}",
+        urlencode(&format!("/rooms/{}", private.id))
+    ))
+    .await
+    .text();
+    assert!(!blind.contains("Board meeting"), "{blind}");
+    assert!(!blind.contains("id=\"destination\""), "{blind}");
+
+    // Signing up with it lands in the room, let in by the invite.
+    let a = s
+        .form(
+            "/signup",
+            "203.0.113.9:1000",
+            &[],
+            &[
+                ("username", "nina"),
+                ("display_name", "Nina"),
+                ("password", PASSWORD),
+                ("next", &link),
+            ],
+        )
+        .await;
+    signed_in(&a);
+    assert_eq!(a.header(header::LOCATION), Some(link.as_str()));
+    let cookie = a
+        .header(header::SET_COOKIE)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let a = s
+        .call(
+            Method::GET,
+            &link,
+            Some("203.0.113.9:1000"),
+            &[("cookie", &cookie)],
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert!(a.text().contains("\"guest\":false"));
+}
+
+#[tokio::test]
+async fn a_server_can_keep_guests_out() {
+    let s = service(&[("ROOMTAPE_SERVER_GUEST_LISTENERS", "false")]).await;
+    let (olga, _) = s.user("olga").await;
+    let room = Room {
+        id: RoomId::new(),
+        title: "Harbour talk".into(),
+        description: String::new(),
+        language: "en".into(),
+        scheduled_at: None,
+        visibility: Visibility::Public,
+        host_id: Some(olga.id),
+        state: RoomState::Open,
+        invite_token: None,
+        created_at: Timestamp::now(),
+        ended_at: None,
+    };
+    s.catalog.create_room(&room).await.unwrap();
+    let uri = format!("/rooms/{}", room.id);
+    let a = s
+        .call(Method::GET, &uri, Some("203.0.113.5:1000"), &[], None)
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        a.header(header::LOCATION).unwrap(),
+        format!("/login?next={}", urlencode(&uri))
+    );
+}

@@ -117,7 +117,9 @@ impl Server {
         let mut req = format!("ws://{}/rooms/{room}/ws{query}", self.addr)
             .into_client_request()
             .unwrap();
-        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        if !cookie.is_empty() {
+            req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        }
         match tokio_tungstenite::connect_async(req).await {
             Ok((s, _)) => Ok(Ws {
                 s,
@@ -383,7 +385,12 @@ async fn a_private_room_needs_its_invite_link() {
         Some(404)
     );
     assert_eq!(srv.ws(&bruno_c, RoomId::new(), "").await.err(), Some(404));
-    assert_eq!(srv.ws(&nobody, room.id, "").await.err(), Some(401));
+    // Without a (valid) session it is a missing room too: guests hear only public rooms.
+    assert_eq!(srv.ws(&nobody, room.id, "").await.err(), Some(404));
+    assert_eq!(
+        srv.ws("", room.id, "?invite=letmein").await.err(),
+        Some(404)
+    );
     assert!(srv.ws(&bruno_c, room.id, "?invite=letmein").await.is_ok());
     assert!(srv.ws(&ana_c, room.id, "").await.is_ok(), "the host");
     // Revoked: the old link stops working.
@@ -1018,4 +1025,77 @@ async fn the_room_answers_while_a_recording_is_being_finished() {
     assert_eq!(srv.catalog.tracks(recs[0].id).await.unwrap().len(), 1);
     let r = srv.catalog.room(room.id).await.unwrap();
     assert_eq!(r.state, RoomState::Ended);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_without_an_account_listens_to_a_public_room_and_nothing_more() {
+    let srv = server().await;
+    let (ana, ana_c) = srv.user("Ana").await;
+    let room = srv.room(&ana, Visibility::Public).await;
+    let (mut hws, host) = media_join(&srv, &ana_c, room.id, true).await;
+
+    // No cookie at all: in, as a listener flagged as a guest, with a name of its own.
+    let peer = MediaClient::start(Instant::now(), true, false)
+        .await
+        .unwrap();
+    let mut g = srv.ws("", room.id, "").await.expect("a guest may listen");
+    g.send(json!({"type": "hello", "v": 1})).await;
+    let w = g.expect("welcome").await;
+    assert_eq!(w["role"], "listener", "{w}");
+    let you = w["you"].as_str().unwrap().to_string();
+    assert_ne!(you, ana.id.to_string());
+    g.answer_offer(&peer).await;
+    let p = hws.presence_until(|p| p.len() == 2).await;
+    let guest = p["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == you.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(guest["guest"], true, "{guest}");
+    assert_eq!(guest["role"], "listener");
+    assert!(
+        guest["name"].as_str().unwrap().starts_with("Guest "),
+        "{guest}"
+    );
+    let host_p = &p["people"][0];
+    assert_eq!(host_p["guest"], false, "{host_p}");
+
+    // The guest hears the host; nothing from the guest is forwarded (no track to send on).
+    {
+        let mut all: Vec<(&mut Ws, &MediaClient)> = vec![(&mut hws, &host), (&mut g, &peer)];
+        pump(&mut all, Duration::from_secs(10), || peer.received() >= 50).await;
+    }
+    assert!(peer.received() >= 50, "the guest got {}", peer.received());
+    assert_eq!(peer.sent(), 0);
+
+    // Listen only: a hand asks them to sign in; the host cannot invite or promote them.
+    g.send(json!({"type": "raise_hand"})).await;
+    assert_eq!(g.error().await, "sign_in");
+    hws.send(json!({"type": "invite_to_speak", "user": you}))
+        .await;
+    assert_eq!(hws.error().await, "forbidden");
+    hws.send(json!({"type": "make_cohost", "user": you})).await;
+    assert_eq!(hws.error().await, "forbidden");
+    let gid: roomtape_core::UserId = you.parse().unwrap();
+    assert_eq!(srv.catalog.room_role(room.id, gid).await.unwrap(), None);
+
+    // Shown out: gone from the room, and nothing is written about an account that is not there.
+    hws.send(json!({"type": "remove", "user": you})).await;
+    hws.presence_until(|p| p.len() == 1).await;
+    assert_eq!(srv.catalog.room_role(room.id, gid).await.unwrap(), None);
+
+    // Another visit is another guest; the server can turn guests away.
+    let mut g2 = srv.ws("", room.id, "").await.unwrap();
+    g2.send(json!({"type": "hello", "v": 1})).await;
+    let w2 = g2.expect("welcome").await;
+    assert_ne!(w2["you"], w["you"]);
+    // An unlisted room is heard with its link; a private one is missing to a guest.
+    let unlisted = srv.room(&ana, Visibility::Unlisted).await;
+    assert!(srv.ws("", unlisted.id, "").await.is_ok());
+    let private = srv.room(&ana, Visibility::Private).await;
+    assert_eq!(srv.ws("", private.id, "").await.err(), Some(404));
+    srv.catalog.end_room(unlisted.id).await.unwrap();
+    assert_eq!(srv.ws("", unlisted.id, "").await.err(), Some(410));
 }

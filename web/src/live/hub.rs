@@ -25,6 +25,8 @@ pub enum HubMsg {
     Join {
         conn: ConnId,
         user: User,
+        /// Without an account (see [`crate::rooms::guest_entry`]).
+        guest: bool,
         role: Role,
         out: Arc<Outbox>,
     },
@@ -44,6 +46,8 @@ pub enum HubMsg {
 struct Member {
     conn: ConnId,
     user: User,
+    /// Listening without an account: never on stage, never given a lasting role.
+    guest: bool,
     role: Role,
     muted: bool,
     hand: bool,
@@ -165,11 +169,12 @@ impl Hub {
             HubMsg::Join {
                 conn,
                 user,
+                guest,
                 role,
                 out,
             } => {
                 self.pending.fetch_sub(1, Ordering::AcqRel);
-                self.join(conn, user, role, out);
+                self.join(conn, user, guest, role, out);
             }
             HubMsg::Client { conn, msg } => return self.client(conn, msg),
             HubMsg::Leave { conn } => self.leave(conn),
@@ -227,6 +232,7 @@ impl Hub {
             muted: m.muted,
             hand: m.hand,
             speaking: m.speaking,
+            guest: m.guest,
         }
     }
 
@@ -264,7 +270,7 @@ impl Hub {
         }
     }
 
-    fn join(&mut self, conn: ConnId, user: User, role: Role, out: Arc<Outbox>) {
+    fn join(&mut self, conn: ConnId, user: User, guest: bool, role: Role, out: Arc<Outbox>) {
         // One connection per person: a second tab takes over.
         if let Some(i) = self.by_user(user.id) {
             let old = self.members.remove(i);
@@ -278,6 +284,7 @@ impl Hub {
         self.members.push(Member {
             conn,
             user,
+            guest,
             role,
             muted: false,
             hand: false,
@@ -406,6 +413,8 @@ impl Hub {
             ClientMsg::RaiseHand | ClientMsg::LowerHand => {
                 if role != Role::Listener {
                     self.send(me, refuse("forbidden", "only listeners raise hands"));
+                } else if self.members[me].guest {
+                    self.send(me, refuse("sign_in", "sign in to raise your hand"));
                 } else {
                     self.members[me].hand = msg == ClientMsg::RaiseHand;
                     self.touched.insert(self.members[me].user.id);
@@ -416,6 +425,10 @@ impl Hub {
                     return self.deny(me);
                 }
                 match self.by_user(user) {
+                    Some(t) if self.members[t].guest => self.send(
+                        me,
+                        refuse("forbidden", "a guest without an account cannot speak"),
+                    ),
                     Some(t) if self.members[t].role == Role::Listener => {
                         self.members[t].invited = true;
                         self.send(t, ServerMsg::Invited { by: name });
@@ -483,17 +496,26 @@ impl Hub {
                 let Some(t) = self.target(me, user) else {
                     return false;
                 };
+                if self.members[t].guest {
+                    self.send(
+                        me,
+                        refuse("forbidden", "a guest without an account cannot co-host"),
+                    );
+                    return false;
+                }
                 self.set_role(t, Role::Cohost);
             }
             ClientMsg::Remove { user } => {
                 let Some(t) = self.target(me, user) else {
                     return false;
                 };
-                let uid = self.members[t].user.id;
-                let _ = self.persist.send(Persist::Role {
-                    user: uid,
-                    role: Some(StoredRole::Removed),
-                });
+                // A guest has no account to bar; they are shown out.
+                if !self.members[t].guest {
+                    let _ = self.persist.send(Persist::Role {
+                        user: self.members[t].user.id,
+                        role: Some(StoredRole::Removed),
+                    });
+                }
                 self.send(t, ServerMsg::Removed);
                 let c = self.members[t].conn;
                 self.leave(c);

@@ -168,6 +168,7 @@ mod tests {
             muted: false,
             hand,
             speaking: false,
+            guest: false,
         }
     }
 

@@ -90,6 +90,8 @@ pub struct Person {
     pub muted: bool,
     pub hand: bool,
     pub speaking: bool,
+    /// Listening without an account (listen only).
+    pub guest: bool,
 }
 
 /// What the server says.

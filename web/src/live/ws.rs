@@ -15,12 +15,12 @@ use super::limits::{Kind, Limiter, Verdict};
 use super::outbox::Outbox;
 use super::protocol::{self, MAX_MESSAGE, ServerMsg};
 use crate::auth::{self, Session};
-use crate::rooms::{EntryQuery, entry, find_room, parse_room_id};
+use crate::rooms::{Entry, EntryQuery, entry, find_room, parse_room_id};
 use crate::{AppError, AppState};
 
 pub async fn handler(
     State(state): State<AppState>,
-    session: Session,
+    session: Option<Session>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<EntryQuery>,
@@ -31,14 +31,23 @@ pub async fn handler(
         return Err(AppError::forbidden("cross-site WebSocket refused"));
     }
     let room = find_room(&state, parse_room_id(&id)?).await?;
-    let e = entry(
-        &state,
-        &room,
-        &session,
-        q.invite.as_deref(),
-        q.speak.as_deref(),
-    )
-    .await?;
+    let (user, e, guest) = match &session {
+        Some(session) => {
+            let e = entry(
+                &state,
+                &room,
+                session,
+                q.invite.as_deref(),
+                q.speak.as_deref(),
+            )
+            .await?;
+            (session.user.clone(), e, false)
+        }
+        None => {
+            crate::rooms::guest_entry(&state, &room)?;
+            (crate::rooms::guest_user(), Entry::Listener, true)
+        }
+    };
     // Judged after entry, so outsiders of a private room learn nothing from it.
     if state.live.is_ending(room.id) {
         return Err(AppError::new(
@@ -67,7 +76,8 @@ pub async fn handler(
                 .tx
                 .send(HubMsg::Join {
                     conn,
-                    user: session.user,
+                    user,
+                    guest,
                     role: role_of(e),
                     out: out.clone(),
                 })
