@@ -14,6 +14,10 @@ PYENV := $(CURDIR)/target/pyenv
 # Tools built from crates.io live outside the clone, so a fresh clone does not rebuild them.
 TOOLS ?= $(HOME)/.cache/roomtape/tools
 GECKODRIVER := $(TOOLS)/bin/geckodriver
+# axe-core (the accessibility engine the browser tests inject into every page), from npm.
+AXE_VERSION := 4.14.1
+AXE_SHA512 := FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==
+AXE := $(TOOLS)/axe-core-$(AXE_VERSION)/axe.min.js
 
 export RUST_BACKTRACE ?= 1
 export ROOMTAPE_DATA_DIR := $(DATA)
@@ -21,9 +25,10 @@ export ROOMTAPE_DATA_DIR := $(DATA)
 export ROOMTAPE_TEST_MODEL := $(DATA)/models/tiny.en.bin
 export ROOMTAPE_TEST_PYTHON := $(PYENV)/bin/python
 export ROOMTAPE_TEST_GECKODRIVER := $(GECKODRIVER)
+export ROOMTAPE_TEST_AXE := $(AXE)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build models models-test pytools devset geckodriver run locks lint test fuzz-check fuzz-build fuzz bench clean
+.PHONY: help setup build models models-test pytools devset geckodriver axe run locks lint test fuzz-check fuzz-build fuzz bench clean
 
 help:
 	@echo "make run    - install what is missing, build, provision models, start roomtape serve (ARGS=...)"
@@ -65,6 +70,11 @@ geckodriver:
 	@test -x $(GECKODRIVER) || $(CARGO) install --quiet --locked geckodriver --version 0.37.1 \
 	  --root $(TOOLS)
 
+# The npm registry's tarball, checked against its published sha512, unpacked outside the clone.
+axe:
+	@test -f $(AXE) || python3 scripts/npm_fetch.py axe-core $(AXE_VERSION) $(AXE_SHA512) \
+	  package/axe.min.js $(AXE)
+
 run: models
 	./target/release/roomtape serve $(ARGS)
 
@@ -80,7 +90,7 @@ lint: locks
 	@echo "==> cargo clippy -D warnings"
 	$(CARGO) clippy --release --workspace --all-targets $(CARGO_FLAGS) -- -D warnings
 
-test: locks models-test pytools geckodriver devset
+test: locks models-test pytools geckodriver axe devset
 	@$(MAKE) --no-print-directory lint
 	@echo "==> cargo test"
 	$(CARGO) test --release --workspace $(CARGO_FLAGS)

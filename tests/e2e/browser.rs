@@ -129,6 +129,9 @@ pub(crate) async fn firefox(driver: &Driver) -> Client {
                     "media.autoplay.default": 0,
                     "media.autoplay.blocking_policy": 0,
                     "media.peerconnection.ice.obfuscate_host_addresses": false,
+                    // Dark mode, so the accessibility checks see the dark colours too.
+                    "ui.systemUsesDarkTheme": 1,
+                    "layout.css.prefers-color-scheme.content-override": 0,
                 }
             }
         }),
@@ -275,6 +278,67 @@ async fn inbound(c: &Client) -> Vec<serde_json::Value> {
     v.as_array().cloned().unwrap_or_default()
 }
 
+/// axe-core, from the npm registry (`make test` fetches it, `ROOMTAPE_TEST_AXE`).
+fn axe_source() -> &'static str {
+    static AXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    AXE.get_or_init(|| {
+        let path = std::env::var("ROOMTAPE_TEST_AXE").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/roomtape/tools/axe-core-4.14.1/axe.min.js",
+                std::env::var("HOME").unwrap_or_default()
+            )
+        });
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("axe-core at {path} (make test fetches it): {e}"))
+    })
+}
+
+/// Issue 15, item 7: the page `c` shows, checked by axe-core against WCAG 2.1 A and AA (and
+/// axe's best practices): no serious or critical violation, colour contrast among them.
+async fn audit(c: &Client, page: &str) {
+    // Injected as the script itself (not a <script> element), so the page's CSP allows it.
+    let loaded = format!(
+        "if (!window.axe) {{ {} }}\nreturn !!window.axe;",
+        axe_source()
+    );
+    let ok = c.execute(&loaded, vec![]).await.unwrap();
+    assert_eq!(ok, serde_json::json!(true), "axe-core loaded into {page}");
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a',\
+               'wcag21aa', 'best-practice']}, resultTypes: ['violations']})\
+             .then(r => done(r.violations\
+               .filter(v => v.impact === 'serious' || v.impact === 'critical')\
+               .map(v => ({rule: v.id, impact: v.impact, help: v.help,\
+                 nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ') + ' -- ' + n.failureSummary)}))),\
+               e => done([{rule: 'axe failed', help: String(e)}]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        serde_json::json!([]),
+        "accessibility of {page} ({}): {found:#}",
+        c.current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default()
+    );
+}
+
+/// Whether the page is drawn in its dark colours.
+async fn dark(c: &Client) -> bool {
+    c.execute(
+        "return matchMedia('(prefers-color-scheme: dark)').matches",
+        vec![],
+    )
+    .await
+    .unwrap()
+        == serde_json::json!(true)
+}
+
 #[test]
 fn a_live_room_in_two_browsers_is_recorded_per_speaker_and_transcribed() {
     let env = Env::new();
@@ -291,8 +355,12 @@ fn a_live_room_in_two_browsers_is_recorded_per_speaker_and_transcribed() {
         let host = browser(&driver, &host_wav).await;
         let guest = browser(&driver, &guest_wav).await;
         let result = async {
-            signup(&host, &base, "ana", "Ana Lima").await;
+            host.goto(&format!("{base}/signup")).await.unwrap();
+            audit(&host, "the sign-up page").await;
+            fill_signup(&host, "ana", "Ana Lima").await;
+            audit(&host, "the lobby").await;
             host.goto(&format!("{base}/rooms/new")).await.unwrap();
+            audit(&host, "the new-room form").await;
             host.find(Locator::Css("input[name=title]"))
                 .await
                 .unwrap()
@@ -320,10 +388,12 @@ fn a_live_room_in_two_browsers_is_recorded_per_speaker_and_transcribed() {
                 .await
                 .unwrap();
             until(&host, "recording", |s| s["recording"] == true).await;
+            audit(&host, "the live room, as its host, recording").await;
 
             signup(&guest, &base, "bruno", "Bruno Costa").await;
             guest.goto(&room_url).await.unwrap();
             wait_for(&guest, "#audience li.person", "the guest in the audience").await;
+            audit(&guest, "the live room, as a listener").await;
             assert!(
                 guest
                     .find(Locator::Css("#notice"))
@@ -345,9 +415,14 @@ fn a_live_room_in_two_browsers_is_recorded_per_speaker_and_transcribed() {
                 .click()
                 .await
                 .unwrap();
+            wait_for(&host, "#hands li button", "the raised hand").await;
+            audit(&host, "the live room, as its host, with a hand raised").await;
             click(&host, "#hands li button", "the raised hand").await;
+            wait_for(&guest, "#accept:not([hidden])", "the invitation").await;
+            audit(&guest, "the live room, invited to speak").await;
             click(&guest, "#accept:not([hidden])", "the invitation").await;
             until(&guest, "the guest on stage", |s| s["role"] == "speaker").await;
+            audit(&guest, "the live room, on stage").await;
             until(&host, "two people on stage", |s| {
                 s["people"]
                     .as_array()
@@ -526,6 +601,7 @@ fn a_host_without_a_microphone_hears_the_room_and_the_ended_room_becomes_its_rep
                 !notice.contains("Something went wrong"),
                 "a missing microphone is not an error: {notice}"
             );
+            audit(&host, "the live room of a host without a microphone").await;
             click(&host, "#record", "start recording").await;
             until(&host, "recording", |s| s["recording"] == true).await;
             let sign = wait_for(&host, "#recording-indicator", "the recording sign").await;
@@ -540,7 +616,10 @@ fn a_host_without_a_microphone_hears_the_room_and_the_ended_room_becomes_its_rep
                 .await
                 .unwrap();
             assert!(lead.contains("No mic today"), "{lead}");
+            audit(&guest, "the log-in page, leading to a room").await;
             click(&guest, "main a[href^='/signup']", "sign up").await;
+            wait_for(&guest, "input[name=username]", "the sign-up form").await;
+            audit(&guest, "the sign-up page, leading to a room").await;
             fill_signup(&guest, "teo", "Teo Park").await;
             wait_for(&guest, "#audience li.person", "the guest in the audience").await;
             let landed = guest.current_url().await.unwrap().to_string();
@@ -613,6 +692,9 @@ fn a_host_without_a_microphone_hears_the_room_and_the_ended_room_becomes_its_rep
                     .await
                     .unwrap();
                 if let Some(t) = status.as_str() {
+                    if said.is_empty() {
+                        audit(&guest, "the replay, waiting for its transcript").await;
+                    }
                     said.push(t.to_string());
                 } else if guest.find(Locator::Css("li.line")).await.is_ok() {
                     break;
@@ -642,6 +724,51 @@ fn a_host_without_a_microphone_hears_the_room_and_the_ended_room_becomes_its_rep
                     .any(|w| words.contains(w)),
                 "the guest's sentence: {words}"
             );
+            audit(&guest, "the replay").await;
+            // Space plays and pauses, as in other players.
+            let paused = "return document.getElementById('player').paused";
+            for (press, playing) in [(1, true), (2, false)] {
+                guest
+                    .find(Locator::Css("h1"))
+                    .await
+                    .unwrap()
+                    .click()
+                    .await
+                    .unwrap();
+                guest
+                    .find(Locator::Css("body"))
+                    .await
+                    .unwrap()
+                    .send_keys(" ")
+                    .await
+                    .unwrap();
+                let start = Instant::now();
+                while guest.execute(paused, vec![]).await.unwrap() != serde_json::json!(!playing) {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(10),
+                        "Space (press {press}) should leave the replay {}",
+                        if playing { "playing" } else { "paused" }
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            // Its host's pages: the replay with its tools, corrections, the lists, search,
+            // tokens and webhooks.
+            wait_for(&host, "li.line", "the transcript on the host's page").await;
+            audit(&host, "the replay, as its host").await;
+            let id = replay.rsplit("/r/").next().unwrap().to_string();
+            for (path, what) in [
+                (format!("/r/{id}/edit"), "the corrections page"),
+                ("/replays".to_string(), "the replays"),
+                ("/search?q=news".to_string(), "search results"),
+                ("/search?q=zzzqqq".to_string(), "a search with no hits"),
+                ("/tokens".to_string(), "the API tokens page"),
+                ("/webhooks".to_string(), "the webhooks page"),
+                ("/".to_string(), "the lobby, after the room"),
+            ] {
+                host.goto(&format!("{base}{path}")).await.unwrap();
+                audit(&host, what).await;
+            }
             // The room link itself leads there from now on.
             guest.goto(&room_url).await.unwrap();
             let again = guest.current_url().await.unwrap().to_string();
@@ -741,6 +868,8 @@ fn a_firefox_listener_on_a_phone_sized_screen_hears_takes_the_stage_and_is_recor
             guest.goto(&room_url).await.unwrap();
             wait_for(&guest, "#audience li.person", "the guest in the audience").await;
             assert_fits(&guest, "the room page").await;
+            assert!(dark(&guest).await, "Firefox draws the pages dark");
+            audit(&guest, "the live room, as a guest, dark, on a phone").await;
             until(&guest, "listening as a guest", |s| s["role"] == "listener").await;
             hears(&guest, "Firefox, listening without an account,", 50.0).await;
             // Raising a hand asks them to sign in, and signing up comes back to the room.
@@ -753,9 +882,11 @@ fn a_firefox_listener_on_a_phone_sized_screen_hears_takes_the_stage_and_is_recor
                 .await
                 .unwrap();
             assert!(lead.contains("rather long title"), "{lead}");
+            audit(&guest, "the log-in page, dark, on a phone").await;
             click(&guest, "main a[href^='/signup']", "sign up").await;
             fill_signup(&guest, "bruno", "Bruno Costa").await;
             wait_for(&guest, "#audience li.person", "the guest in the audience").await;
+            audit(&guest, "the live room, as a listener, dark, on a phone").await;
             assert_eq!(guest.current_url().await.unwrap().to_string(), room_url);
             assert!(
                 guest
@@ -797,6 +928,7 @@ fn a_firefox_listener_on_a_phone_sized_screen_hears_takes_the_stage_and_is_recor
             click(&guest, "#accept:not([hidden])", "the invitation").await;
             until(&guest, "the guest on stage", |s| s["role"] == "speaker").await;
             assert_fits(&guest, "the room page with its speaker controls").await;
+            audit(&guest, "the live room, on stage, dark, on a phone").await;
             hears(&host, "Chromium, from Firefox,", 100.0).await;
             tokio::time::sleep(Duration::from_secs(3)).await;
             host.execute("window.confirm = () => true; return null", vec![])

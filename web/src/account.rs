@@ -455,7 +455,8 @@ async fn tokens_markup(
                 h1 { "API tokens" }
                 p { "Send a token as " code { "Authorization: Bearer <token>" } " to the API." }
                 @if let Some(t) = new_secret {
-                    p.notice role="status" { "Your new token (shown only now): " code #new-token { (t) } }
+                    p.notice { "Your new token (shown only now): " code #new-token { (t) }
+                        (crate::pages::copy_button("new-token", "the new token", false)) }
                 }
                 form method="post" action="/tokens" {
                     input type="hidden" name="_csrf" value=(session.csrf);

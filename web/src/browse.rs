@@ -13,7 +13,7 @@ use roomtape_core::{
 use roomtape_search::{Results, Sort, Viewer};
 
 use crate::auth::Session;
-use crate::pages::{self, PageError, layout};
+use crate::pages::{self, Icon, PageError, icon, layout};
 use crate::replay::clock;
 use crate::{AppError, AppState};
 
@@ -141,7 +141,7 @@ pub async fn search_page(
                         ol.hits {
                             @for h in &rec.hits {
                                 li.hit {
-                                    a.time href=(h.link) { "▶ " (clock(h.start_ms)) }
+                                    a.time href=(h.link) { (icon(Icon::Play)) " " (clock(h.start_ms)) }
                                     " " span.who { (h.speaker) } " "
                                     // Escaped by the index before <mark> was added.
                                     span.snippet { (PreEscaped(&h.snippet_html)) }
@@ -164,6 +164,8 @@ pub struct ListQuery {
     after: Option<String>,
     /// Only this host's (a username).
     host: Option<String>,
+    /// Set after a recording was deleted from the web: say so.
+    deleted: Option<String>,
 }
 
 /// What a list shows of a recording besides its title: when, how long, who spoke.
@@ -261,6 +263,9 @@ pub async fn replays_page(
         head,
         html! {
             h1 { (title) }
+            @if lq.deleted.is_some() {
+                p.notice role="status" { "The recording was deleted." }
+            }
             @if let Some(h) = &host {
                 p.feed {
                     a href=(pages::feed_path(h)) type="application/rss+xml" { "Podcast feed" }

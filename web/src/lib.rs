@@ -20,6 +20,7 @@ pub mod api;
 pub mod artwork;
 pub mod auth;
 pub mod browse;
+pub mod calendar;
 pub mod feed;
 pub mod host;
 pub mod live;
@@ -86,6 +87,7 @@ pub fn app(state: AppState) -> Router {
         .route("/rooms/new", get(rooms::new_room_page))
         .route("/rooms", post(rooms::create_room_form))
         .route("/rooms/{id}", get(rooms::room_page))
+        .route("/rooms/{id}/calendar.ics", get(rooms::calendar))
         .route("/rooms/{id}/ws", get(live::ws::handler))
         .route("/search", get(browse::search_page))
         .route("/replays", get(browse::replays_page))

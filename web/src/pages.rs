@@ -57,6 +57,18 @@ pub fn layout_with(title: &str, session: Option<&Session>, head: Markup, body: M
     }
 }
 
+/// A "Copy" button for the text of element `id` (hidden until copy.js shows it, so a page
+/// without scripts shows no dead button), with the place where it says it copied.
+pub fn copy_button(id: &str, what: &str, url: bool) -> Markup {
+    html! {
+        " "
+        button.copy type="button" data-copy=(id) data-url=[url.then_some("")] hidden aria-label={"Copy " (what)} { "Copy" }
+        " "
+        span.muted id={(id) "-copied"} role="status" {}
+        script src="/static/copy.js" defer {}
+    }
+}
+
 /// An error shown as a page.
 #[derive(Debug)]
 pub struct PageError(pub AppError);
@@ -113,6 +125,7 @@ const STYLE: &str = include_str!("../static/style.css");
 const ROOM_JS: &str = include_str!("../static/room.js");
 const REPLAY_JS: &str = include_str!("../static/replay.js");
 const LOBBY_JS: &str = include_str!("../static/lobby.js");
+const COPY_JS: &str = include_str!("../static/copy.js");
 
 /// `/static/<file>`
 pub async fn static_file(
@@ -123,6 +136,7 @@ pub async fn static_file(
         "room.js" => (ROOM_JS, "text/javascript; charset=utf-8"),
         "replay.js" => (REPLAY_JS, "text/javascript; charset=utf-8"),
         "lobby.js" => (LOBBY_JS, "text/javascript; charset=utf-8"),
+        "copy.js" => (COPY_JS, "text/javascript; charset=utf-8"),
         _ => return Err(AppError::not_found("no such file")),
     };
     Ok((
@@ -245,9 +259,106 @@ pub fn feed_link(host: &User) -> Markup {
     }
 }
 
+/// Icons drawn as inline SVG, never as emoji: a machine without an emoji font draws those
+/// as empty boxes. Decorative (`aria-hidden`): the text beside each says what it does.
+#[derive(Clone, Copy, Debug)]
+pub enum Icon {
+    Play,
+    Previous,
+    Next,
+}
+
+pub fn icon(kind: Icon) -> Markup {
+    let path = match kind {
+        Icon::Play => "M4 2.5v11l9-5.5z",
+        Icon::Previous => "M3 3h2v10H3zM14 3v10L6 8z",
+        Icon::Next => "M11 3h2v10h-2zM2 3v10l8-5z",
+    };
+    html! {
+        svg.icon viewBox="0 0 16 16" aria-hidden="true" focusable="false" { path d=(path) {} }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// WCAG's relative luminance of `#rrggbb`.
+    fn luminance(hex: &str) -> f64 {
+        let h = hex.trim_start_matches('#');
+        // `#rgb` is `#rrggbb`.
+        let h: String = if h.len() == 3 {
+            h.chars().flat_map(|c| [c, c]).collect()
+        } else {
+            h.to_string()
+        };
+        assert_eq!(h.len(), 6, "a #rrggbb colour: {hex}");
+        let c = |i: usize| {
+            let v = f64::from(u8::from_str_radix(&h[i..i + 2], 16).unwrap()) / 255.0;
+            if v <= 0.039_28 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * c(0) + 0.7152 * c(2) + 0.0722 * c(4)
+    }
+
+    fn contrast(a: &str, b: &str) -> f64 {
+        let (x, y) = (luminance(a), luminance(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    /// The `--name: #hex` colours of the first `:root { … }` after `from` in the stylesheet.
+    fn palette(css: &str, from: &str) -> std::collections::BTreeMap<String, String> {
+        let at = css.find(from).expect(from);
+        let block = &css[at..];
+        let block = &block[block.find(":root {").unwrap()..];
+        let block = &block[..block.find('}').unwrap()];
+        block
+            .split(['{', ';'])
+            .filter_map(|d| d.trim().strip_prefix("--")?.split_once(':'))
+            .filter(|(_, v)| v.trim().starts_with('#'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect()
+    }
+
+    /// Issue 15, item 7: every colour text is drawn in (the foreground, muted text, links,
+    /// the recording and speaking signs, each speaker's colour) reads at 4.5:1 or more on
+    /// both backgrounds (the page and a card), in light and in dark mode.
+    #[test]
+    fn every_text_colour_has_enough_contrast_in_light_and_dark_mode() {
+        let css = include_str!("../static/style.css");
+        let light = palette(css, ":root {");
+        let mut dark = light.clone();
+        dark.extend(palette(css, "prefers-color-scheme: dark"));
+        let backgrounds = ["bg", "card"];
+        let not_text = ["bg", "card", "line"];
+        let mut low = Vec::new();
+        for (scheme, colours) in [("light", &light), ("dark", &dark)] {
+            for (name, fg) in colours
+                .iter()
+                .filter(|(k, _)| !not_text.contains(&k.as_str()))
+            {
+                for bg in backgrounds {
+                    let r = contrast(fg, &colours[bg]);
+                    if r < 4.5 {
+                        low.push(format!("{scheme}: --{name} {fg} on --{bg}: {r:.2}:1"));
+                    }
+                }
+            }
+        }
+        assert!(light.len() >= 15, "the palette was read: {light:?}");
+        assert!(low.is_empty(), "{low:#?}");
+        // The speakers' colours are the palette's, in both schemes.
+        for k in 0..8 {
+            assert!(css.contains(&format!(".s{k} {{ color: var(--s{k}); }}")));
+            assert!(palette(css, "prefers-color-scheme: dark").contains_key(&format!("s{k}")));
+        }
+        // The arithmetic itself: black on white is 21:1, the old green name 3.45:1.
+        assert!((contrast("#000000", "#ffffff") - 21.0).abs() < 1e-9);
+        assert!((contrast("#2e9d5b", "#ffffff") - 3.45).abs() < 0.01);
+    }
 
     #[test]
     fn dates_and_lengths_read_as_people_write_them() {

@@ -19,7 +19,7 @@ use roomtape_transcribe::export::{self, Format};
 
 use crate::auth::Session;
 use crate::media::{self, Cache};
-use crate::pages::{self, PageError, layout};
+use crate::pages::{self, Icon, PageError, icon, layout};
 use crate::{AppError, AppState};
 
 /// The replay routes.
@@ -28,6 +28,8 @@ pub fn routes() -> Router<AppState> {
         .route("/r/{id}", get(page))
         .route("/r/{id}/edit", get(edit_page))
         .route("/r/{id}/visibility", post(set_visibility))
+        .route("/r/{id}/details", post(set_details))
+        .route("/r/{id}/delete", post(delete_form))
         .route("/r/{id}/speakers/{speaker}", post(rename_speaker))
         .route("/r/{id}/lines/{index}", post(correct_line))
         .route("/r/{id}/tracks/{file}", get(track_file))
@@ -122,6 +124,7 @@ fn quote_span(q: Option<&str>, n: usize) -> Option<(usize, usize)> {
 async fn page(
     State(state): State<AppState>,
     session: Option<Session>,
+    accepted: Option<axum::Extension<crate::host::RequestHost>>,
     Path(id): Path<String>,
     Query(q): Query<ReplayQuery>,
 ) -> Result<Response, PageError> {
@@ -187,7 +190,7 @@ async fn page(
                             button type="submit" { "Save" }
                         }
                     }
-                    " " a href={(base) "/edit"} { "Correct names and lines" }
+                    " " a href={(base) "/edit"} { "Edit title, names and lines" }
                 }
             }
             @if let Some((a, b)) = quote {
@@ -213,10 +216,11 @@ async fn page(
                                 }
                             }
                         }
-                        button #prev-speaker type="button" { "⏮ Previous speaker" }
-                        button #next-speaker type="button" { "Next speaker ⏭" }
+                        button #prev-speaker type="button" { (icon(Icon::Previous)) " Previous speaker" }
+                        button #next-speaker type="button" { "Next speaker " (icon(Icon::Next)) }
                     }
-                    canvas #lanes height=(24 * v.tracks.len().max(1)) aria-label="Who spoke when; click to seek" {}
+                    canvas #lanes role="img" height=(24 * v.tracks.len().max(1)) aria-label="Who spoke when; click to seek" {}
+                    p.muted.keys { "Keys: " kbd { "Space" } " play or pause, " kbd { "←" } " " kbd { "→" } " 5 seconds back or on." }
                 } @else {
                     p.notice { "The audio is not ready yet." }
                 }
@@ -284,8 +288,104 @@ async fn page(
         }
         script src="/static/replay.js" defer {}
     };
-    let head = html! { @if let Some(h) = &host { (pages::feed_link(h)) } };
+    let preview = Preview {
+        site: crate::feed::base_url(&state, accepted.as_deref()),
+        recording: r,
+        tracks: &v.tracks,
+        host: host.as_ref(),
+        quote: quote.map(|(a, b)| &segments[a..=b]),
+        span: quote,
+        has_mix,
+    };
+    let head = html! {
+        @if let Some(h) = &host { (pages::feed_link(h)) }
+        (preview.tags())
+    };
     Ok(pages::layout_with(&r.title, session.as_ref(), head, body).into_response())
+}
+
+/// What a chat app or a social network shows for a shared replay or quote link: Open Graph
+/// and Twitter card tags, the quote's words and who said them first.
+struct Preview<'a> {
+    site: String,
+    recording: &'a Recording,
+    tracks: &'a [Track],
+    host: Option<&'a User>,
+    quote: Option<&'a [Segment]>,
+    span: Option<(usize, usize)>,
+    has_mix: bool,
+}
+
+impl Preview<'_> {
+    fn tags(&self) -> Markup {
+        let r = self.recording;
+        let page = format!("{}/r/{}", self.site, r.id);
+        let (title, description, url) = match (self.quote, self.span) {
+            (Some(lines), Some((a, b))) => {
+                let said: Vec<&str> = lines.iter().map(|s| s.text.trim()).collect();
+                let who = &lines[0].speaker;
+                let at = format!(
+                    "{}–{}",
+                    clock(lines[0].start_ms),
+                    clock(lines[lines.len() - 1].end_ms)
+                );
+                (
+                    format!("“{}” — {who}", shorten(&said.join(" "), 160)),
+                    format!("{who} in “{}”, at {at}", r.title),
+                    format!("{page}?q={a}-{b}"),
+                )
+            }
+            _ => {
+                let names: Vec<&str> = self
+                    .tracks
+                    .iter()
+                    .map(|t| t.speaker.name.as_str())
+                    .collect();
+                let about = if r.description.trim().is_empty() {
+                    let mut d = format!("A replay with {}", pages::names(&names, 4));
+                    if let Some(ms) = r.duration_ms {
+                        d.push_str(&format!(", {}", pages::length(ms)));
+                    }
+                    d
+                } else {
+                    shorten(&r.description, 200)
+                };
+                (r.title.clone(), about, page)
+            }
+        };
+        html! {
+            meta name="description" content=(description);
+            meta property="og:site_name" content="roomtape";
+            meta property="og:type" content="article";
+            meta property="og:title" content=(title);
+            meta property="og:description" content=(description);
+            meta property="og:url" content=(url);
+            link rel="canonical" href=(url);
+            @if let Some(h) = self.host {
+                meta property="og:image" content={(self.site) (pages::feed_path(h).trim_end_matches(".xml")) ".png"};
+                meta property="og:image:alt" content={(h.display_name) "'s replays"};
+            }
+            @if self.has_mix {
+                meta property="og:audio" content={(self.site) "/r/" (r.id) "/mix.mp3"};
+                meta property="og:audio:type" content="audio/mpeg";
+            }
+            meta property="article:published_time" content=(r.started_at.to_rfc3339());
+            meta name="twitter:card" content="summary";
+            meta name="twitter:title" content=(title);
+            meta name="twitter:description" content=(description);
+        }
+    }
+}
+
+/// `text` cut at a word to about `max` characters, with an ellipsis when cut.
+fn shorten(text: &str, max: usize) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.chars().count() <= max {
+        return text;
+    }
+    let cut: String = text.chars().take(max).collect();
+    let cut = cut.rsplit_once(' ').map_or(cut.as_str(), |(a, _)| a);
+    format!("{}…", cut.trim_end_matches([',', '.', ';', ':']))
 }
 
 /// The account that owns a recording, if it still exists.
@@ -498,6 +598,110 @@ pub async fn managing(
     Ok(v)
 }
 
+/// Changes what a recording's owner may change (visibility, title, description); every
+/// value is checked before any is written, so a bad one changes nothing. The web form and
+/// the API's PATCH both come here.
+pub async fn change_details(
+    state: &AppState,
+    id: RecordingId,
+    visibility: Option<Visibility>,
+    title: Option<&str>,
+    description: Option<&str>,
+) -> Result<(), AppError> {
+    if let Some(t) = title {
+        roomtape_core::clean_text("title", t, 200, false)?;
+    }
+    if let Some(d) = description {
+        roomtape_core::clean_text(
+            "description",
+            &d.replace("\r\n", "\n"),
+            roomtape_core::MAX_DESCRIPTION,
+            true,
+        )?;
+    }
+    if let Some(v) = visibility {
+        state.catalog.set_visibility(id, v).await?;
+    }
+    if let Some(t) = title {
+        state.catalog.set_recording_title(id, t).await?;
+    }
+    if let Some(d) = description {
+        state.catalog.set_recording_description(id, d).await?;
+    }
+    Ok(())
+}
+
+/// Deletes a recording: its catalog rows (transcript, search hits, jobs go with it) and then
+/// its archive. Refused while it is still being recorded.
+pub async fn delete(state: &AppState, rec: &Recording) -> Result<(), AppError> {
+    if rec.state == RecordingState::Recording {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the recording is still being recorded; stop it first",
+        ));
+    }
+    let id = rec.id;
+    state.catalog.delete_recording(id).await?;
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || store.delete_dir(&id.to_string()))
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct DetailsForm {
+    _csrf: Option<String>,
+    title: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn set_details(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(f): Form<DetailsForm>,
+) -> Result<Redirect, PageError> {
+    let v = managing(&state, &id, &session, f._csrf.as_deref()).await?;
+    change_details(
+        &state,
+        v.recording.id,
+        None,
+        Some(&f.title),
+        Some(&f.description),
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/r/{}", v.recording.id)))
+}
+
+#[derive(Deserialize)]
+struct DeleteForm {
+    _csrf: Option<String>,
+    /// The "I understand" box: deleting is for good.
+    confirm: Option<String>,
+}
+
+async fn delete_form(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(f): Form<DeleteForm>,
+) -> Result<Redirect, PageError> {
+    let v = managing(&state, &id, &session, f._csrf.as_deref()).await?;
+    if f.confirm.as_deref() != Some("yes") {
+        return Err(AppError::bad_request(
+            "not_confirmed",
+            "tick the box that says you understand the recording is deleted for good",
+        )
+        .into());
+    }
+    delete(&state, &v.recording).await?;
+    Ok(Redirect::to("/replays?deleted=1"))
+}
+
 #[derive(Deserialize)]
 struct VisibilityForm {
     _csrf: Option<String>,
@@ -581,11 +785,22 @@ async fn edit_page(
     let t = state.catalog.transcript(r.id).await?;
     let base = format!("/r/{}", r.id);
     Ok(layout(
-        &format!("Correct {}", r.title),
+        &format!("Edit {}", r.title),
         Some(&session),
         html! {
             p { a href=(base) { "← Back to the replay" } }
-            h1 { "Correct " (r.title) }
+            h1 { "Edit " (r.title) }
+            section.card #details {
+                h2 { "Title and description" }
+                form method="post" action={(base) "/details"} {
+                    input type="hidden" name="_csrf" value=(session.csrf);
+                    label { "Title"
+                        input type="text" name="title" value=(r.title) maxlength="200" required; }
+                    label { "Description " span.muted { "(shown on the replay and in the podcast feed)" }
+                        textarea name="description" rows="4" maxlength=(roomtape_core::MAX_DESCRIPTION) { (r.description) } }
+                    button type="submit" { "Save" }
+                }
+            }
             section.card {
                 h2 { "Speakers" }
                 @for tr in &v.tracks {
@@ -609,6 +824,20 @@ async fn edit_page(
                     }
                 } @else {
                     p.muted { "No transcript yet." }
+                }
+            }
+            section.card.danger #delete {
+                h2 { "Delete this recording" }
+                @if r.state == RecordingState::Recording {
+                    p.muted { "It is still being recorded: stop the recording first." }
+                } @else {
+                    p { "Its audio, transcript and search hits are deleted for good; links to it stop working." }
+                    form method="post" action={(base) "/delete"} {
+                        input type="hidden" name="_csrf" value=(session.csrf);
+                        label.row { input type="checkbox" name="confirm" value="yes" required;
+                            "I understand this cannot be undone" }
+                        button.danger type="submit" { "Delete recording" }
+                    }
                 }
             }
         },

@@ -305,7 +305,11 @@ pub async fn lobby(
                                 a href={ "/rooms/" (r.id) } { (r.title) } " "
                                 span.muted {
                                     @match (slot, r.scheduled_at) {
-                                        (LobbySlot::Upcoming, Some(t)) => (crate::pages::moment_tag(t)),
+                                        (LobbySlot::Upcoming, Some(t)) => {
+                                            (crate::pages::moment_tag(t)) " · "
+                                            a href={ "/rooms/" (r.id) "/calendar.ics" } download="room.ics"
+                                                aria-label={ "Add " (r.title) " to your calendar" } { "Add to calendar" }
+                                        },
                                         _ => "Starting — nobody here yet",
                                     }
                                 }
@@ -525,10 +529,12 @@ pub(crate) fn parse_room_id(s: &str) -> Result<RoomId, AppError> {
 pub async fn room_page(
     State(state): State<AppState>,
     session: Option<Session>,
+    accepted: Option<axum::Extension<crate::host::RequestHost>>,
     Path(id): Path<String>,
     Query(q): Query<EntryQuery>,
 ) -> Result<Response, PageError> {
     let id = parse_room_id(&id)?;
+    let site = crate::feed::base_url(&state, accepted.as_deref());
     // The room's URL becomes its replay when it ends (for whoever may hear the replay).
     if let Ok(room) = state.catalog.room(id).await
         && room.state == RoomState::Ended
@@ -540,7 +546,7 @@ pub async fn room_page(
         // A live public or unlisted room can be heard without an account.
         if let Ok(room) = state.catalog.room(id).await {
             match guest_entry(&state, &room) {
-                Ok(()) => return Ok(live_page(&room, None, Entry::Listener, &q)),
+                Ok(()) => return Ok(live_page(&room, None, Entry::Listener, &q, &site)),
                 Err(e) if e.status() == StatusCode::GONE => {
                     return Ok(ended_page(&room, None));
                 }
@@ -575,12 +581,90 @@ pub async fn room_page(
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(live_page(&room, Some(&session), e, &q))
+    Ok(live_page(&room, Some(&session), e, &q, &site))
+}
+
+/// The link a scheduled room is announced with: a private room's carries its invite for
+/// whoever holds it (its host, or someone who came by the invite link).
+fn room_link(site: &str, room: &Room, invite: Option<&str>, is_host: bool) -> String {
+    let mut l = format!("{site}/rooms/{}", room.id);
+    if room.visibility == Visibility::Private
+        && let Some(t) = &room.invite_token
+        && (is_host || invited(room, invite))
+    {
+        l.push_str(&format!("?invite={}", crate::account::urlencode(t)));
+    }
+    l
+}
+
+fn event<'a>(room: &'a Room, start: Timestamp, url: &'a str) -> crate::calendar::Event<'a> {
+    crate::calendar::Event {
+        uid: format!("room-{}@roomtape", room.id),
+        title: &room.title,
+        description: &room.description,
+        url,
+        start,
+        created: room.created_at,
+    }
+}
+
+/// `/rooms/<id>/calendar.ics`: a scheduled room as a calendar event with a reminder. Whoever
+/// may open the room's link may have it (a private room's needs its invite).
+pub async fn calendar(
+    State(state): State<AppState>,
+    session: Option<Session>,
+    accepted: Option<axum::Extension<crate::host::RequestHost>>,
+    Path(id): Path<String>,
+    Query(q): Query<EntryQuery>,
+) -> Result<Response, AppError> {
+    let room = find_room(&state, parse_room_id(&id)?).await?;
+    let is_host = session
+        .as_ref()
+        .is_some_and(|s| room.host_id == Some(s.user.id) || s.user.is_admin);
+    if room.visibility == Visibility::Private && !is_host && !invited(&room, q.invite.as_deref()) {
+        return Err(no_such_room());
+    }
+    if room.state == RoomState::Ended {
+        return Err(AppError::new(
+            StatusCode::GONE,
+            "gone",
+            "this room has ended",
+        ));
+    }
+    let Some(start) = room.scheduled_at else {
+        return Err(AppError::not_found(
+            "this room has no start time to put in a calendar",
+        ));
+    };
+    let site = crate::feed::base_url(&state, accepted.as_deref());
+    let url = room_link(&site, &room, q.invite.as_deref(), is_host);
+    let body = event(&room, start, &url).ics(Timestamp::now());
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/calendar; charset=utf-8".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"room.ics\"".to_string(),
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// A live room's page, for someone who entered as `e` (`session` `None`: a guest listening
 /// without an account).
-fn live_page(room: &Room, session: Option<&Session>, e: Entry, q: &EntryQuery) -> Response {
+fn live_page(
+    room: &Room,
+    session: Option<&Session>,
+    e: Entry,
+    q: &EntryQuery,
+    site: &str,
+) -> Response {
     let is_host = matches!(e, Entry::Host | Entry::Cohost);
     let boot = serde_json::json!({
         "room": room.id,
@@ -607,6 +691,22 @@ fn live_page(room: &Room, session: Option<&Session>, e: Entry, q: &EntryQuery) -
                         h1 #room-title { (room.title) }
                         span #recording-indicator.rec hidden { "● Recording" }
                         @if !room.description.is_empty() { p.desc { (room.description) } }
+                        @if let Some(t) = room.scheduled_at.filter(|t| *t > Timestamp::now()) {
+                            @let url = room_link(site, room, q.invite.as_deref(), e == Entry::Host);
+                            @let ics = {
+                                let mut l = format!("/rooms/{}/calendar.ics", room.id);
+                                if url.contains("?invite=") && let Some(tok) = &room.invite_token {
+                                    l.push_str(&format!("?invite={}", crate::account::urlencode(tok)));
+                                }
+                                l
+                            };
+                            p.when #schedule {
+                                "Starts " (crate::pages::moment_tag(t)) " · "
+                                a href=(ics) download="room.ics" { "Add to calendar" }
+                                " · "
+                                a href=(event(room, t, &url).google_link()) target="_blank" rel="noopener" { "Google Calendar" }
+                            }
+                        }
                     }
                     p #notice.notice role="status" hidden {}
                     h2 { "On stage" }
@@ -614,7 +714,7 @@ fn live_page(room: &Room, session: Option<&Session>, e: Entry, q: &EntryQuery) -
                     h2 { "Listening" }
                     ul.audience #audience {}
                     div.controls {
-                        button #hand type="button" { "✋ Raise hand" }
+                        button #hand type="button" { "Raise hand" }
                         button #accept type="button" hidden { "Join the stage" }
                         button #mute type="button" hidden { "Mute" }
                         button #leave-stage type="button" hidden { "Leave stage" }
@@ -629,7 +729,7 @@ fn live_page(room: &Room, session: Option<&Session>, e: Entry, q: &EntryQuery) -
                                 button #end type="button" { "End room" }
                             }
                             @if let Some(l) = &invite_link {
-                                p { "Private invite link: " code #invite-link { (l) } }
+                                p { "Private invite link: " code #invite-link { (l) } (crate::pages::copy_button("invite-link", "the invite link", true)) }
                             }
                             p { code #speaker-invite {} }
                             h3 { "Raised hands" }

@@ -41,7 +41,9 @@
     };
     setTimeout(poll, 4000);
   }
-  const COLORS = ["#2f5bd3", "#2e9d5b", "#c2571a", "#8e44ad", "#b8860b", "#d32f2f", "#16a085", "#5d6d7e"];
+  // The speakers' colours are the stylesheet's (light or dark), so the lanes match the names.
+  const css = getComputedStyle(document.documentElement);
+  const COLORS = [0, 1, 2, 3, 4, 5, 6, 7].map((k) => css.getPropertyValue(`--s${k}`).trim() || "#55626f");
 
   // The span to stop at (a shared quote), if any.
   let stopAt = null;
@@ -245,6 +247,24 @@
       if (navigator.clipboard) navigator.clipboard.writeText(url.toString()).catch(() => {});
     });
   }
+
+  // Keys, as in other players: Space (or k) plays and pauses, ← and → step 5 s. Not while
+  // typing, and not on a control that has its own use for the key (a button, a link, the
+  // player itself, a checkbox).
+  document.addEventListener("keydown", (e) => {
+    if (!player || e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
+    const t = e.target;
+    if (t !== document.body && t.closest("input, textarea, select, button, a, audio, [contenteditable]")) return;
+    if (e.key === " " || e.key === "k") {
+      e.preventDefault();
+      stopAt = null;
+      if (player.paused) player.play().catch(() => {});
+      else player.pause();
+    } else if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
+      e.preventDefault();
+      seek(player.currentTime + (e.key === "ArrowLeft" ? -5 : 5), !player.paused);
+    }
+  });
 
   // Where to start: a shared quote plays its span; ?t= opens at that second.
   if (root.dataset.quoteStart !== undefined) {

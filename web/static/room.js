@@ -296,11 +296,19 @@ function personItem(p) {
     m.textContent = "muted";
     li.appendChild(m);
   }
+  // Speaking is said in words too, not only by the ring's colour (shown while .speaking).
+  const talk = document.createElement("span");
+  talk.className = "speaking-label";
+  const bars = document.createElement("span");
+  bars.className = "bars";
+  bars.setAttribute("aria-hidden", "true");
+  bars.append(document.createElement("i"), document.createElement("i"), document.createElement("i"));
+  talk.append(bars, "Speaking");
+  li.appendChild(talk);
   if (p.hand) {
     const h = document.createElement("span");
-    h.className = "hand";
-    h.textContent = "✋";
-    h.title = "hand raised";
+    h.className = "badge hand";
+    h.textContent = "Hand raised";
     li.appendChild(h);
   }
   const canAct =
@@ -359,7 +367,7 @@ function render() {
   const listening = state.role === "listener";
   const hand = $("hand");
   hand.hidden = !listening || state.closed;
-  hand.textContent = boot.guest ? "✋ Sign in to raise your hand" : me?.hand ? "Lower hand" : "✋ Raise hand";
+  hand.textContent = boot.guest ? "Sign in to raise your hand" : me?.hand ? "Lower hand" : "Raise hand";
   const accept = $("accept");
   accept.hidden = !(listening && state.invited) || state.closed;
   $("mute").hidden = !onStage(state.role) || state.closed;

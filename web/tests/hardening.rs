@@ -1,7 +1,8 @@
 //! The service facing strangers, in-process (`oneshot`, with the client's address set as a real
 //! connection would): brute force that cannot lock an owner out, client addresses through
 //! trusted proxies only, sign-up limits, the Host check against DNS rebinding, redirects after
-//! log-in that stay on this site, and private rooms that look missing to outsiders.
+//! log-in that stay on this site, private rooms that look missing to outsiders (their calendar
+//! files too), and a recording changed or deleted on the web by its owner only.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use axum::http::{Method, Request, StatusCode, header};
 use tower::ServiceExt as _;
 
 use roomtape_core::{
-    Catalog, Config, MemoryStore, Room, RoomId, RoomState, StoredRole, Timestamp, User, Visibility,
+    Catalog, Config, MemoryStore, Recording, RecordingId, RecordingSource, RecordingState, Room,
+    RoomId, RoomState, StoredRole, Timestamp, User, Visibility,
 };
 use roomtape_search::SearchIndex;
 use roomtape_web::{AppState, account::urlencode, app, auth};
@@ -658,4 +660,215 @@ async fn a_server_can_keep_guests_out() {
         a.header(header::LOCATION).unwrap(),
         format!("/login?next={}", urlencode(&uri))
     );
+}
+
+const PEER: &str = "203.0.113.9:4000";
+
+/// Issue 15, item 9: the owner retitles, describes and deletes a recording from its edit
+/// page; a bad value changes nothing, deleting asks for a tick first, and nobody else can.
+#[tokio::test]
+async fn a_host_edits_and_deletes_a_recording_on_the_web_and_nobody_else_can() {
+    let s = service(&[]).await;
+    let (olga, olga_auth) = s.user("olga").await;
+    let (_otto, otto_auth) = s.user("otto").await;
+    let id = RecordingId::new();
+    let rec = Recording {
+        id,
+        room_id: None,
+        title: "Budget night".into(),
+        source: RecordingSource::Import,
+        state: RecordingState::Transcribed,
+        recovered: false,
+        error: None,
+        started_at: Timestamp::now(),
+        ended_at: Some(Timestamp::now()),
+        duration_ms: Some(60_000),
+        language: "en".into(),
+        visibility: Visibility::Public,
+        owner_id: Some(olga.id),
+        description: String::new(),
+    };
+    s.catalog.create_recording(&rec, &[]).await.unwrap();
+    let olga_h = [("authorization", olga_auth.as_str())];
+    let otto_h = [("authorization", otto_auth.as_str())];
+    let edit = format!("/r/{id}/edit");
+    let page = s.call(Method::GET, &edit, Some(PEER), &olga_h, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    assert!(
+        html.contains(&format!("action=\"/r/{id}/details\"")),
+        "{html}"
+    );
+    assert!(html.contains(&format!("action=\"/r/{id}/delete\"")));
+    assert!(html.contains("name=\"confirm\"") && html.contains("required"));
+
+    // Someone else: refused, and nothing changes.
+    let details = format!("/r/{id}/details");
+    let delete = format!("/r/{id}/delete");
+    let page = s.call(Method::GET, &edit, Some(PEER), &otto_h, None).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let a = s
+        .form(
+            &details,
+            PEER,
+            &otto_h,
+            &[("title", "Mine now"), ("description", "")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = s.form(&delete, PEER, &otto_h, &[("confirm", "yes")]).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    // Bad values are refused with a reason, before anything is written.
+    for (title, description, why) in [
+        ("   ", "fine", "must not be empty"),
+        ("Fine", "bell\u{7} inside", "control characters"),
+        (&*"x".repeat(201), "", "at most 200"),
+    ] {
+        let a = s
+            .form(
+                &details,
+                PEER,
+                &olga_h,
+                &[("title", title), ("description", description)],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{title:?}: {}", a.text());
+        assert!(a.text().contains(why), "{}", a.text());
+    }
+    let r = s.catalog.recording(id).await.unwrap();
+    assert_eq!(
+        (r.title.as_str(), r.description.as_str()),
+        ("Budget night", "")
+    );
+    // The owner's change.
+    let a = s
+        .form(
+            &details,
+            PEER,
+            &olga_h,
+            &[
+                ("title", " Budget night, corrected "),
+                ("description", "Who came.\r\nWhat was said."),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.text());
+    assert_eq!(
+        a.header(header::LOCATION),
+        Some(format!("/r/{id}").as_str())
+    );
+    let r = s.catalog.recording(id).await.unwrap();
+    assert_eq!(r.title, "Budget night, corrected");
+    assert_eq!(r.description, "Who came.\nWhat was said.");
+
+    // Deleting without the tick: refused, still there.
+    let a = s.form(&delete, PEER, &olga_h, &[]).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.text().contains("cannot be undone") || a.text().contains("deleted for good"));
+    assert!(s.catalog.recording(id).await.is_ok());
+    let a = s.form(&delete, PEER, &olga_h, &[("confirm", "yes")]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.text());
+    assert_eq!(a.header(header::LOCATION), Some("/replays?deleted=1"));
+    assert!(s.catalog.recording(id).await.unwrap_err().is_not_found());
+    let gone = s
+        .call(Method::GET, &format!("/r/{id}"), Some(PEER), &olga_h, None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    let list = s
+        .call(Method::GET, "/replays?deleted=1", Some(PEER), &olga_h, None)
+        .await;
+    assert!(list.text().contains("The recording was deleted."));
+}
+
+/// Issue 15: a scheduled room's calendar file, with the room's link and a reminder; a private
+/// room's only for its host or with its invite, looking missing to anyone else.
+#[tokio::test]
+async fn a_scheduled_room_has_a_calendar_file_for_whoever_may_open_its_link() {
+    let s = service(&[]).await;
+    let (olga, olga_auth) = s.user("olga").await;
+    let (_otto, otto_auth) = s.user("otto").await;
+    let start = Timestamp::now().add_millis(3 * 86_400_000);
+    let room = |visibility, scheduled_at| Room {
+        id: RoomId::new(),
+        title: "Town hall; budget, part 2".into(),
+        description: "Bring questions.".into(),
+        language: "en".into(),
+        scheduled_at,
+        visibility,
+        host_id: Some(olga.id),
+        state: RoomState::Open,
+        invite_token: Some("letmein".into()),
+        created_at: Timestamp::now(),
+        ended_at: None,
+    };
+    let public = room(Visibility::Public, Some(start));
+    let private = room(Visibility::Private, Some(start));
+    let unscheduled = room(Visibility::Public, None);
+    for r in [&public, &private, &unscheduled] {
+        s.catalog.create_room(r).await.unwrap();
+    }
+    let get = |uri: String, auth: Option<String>| {
+        let s = &s;
+        async move {
+            let h: Vec<(&str, &str)> = auth
+                .as_deref()
+                .map(|a| ("authorization", a))
+                .into_iter()
+                .collect();
+            s.call(Method::GET, &uri, Some(PEER), &h, None).await
+        }
+    };
+    let ics = get(format!("/rooms/{}/calendar.ics", public.id), None).await;
+    assert_eq!(ics.status, StatusCode::OK, "{}", ics.text());
+    assert_eq!(
+        ics.header(header::CONTENT_TYPE),
+        Some("text/calendar; charset=utf-8")
+    );
+    let body = ics.text().replace("\r\n ", "");
+    assert!(body.starts_with("BEGIN:VCALENDAR\r\n"), "{body}");
+    assert!(
+        body.contains("SUMMARY:Town hall\\; budget\\, part 2\r\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("URL:http://localhost/rooms/{}\r\n", public.id)),
+        "{body}"
+    );
+    assert!(body.contains("BEGIN:VALARM") && body.contains("TRIGGER:-PT10M"));
+    // The room page offers it, and the lobby too.
+    let page = get(format!("/rooms/{}", public.id), Some(otto_auth.clone())).await;
+    assert!(
+        page.text()
+            .contains(&format!("/rooms/{}/calendar.ics", public.id)),
+        "{}",
+        page.text()
+    );
+    assert!(page.text().contains("calendar.google.com"));
+    let lobby = get("/".into(), None).await;
+    assert!(
+        lobby
+            .text()
+            .contains(&format!("/rooms/{}/calendar.ics", public.id))
+    );
+
+    // Private: missing to outsiders, given with the invite (which its link keeps).
+    let uri = format!("/rooms/{}/calendar.ics", private.id);
+    for (q, who) in [
+        ("", None),
+        ("", Some(otto_auth.clone())),
+        ("?invite=wrong", Some(otto_auth.clone())),
+    ] {
+        let a = get(format!("{uri}{q}"), who).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{q}");
+    }
+    for (q, who) in [("?invite=letmein", None), ("", Some(olga_auth.clone()))] {
+        let a = get(format!("{uri}{q}"), who).await;
+        assert_eq!(a.status, StatusCode::OK, "{q}: {}", a.text());
+        let body = a.text().replace("\r\n ", "");
+        assert!(body.contains("?invite=letmein\r\n"), "{body}");
+    }
+    // No start time: nothing to put in a calendar.
+    let a = get(format!("/rooms/{}/calendar.ics", unscheduled.id), None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(a.text().contains("no start time"));
 }

@@ -590,3 +590,108 @@ async fn a_replay_waiting_for_its_transcript_says_how_far_it_is_and_what_is_left
     assert!(!html.contains("transcript-status"), "{html}");
     assert!(html.contains("Good evening and welcome."));
 }
+
+/// The `content` of the `<meta property|name="key">` tag in `html`.
+fn meta<'a>(html: &'a str, key: &str) -> Option<&'a str> {
+    ["property", "name"].iter().find_map(|attr| {
+        let tag = format!(r#"<meta {attr}="{key}" content=""#);
+        let at = html.find(&tag)? + tag.len();
+        Some(&html[at..at + html[at..].find('"')?])
+    })
+}
+
+/// Issue 15, item 9: a shared replay or quote link unfolds into a preview in chat apps and
+/// social networks (Open Graph and Twitter card tags): the quote's words, who said them, where.
+#[tokio::test]
+async fn a_shared_quote_link_previews_its_words_and_who_said_them() {
+    let site = site().await;
+    let ana = site.user("ana", "Ana Lima").await;
+    let bo = site.user("bo", "Bo Chen").await;
+    let (id, tracks) = site
+        .recording(&ana, "Harbour talk", RecordingState::Recorded, &[&ana, &bo])
+        .await;
+    site.transcript(
+        id,
+        &tracks,
+        &[
+            (0, "Good morning."),
+            (
+                1,
+                r#"The harbour opens in "May" <script>alert(1)</script>."#,
+            ),
+            (1, "And the ferry runs daily."),
+        ],
+    )
+    .await;
+    let html = site.page(&format!("/r/{id}?q=1-2")).await;
+    let title = meta(&html, "og:title").expect("og:title");
+    assert!(
+        title.starts_with("“The harbour opens in &quot;May&quot; &lt;script&gt;"),
+        "{title}"
+    );
+    assert!(
+        title.ends_with("And the ferry runs daily.” — Bo Chen"),
+        "{title}"
+    );
+    assert!(!html.contains("<script>alert"), "the quote is escaped");
+    assert_eq!(
+        meta(&html, "og:description"),
+        Some("Bo Chen in “Harbour talk”, at 0:03–0:08")
+    );
+    assert_eq!(
+        meta(&html, "og:url"),
+        Some(format!("http://localhost/r/{id}?q=1-2").as_str())
+    );
+    assert_eq!(meta(&html, "og:type"), Some("article"));
+    assert_eq!(meta(&html, "twitter:card"), Some("summary"));
+    assert_eq!(
+        meta(&html, "og:image"),
+        Some("http://localhost/feeds/ana.png"),
+        "the host's artwork"
+    );
+    // The replay itself: its title, and who is in it.
+    let html = site.page(&format!("/r/{id}")).await;
+    assert_eq!(meta(&html, "og:title"), Some("Harbour talk"));
+    assert_eq!(
+        meta(&html, "og:description"),
+        Some("A replay with Ana Lima and Bo Chen, 42 min")
+    );
+    // A quote that is not there: the replay's own preview.
+    let html = site.page(&format!("/r/{id}?q=2-9")).await;
+    assert_eq!(meta(&html, "og:title"), Some("Harbour talk"));
+}
+
+/// Issue 15, item 7: icons are drawn, not left to an emoji font (which may be missing).
+#[tokio::test]
+async fn no_page_depends_on_an_emoji_font() {
+    let site = site().await;
+    let ana = site.user("ana", "Ana Lima").await;
+    let (id, tracks) = site
+        .recording(&ana, "Harbour talk", RecordingState::Recorded, &[&ana])
+        .await;
+    site.transcript(id, &tracks, &[(0, "Good morning harbour.")])
+        .await;
+    for uri in [
+        format!("/r/{id}"),
+        "/search?q=harbour".into(),
+        "/replays".into(),
+        "/".into(),
+    ] {
+        let html = site.page(&uri).await;
+        let emoji: Vec<char> = html
+            .chars()
+            .filter(|c| matches!(*c as u32, 0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0x23E9..=0x23FA))
+            .collect();
+        assert!(emoji.is_empty(), "{uri} draws {emoji:?} with an emoji font");
+    }
+    for (name, js) in [
+        ("room.js", include_str!("../static/room.js")),
+        ("replay.js", include_str!("../static/replay.js")),
+    ] {
+        assert!(
+            !js.chars()
+                .any(|c| matches!(c as u32, 0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0x23E9..=0x23FA)),
+            "{name} writes emoji"
+        );
+    }
+}

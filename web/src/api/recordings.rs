@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use roomtape_core::{
-    Access, ListViewer, Recording, RecordingId, RecordingState, SpeakerId, Track, TrackId,
-    Transcript, Visibility,
+    Access, ListViewer, Recording, RecordingId, SpeakerId, Track, TrackId, Transcript, Visibility,
 };
 use roomtape_transcribe::export::Format;
 
@@ -281,27 +280,14 @@ pub async fn update_recording(
     ApiJson(change): ApiJson<RecordingUpdate>,
 ) -> Result<Json<RecordingDetail>, AppError> {
     managed(&state, id, &session, &headers).await?;
-    if let Some(title) = &change.title {
-        // Checked before anything is written, so a bad title changes nothing.
-        roomtape_core::clean_text("title", title, 200, false)?;
-    }
-    if let Some(d) = &change.description {
-        roomtape_core::clean_text(
-            "description",
-            &d.replace("\r\n", "\n"),
-            roomtape_core::MAX_DESCRIPTION,
-            true,
-        )?;
-    }
-    if let Some(v) = change.visibility {
-        state.catalog.set_visibility(id, v).await?;
-    }
-    if let Some(title) = &change.title {
-        state.catalog.set_recording_title(id, title).await?;
-    }
-    if let Some(d) = &change.description {
-        state.catalog.set_recording_description(id, d).await?;
-    }
+    crate::replay::change_details(
+        &state,
+        id,
+        change.visibility,
+        change.title.as_deref(),
+        change.description.as_deref(),
+    )
+    .await?;
     let (recording, tracks, access) = viewable(&state, id, Some(&session)).await?;
     Ok(Json(RecordingDetail {
         recording,
@@ -333,19 +319,7 @@ pub async fn delete_recording(
     ApiPath(id): ApiPath<RecordingId>,
 ) -> Result<StatusCode, AppError> {
     let (rec, _, _) = managed(&state, id, &session, &headers).await?;
-    if rec.state == RecordingState::Recording {
-        return Err(AppError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "the recording is still being recorded; stop it first",
-        ));
-    }
-    state.catalog.delete_recording(id).await?;
-    let store = state.store.clone();
-    tokio::task::spawn_blocking(move || store.delete_dir(&id.to_string()))
-        .await
-        .map_err(AppError::internal)?
-        .map_err(AppError::internal)?;
+    crate::replay::delete(&state, &rec).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
