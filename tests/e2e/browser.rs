@@ -663,18 +663,7 @@ fn a_host_without_a_microphone_hears_the_room_and_the_ended_room_becomes_its_rep
             );
             // Both pages move to the replay by themselves.
             for (c, who) in [(&guest, "guest"), (&host, "host")] {
-                let start = Instant::now();
-                loop {
-                    let url = c.current_url().await.unwrap().to_string();
-                    if url.contains("/r/") {
-                        break;
-                    }
-                    assert!(
-                        start.elapsed() < Duration::from_secs(30),
-                        "the {who}'s page stayed at {url}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
+                moves_to_replay(c, who).await;
             }
             let replay = guest.current_url().await.unwrap().to_string();
             assert_eq!(replay, host.current_url().await.unwrap().to_string());
@@ -796,6 +785,22 @@ fn a_host_without_a_microphone_hears_the_room_and_the_ended_room_becomes_its_rep
     assert_eq!(r.header("location"), Some(format!("/r/{id}").as_str()));
     assert_eq!(r.header("cache-control"), Some("no-store"));
     server.stop();
+}
+
+/// Waits until the page `c` shows has moved (by itself) to a replay.
+async fn moves_to_replay(c: &Client, who: &str) {
+    let start = Instant::now();
+    loop {
+        let url = c.current_url().await.unwrap().to_string();
+        if url.contains("/r/") {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the {who}'s page stayed at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Whether the page is wider than the window (something would need sideways scrolling).
@@ -941,6 +946,13 @@ fn a_firefox_listener_on_a_phone_sized_screen_hears_takes_the_stage_and_is_recor
                 .await
                 .unwrap();
             until(&guest, "the room to end", |s| s["closed"] == true).await;
+            // The ended room becomes its replay, which reads as well in the dark.
+            moves_to_replay(&guest, "Firefox listener").await;
+            wait_for(&guest, "#replay", "the replay").await;
+            assert_fits(&guest, "the replay").await;
+            audit(&guest, "the replay, dark, on a phone").await;
+            guest.goto(&format!("{base}/replays")).await.unwrap();
+            audit(&guest, "the replays, dark, on a phone").await;
         }
         .await;
         let _ = host.close().await;

@@ -689,7 +689,7 @@ fn live_page(
                 section.room #room data-room=(room.id) {
                     header.room-head {
                         h1 #room-title { (room.title) }
-                        span #recording-indicator.rec hidden { "● Recording" }
+                        span #recording-indicator.rec hidden { "Recording" }
                         @if !room.description.is_empty() { p.desc { (room.description) } }
                         @if let Some(t) = room.scheduled_at.filter(|t| *t > Timestamp::now()) {
                             @let url = room_link(site, room, q.invite.as_deref(), e == Entry::Host);

@@ -248,7 +248,7 @@ function setRecording(on) {
   state.recording = on;
   const ind = $("recording-indicator");
   ind.hidden = !on;
-  ind.textContent = "● Recording: this room is being recorded";
+  ind.textContent = "Recording: this room is being recorded";
   const r = $("record");
   if (r) r.textContent = on ? "Stop recording" : "Start recording";
 }
