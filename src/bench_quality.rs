@@ -299,6 +299,7 @@ fn measure(
             manifest: &manifest,
             language: &set.language,
             vad: VadSettings::default(),
+            translate: false,
         },
         &abort,
         &mut |_| {},
@@ -344,6 +345,7 @@ fn measure(
                 language: &set.language,
                 prompt: "",
                 abort: &abort,
+                translate: false,
             },
         )? {
             if s.words.is_empty() {

@@ -328,6 +328,7 @@ impl Corpus {
                     start_ms: at,
                     end_ms: at + dur,
                     text,
+                    translation: None,
                     date_ms,
                     public,
                     readers: readers.clone(),

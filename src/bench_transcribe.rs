@@ -209,6 +209,7 @@ pub fn run(models_dir: &Path, model: &str, minutes: f64, threads: usize) -> anyh
             manifest: &manifest,
             language: "en",
             vad: VadSettings::default(),
+            translate: false,
         },
         &abort,
         &mut |_| {},
@@ -267,6 +268,7 @@ pub fn run(models_dir: &Path, model: &str, minutes: f64, threads: usize) -> anyh
                 language: "en",
                 prompt: "",
                 abort: &abort,
+                translate: false,
             },
         )?;
         Ok(segs

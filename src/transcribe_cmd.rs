@@ -177,9 +177,7 @@ pub async fn transcribe(ctx: &Context, args: TranscribeArgs) -> anyhow::Result<(
     let store = ctx.store()?;
     let rec = catalog.find_recording(&args.id).await?;
     let engine = Arc::new(load_engine(ctx, &args.engine)?);
-    let cfg = WorkerConfig::new(Duration::from_secs(u64::from(
-        ctx.config.transcribe.lease_seconds.max(3),
-    )));
+    let cfg = worker_config(ctx, ctx.config.transcribe.lease_seconds.max(3));
     let bar = (!ctx.quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(1000);
         bar.set_style(
@@ -246,7 +244,7 @@ pub async fn worker(ctx: &Context, args: WorkerArgs) -> anyhow::Result<()> {
         .lease_seconds
         .unwrap_or(ctx.config.transcribe.lease_seconds)
         .max(2);
-    let cfg = WorkerConfig::new(Duration::from_secs(u64::from(lease)));
+    let cfg = worker_config(ctx, lease);
     if !ctx.quiet {
         println!("worker {} ready (model {})", cfg.id, engine.name());
     }
@@ -282,9 +280,7 @@ pub fn spawn_worker(
             return None;
         }
     };
-    let cfg = WorkerConfig::new(Duration::from_secs(u64::from(
-        ctx.config.transcribe.lease_seconds.max(2),
-    )));
+    let cfg = worker_config(ctx, ctx.config.transcribe.lease_seconds.max(2));
     Some(tokio::spawn(async move {
         let stop = async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -348,10 +344,14 @@ pub struct ExportArgs {
     /// json, vtt, srt or txt
     #[arg(long, default_value = "json")]
     format: String,
+    /// original (what was said) or en (each line's English translation where it has one)
+    #[arg(long, default_value = "original")]
+    lang: String,
 }
 
 pub async fn export(ctx: &Context, args: ExportArgs) -> anyhow::Result<()> {
     let format: export::Format = args.format.parse()?;
+    let lang: export::Lang = args.lang.parse()?;
     let catalog = ctx.catalog().await?;
     let rec = catalog.find_recording(&args.id).await?;
     let t = catalog.transcript(rec.id).await?.with_context(|| {
@@ -362,6 +362,14 @@ pub async fn export(ctx: &Context, args: ExportArgs) -> anyhow::Result<()> {
             &rec.id.to_string()[..8]
         )
     })?;
-    print!("{}", export::render(&t, format));
+    print!("{}", export::render_in(&t, format, lang));
     Ok(())
+}
+
+/// A worker of this process, with the settings' lease (`lease_seconds`) and translation.
+fn worker_config(ctx: &Context, lease_seconds: u32) -> WorkerConfig {
+    WorkerConfig {
+        translate: ctx.config.transcribe.translate == roomtape_core::Translate::Auto,
+        ..WorkerConfig::new(Duration::from_secs(u64::from(lease_seconds)))
+    }
 }

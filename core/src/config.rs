@@ -70,6 +70,19 @@ pub struct TranscribeConfig {
     pub threads: u32,
     /// How long a worker's lease on a job lasts without renewal.
     pub lease_seconds: u32,
+    /// `auto`: lines said in another language than English also get an English translation
+    /// (Whisper's translate task; a multilingual model; English is the only target Whisper
+    /// has). `off`: transcripts only.
+    pub translate: Translate,
+}
+
+/// Whether transcripts get English translations.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Translate {
+    #[default]
+    Auto,
+    Off,
 }
 
 impl Default for TranscribeConfig {
@@ -78,6 +91,7 @@ impl Default for TranscribeConfig {
             model: "base".into(),
             threads: 0,
             lease_seconds: 60,
+            translate: Translate::Auto,
         }
     }
 }

@@ -384,7 +384,8 @@ impl Catalog {
             return Ok(None);
         };
         let rows = sqlx::query(
-            "SELECT track_id, speaker_id, speaker_name, start_ms, end_ms, language, text, words
+            "SELECT track_id, speaker_id, speaker_name, start_ms, end_ms, language, text, words,
+                    translation_lang, translation_text
              FROM segments WHERE recording_id = ? ORDER BY position",
         )
         .bind(id.to_string())
@@ -405,6 +406,13 @@ impl Catalog {
                     what: "segment words".into(),
                     source,
                 })?,
+                translation: match (
+                    r.try_get::<Option<String>, _>("translation_lang")?,
+                    r.try_get::<Option<String>, _>("translation_text")?,
+                ) {
+                    (Some(lang), Some(text)) => Some(crate::Translation { lang, text }),
+                    _ => None,
+                },
             });
         }
         let mut speakers = Vec::new();
@@ -445,8 +453,8 @@ async fn write_transcript(
     .await?;
     for (i, s) in t.segments.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO segments (recording_id, position, track_id, speaker_id, speaker_name, start_ms, end_ms, language, text, words)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO segments (recording_id, position, track_id, speaker_id, speaker_name, start_ms, end_ms, language, text, words, translation_lang, translation_text)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&rec)
         .bind(i as i64)
@@ -458,6 +466,8 @@ async fn write_transcript(
         .bind(&s.language)
         .bind(&s.text)
         .bind(serde_json::to_string(&s.words).unwrap_or_else(|_| "[]".into()))
+        .bind(s.translation.as_ref().map(|t| t.lang.as_str()))
+        .bind(s.translation.as_ref().map(|t| t.text.as_str()))
         .execute(&mut **tx)
         .await?;
     }

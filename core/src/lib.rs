@@ -26,7 +26,7 @@ pub use archive::{
 pub use catalog::Catalog;
 pub use config::{
     Config, ImportConfig, IpCidr, MediaConfig, RecorderConfig, ServerConfig, TranscribeConfig,
-    WebhooksConfig,
+    Translate, WebhooksConfig,
 };
 pub use error::{Error, Result};
 pub use id::{DeliveryId, JobId, RecordingId, RoomId, SpeakerId, TrackId, UserId, WebhookId};
@@ -36,8 +36,8 @@ pub use retime::retime_words;
 pub use rng::Rng;
 pub use types::{
     LANGUAGES, MANIFEST_VERSION, Manifest, ManifestTrack, Recording, RecordingSource,
-    RecordingState, Segment, Speaker, Timestamp, Track, Transcript, TranscriptSpeaker, Visibility,
-    Word, spoken_language,
+    RecordingState, Segment, Speaker, Timestamp, Track, Transcript, TranscriptSpeaker, Translation,
+    Visibility, Word, spoken_language,
 };
 pub use webhooks::{
     DeliveryOutcome, DeliveryState, DueDelivery, WEBHOOK_EVENTS, Webhook, WebhookDelivery,

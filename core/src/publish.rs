@@ -222,6 +222,26 @@ impl Catalog {
         Ok(())
     }
 
+    /// Corrects a line's English translation (the host's fix of the machine's). Empty text
+    /// removes the translation. Search follows through the outbox trigger.
+    pub async fn correct_translation(&self, id: RecordingId, index: i64, text: &str) -> Result<()> {
+        let text = crate::clean_text("translation", text, 5000, true)?;
+        let done = sqlx::query(
+            "UPDATE segments SET translation_lang = CASE WHEN ?1 = '' THEN NULL ELSE 'en' END,
+                    translation_text = NULLIF(?1, '')
+             WHERE recording_id = ?2 AND position = ?3",
+        )
+        .bind(&text)
+        .bind(id.to_string())
+        .bind(index)
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("line {index} of recording {id}")));
+        }
+        Ok(())
+    }
+
     /// An account by its user name.
     pub async fn user_by_username(&self, username: &str) -> Result<User> {
         let row = sqlx::query("SELECT id FROM users WHERE username = ?")

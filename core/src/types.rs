@@ -396,6 +396,18 @@ pub struct Segment {
     /// Word timings, when the model gave them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub words: Vec<Word>,
+    /// The line in English, when it was said in another language (Whisper's translate task;
+    /// English is the only language Whisper translates into). The original stays the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translation: Option<Translation>,
+}
+
+/// A line's text in another language, beside the original.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Translation {
+    /// The language translated into: `en`.
+    pub lang: String,
+    pub text: String,
 }
 
 /// One word with its timing and Whisper's confidence.

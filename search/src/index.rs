@@ -64,6 +64,10 @@ pub struct SegmentDoc {
     pub start_ms: i64,
     pub end_ms: i64,
     pub text: String,
+    /// The line's English translation, when it has one: found by the same words as the text
+    /// (a second value of the text field, so one analyzer, one set of statistics and the same
+    /// access rule serve both).
+    pub translation: Option<String>,
     /// When the recording started, ms since the epoch.
     pub date_ms: i64,
     /// True when the recording is published and public.
@@ -89,6 +93,10 @@ pub struct Hit {
     pub start_ms: i64,
     pub end_ms: i64,
     pub snippet_html: String,
+    /// The line's English translation, when it has one, escaped the same way, with the
+    /// matches marked where the query matched it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub translation_html: Option<String>,
     /// `/r/<recording>?t=<seconds>`; the API puts the service's base URL in front.
     pub link: String,
 }
@@ -347,6 +355,9 @@ impl SearchIndex {
             f.text => d.text.as_str(),
             f.date => d.date_ms,
         );
+        if let Some(t) = &d.translation {
+            doc.add_text(f.text, t);
+        }
         if let Some(room) = &d.room_id {
             doc.add_text(f.room, room);
         }
@@ -736,17 +747,25 @@ impl SearchIndex {
             };
             let i = |field: Field| doc.get_first(field).and_then(|v| v.as_i64()).unwrap_or(0);
             let text = s(self.f.text);
-            let snippet_html = match &snippets {
+            // The original is the first value of the text field, its translation the second.
+            let translation = doc
+                .get_all(self.f.text)
+                .nth(1)
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            let snip = |text: &str| match &snippets {
                 Some(g) => {
-                    let sn = g.snippet(&text);
+                    let sn = g.snippet(text);
                     if sn.fragment().is_empty() {
-                        escape(&truncate(&text, 200))
+                        escape(&truncate(text, 200))
                     } else {
                         marked(sn.fragment(), sn.highlighted())
                     }
                 }
-                None => escape(&truncate(&text, 200)),
+                None => escape(&truncate(text, 200)),
             };
+            let snippet_html = snip(&text);
+            let translation_html = translation.as_deref().map(snip);
             let recording = s(self.f.recording);
             let start_ms = i(self.f.start);
             let hit = Hit {
@@ -755,6 +774,7 @@ impl SearchIndex {
                 start_ms,
                 end_ms: i(self.f.end),
                 snippet_html,
+                translation_html,
                 link: format!("/r/{recording}?t={}", start_ms / 1000),
             };
             let idx = *at.entry(recording.clone()).or_insert_with(|| {

@@ -32,6 +32,7 @@ pub fn documents(src: &SearchSource) -> Vec<SegmentDoc> {
             start_ms: s.start_ms,
             end_ms: s.end_ms,
             text: s.text.clone(),
+            translation: s.translation.as_ref().map(|t| t.text.clone()),
             date_ms: r.started_at.0,
             public: r.visibility == Visibility::Public,
             readers: readers.clone(),

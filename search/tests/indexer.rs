@@ -96,6 +96,7 @@ async fn add(
                 language: Some("en".into()),
                 text: (*text).into(),
                 words: Vec::new(),
+                translation: None,
             })
             .collect(),
     };

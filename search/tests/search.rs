@@ -23,6 +23,7 @@ fn seg(
         start_ms,
         end_ms: start_ms + 3000,
         text: text.into(),
+        translation: None,
         date_ms,
         public: true,
         readers: readers.iter().map(|r| r.to_string()).collect(),

@@ -13,4 +13,5 @@ mod replay;
 mod search;
 mod serve;
 mod transcribe;
+mod translate;
 mod webhooks;

@@ -91,6 +91,8 @@ pub struct WindowRequest<'a> {
     pub prompt: &'a str,
     /// Set to stop decoding early.
     pub abort: &'a Arc<AtomicBool>,
+    /// Whisper's translate task: the speech in English, whatever language it is in.
+    pub translate: bool,
 }
 
 impl Engine {
@@ -170,7 +172,7 @@ impl Engine {
     ) -> Result<Vec<RawSegment>> {
         let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         p.set_n_threads(self.threads as i32);
-        p.set_translate(false);
+        p.set_translate(req.translate && !self.hparams.english_only());
         p.set_no_context(true);
         p.set_token_timestamps(true);
         p.set_print_special(false);

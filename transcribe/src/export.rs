@@ -55,6 +55,61 @@ impl Format {
     }
 }
 
+/// Which text an export carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Lang {
+    /// What was said, in the language it was said in (the record).
+    #[default]
+    Original,
+    /// English: each line's translation where it has one, else the line itself (said in
+    /// English, or not translated).
+    English,
+}
+
+impl std::str::FromStr for Lang {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "original" | "" => Ok(Lang::Original),
+            "en" | "english" => Ok(Lang::English),
+            other => Err(Error::Invalid(format!(
+                "unknown transcript language {:?}; use original or en (Whisper translates into English only)",
+                roomtape_core::truncate_for_message(other)
+            ))),
+        }
+    }
+}
+
+/// `t` with every translated line in English: its text the translation, its word timings
+/// gone (they time the original words), its language `en`.
+pub fn in_english(t: &Transcript) -> Transcript {
+    let mut t = t.clone();
+    for s in &mut t.segments {
+        if let Some(tr) = s.translation.take() {
+            s.text = tr.text;
+            s.language = Some(tr.lang);
+            s.words.clear();
+        }
+    }
+    t
+}
+
+/// Renders `t` in `format`, in `lang`.
+pub fn render_in(t: &Transcript, format: Format, lang: Lang) -> String {
+    match lang {
+        Lang::Original => render(t, format),
+        Lang::English => {
+            let en = in_english(t);
+            match format {
+                // WebVTT says the language of its cues in a header (as YouTube and others read
+                // it).
+                Format::Vtt => cues(&en, String::from("WEBVTT\nLanguage: en\n\n"), '.', vtt_line),
+                _ => render(&en, format),
+            }
+        }
+    }
+}
+
 /// Renders `t` in `format`.
 pub fn render(t: &Transcript, format: Format) -> String {
     match format {
@@ -114,10 +169,12 @@ fn cues(t: &Transcript, mut out: String, sep: char, line: impl Fn(&Segment) -> S
     out
 }
 
+fn vtt_line(s: &Segment) -> String {
+    format!("<v {}>{}</v>", vtt_escape(&s.speaker), vtt_escape(&s.text))
+}
+
 fn vtt(t: &Transcript) -> String {
-    cues(t, String::from("WEBVTT\n\n"), '.', |s| {
-        format!("<v {}>{}</v>", vtt_escape(&s.speaker), vtt_escape(&s.text))
-    })
+    cues(t, String::from("WEBVTT\n\n"), '.', vtt_line)
 }
 
 fn srt(t: &Transcript) -> String {
@@ -166,6 +223,7 @@ mod tests {
             language: Some("en".into()),
             text: text.into(),
             words: vec![],
+            translation: None,
         };
         Transcript {
             recording_id: RecordingId::new(),

@@ -173,6 +173,8 @@ pub struct Job<'a> {
     /// `auto` or a Whisper language code.
     pub language: &'a str,
     pub vad: VadSettings,
+    /// Also translate lines said in another language into English (multilingual models).
+    pub translate: bool,
 }
 
 /// The speech of one track, ready for Whisper.
@@ -265,17 +267,41 @@ pub fn transcribe(
                     language,
                     prompt: &prompt,
                     abort,
+                    translate: false,
                 },
             )?;
+            let mut lines = place(&raw, w, t.offset_ms);
+            // Said in another language: the same window again with the translate task, its
+            // English lines laid over the original ones by time. No prompt: the title and
+            // names would pull the decoder back into the original language.
+            let spoken = raw
+                .iter()
+                .find_map(|r| r.language.as_deref())
+                .unwrap_or(language);
+            if job.translate
+                && !engine.hparams().english_only()
+                && spoken != "en"
+                && !lines.is_empty()
             {
-                for s in place(&raw, w, t.offset_ms) {
-                    segments.push(Segment {
-                        speaker_id: t.speaker_id,
-                        speaker: t.speaker_name.clone(),
-                        track_id: t.track_id,
-                        ..s
-                    });
-                }
+                let english = engine.run(
+                    &mut state,
+                    &WindowRequest {
+                        audio: &w.audio,
+                        language,
+                        prompt: "",
+                        abort,
+                        translate: true,
+                    },
+                )?;
+                attach_translations(&mut lines, &place(&english, w, t.offset_ms));
+            }
+            for s in lines {
+                segments.push(Segment {
+                    speaker_id: t.speaker_id,
+                    speaker: t.speaker_name.clone(),
+                    track_id: t.track_id,
+                    ..s
+                });
             }
             done += 1;
             progress(done as f64 / total.max(1) as f64);
@@ -299,6 +325,62 @@ pub fn transcribe(
             .collect(),
         segments,
     })
+}
+
+/// Lays English lines (`english`, from the translate task on the same window) over the original
+/// lines: each English line goes to the original line it overlaps most in time (the nearest,
+/// if it overlaps none), in order, so a sentence the translation split or joined differently
+/// still lands beside the words it renders. An original line no English line lands on keeps
+/// no translation.
+pub fn attach_translations(lines: &mut [Segment], english: &[Segment]) {
+    if lines.is_empty() {
+        return;
+    }
+    let mut texts: Vec<Vec<&str>> = vec![Vec::new(); lines.len()];
+    for e in english {
+        let text = e.text.trim();
+        if text.is_empty() || is_stock_phrase(text) {
+            continue;
+        }
+        let overlap = |l: &Segment| (e.end_ms.min(l.end_ms) - e.start_ms.max(l.start_ms)).max(0);
+        let distance = |l: &Segment| {
+            let (m, n) = (e.start_ms + e.end_ms, l.start_ms + l.end_ms);
+            (m - n).abs()
+        };
+        let best = (0..lines.len())
+            .max_by_key(|&i| (overlap(&lines[i]), std::cmp::Reverse(distance(&lines[i]))))
+            .unwrap_or(0);
+        texts[best].push(text);
+    }
+    for (l, t) in lines.iter_mut().zip(texts) {
+        l.translation = (!t.is_empty()).then(|| roomtape_core::Translation {
+            lang: "en".into(),
+            text: t.join(" "),
+        });
+    }
+}
+
+/// The sign-offs Whisper's translate task is known to produce, with high confidence, for speech
+/// it cannot render (learned from subtitled videos): never a translation of what was said.
+fn is_stock_phrase(text: &str) -> bool {
+    let t: String = text
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || c.is_whitespace())
+        .collect();
+    let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+    const STOCK: &[&str] = &[
+        "thank you for watching",
+        "thanks for watching",
+        "please subscribe",
+        "subscribe to my channel",
+        "subscribe to our channel",
+        "like and subscribe",
+        "see you in the next video",
+        "subtitles by",
+        "amaraorg",
+    ];
+    STOCK.iter().any(|p| t.contains(p))
 }
 
 /// Speech seconds after which a clear language is taken as settled.
@@ -552,6 +634,7 @@ fn place(raw: &[RawSegment], w: &Window, offset_ms: i64) -> Vec<Segment> {
                 language,
                 text,
                 words,
+                translation: None,
             })
         })
         .collect()
@@ -560,6 +643,65 @@ fn place(raw: &[RawSegment], w: &Window, offset_ms: i64) -> Vec<Segment> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(start_ms: i64, end_ms: i64, text: &str) -> Segment {
+        Segment {
+            speaker_id: Default::default(),
+            speaker: String::new(),
+            track_id: Default::default(),
+            start_ms,
+            end_ms,
+            language: Some("es".into()),
+            text: text.into(),
+            words: Vec::new(),
+            translation: None,
+        }
+    }
+
+    #[test]
+    fn translations_land_beside_the_lines_they_render() {
+        let mut lines = vec![
+            line(0, 1_400, "Buenos días a todos."),
+            line(1_700, 4_200, "Hoy hablamos del puente."),
+            line(4_500, 7_900, "La obra empieza en marzo."),
+        ];
+        let english = [
+            // Split differently: two English lines over the second original one.
+            line(0, 1_300, "Good morning, everyone."),
+            line(1_600, 2_900, "Today we talk"),
+            line(2_900, 4_300, "about the bridge."),
+            // Stock hallucination: dropped.
+            line(4_400, 5_000, "Thank you for watching!"),
+            line(5_000, 8_000, "The work starts in March."),
+            // Overlapping nothing: the nearest line.
+            line(9_000, 9_500, "Really."),
+        ];
+        attach_translations(&mut lines, &english);
+        let got: Vec<Option<&str>> = lines
+            .iter()
+            .map(|l| l.translation.as_ref().map(|t| t.text.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Some("Good morning, everyone."),
+                Some("Today we talk about the bridge."),
+                Some("The work starts in March. Really."),
+            ]
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.translation.as_ref().unwrap().lang == "en")
+        );
+        // Nothing to lay over: no translation, never an empty one.
+        let mut alone = vec![line(0, 1_000, "Hola.")];
+        attach_translations(
+            &mut alone,
+            &[line(0, 900, "Please subscribe to my channel.")],
+        );
+        assert_eq!(alone[0].translation, None);
+    }
 
     #[test]
     fn packing_fills_windows_and_maps_times_back() {

@@ -25,6 +25,8 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// How often to look for work when the queue is empty.
     pub poll: Duration,
+    /// Lines in other languages also get an English translation (`transcribe.translate`).
+    pub translate: bool,
 }
 
 impl WorkerConfig {
@@ -41,6 +43,7 @@ impl WorkerConfig {
             ),
             lease,
             poll: Duration::from_millis(500),
+            translate: true,
         }
     }
 }
@@ -86,6 +89,7 @@ pub async fn run_job(
             progress.clone(),
         );
         let language = rec.language.clone();
+        let translate = cfg.translate;
         tokio::task::spawn_blocking(move || -> Result<Transcript> {
             let manifest = manifest?;
             pipeline::transcribe(
@@ -95,6 +99,7 @@ pub async fn run_job(
                     manifest: &manifest,
                     language: &language,
                     vad: VadSettings::default(),
+                    translate,
                 },
                 &abort,
                 &mut |f| {

@@ -145,6 +145,11 @@ pub async fn search_page(
                                     " " span.who { (h.speaker) } " "
                                     // Escaped by the index before <mark> was added.
                                     span.snippet { (PreEscaped(&h.snippet_html)) }
+                                    @if let Some(t) = &h.translation_html {
+                                        // The English translation, matches marked when it is
+                                        // what matched.
+                                        span.translation lang="en" { span.visually-hidden { "In English: " } (PreEscaped(t)) }
+                                    }
                                 }
                             }
                         }

@@ -231,6 +231,9 @@ async fn page(
                     span #find-count.muted {}
                     button #share type="button" disabled { "Share quote" }
                     input #share-link type="text" readonly hidden aria-label="Quote link";
+                    @if segments.iter().any(|s| s.translation.is_some()) {
+                        label.row.show-translations { input #show-translations type="checkbox" checked; "English translations" }
+                    }
                 }
                 @if segments.is_empty() {
                     // Kept up to date by replay.js from status.json; the transcript is shown
@@ -260,7 +263,10 @@ async fn page(
                                         data-speaker=(k) {
                                         input.pick type="checkbox" aria-label={"Pick the line at " (clock(s.start_ms)) " for a quote"};
                                         button.time type="button" aria-label={"Play from " (clock(s.start_ms))} { (clock(s.start_ms)) }
-                                        span.text { (s.text) }
+                                        span.text lang=[s.language.as_deref()] { (s.text) }
+                                        @if let Some(tr) = &s.translation {
+                                            span.translation lang=(tr.lang) { span.visually-hidden { "In English: " } (tr.text) }
+                                        }
                                     }
                                 }
                             }
@@ -277,6 +283,13 @@ async fn page(
                             a href={(base) "/transcript.srt"} download { "SRT" } " · "
                             a href={(base) "/transcript.json"} download { "JSON" } " · "
                             a href={(base) "/transcript.txt"} download { "text" }
+                        }
+                        @if segments.iter().any(|s| s.translation.is_some()) {
+                            li { "In English: "
+                                a href={(base) "/transcript.en.vtt"} download { "WebVTT" } " · "
+                                a href={(base) "/transcript.en.srt"} download { "SRT" } " · "
+                                a href={(base) "/transcript.en.txt"} download { "text" }
+                            }
                         }
                     }
                     @if has_mix { li { a href={(base) "/mix.opus"} download { "The mix (Ogg/Opus)" } } }
@@ -447,16 +460,23 @@ async fn file(
             .await
         }
         _ => {
-            let format = name
+            // `transcript.vtt`, or `transcript.en.vtt` for the English translation.
+            let ext = name
                 .strip_prefix("transcript.")
-                .and_then(|ext| ext.parse::<Format>().ok())
                 .ok_or_else(|| AppError::not_found("no such file"))?;
+            let (lang, ext) = match ext.strip_prefix("en.") {
+                Some(ext) => (export::Lang::English, ext),
+                None => (export::Lang::Original, ext),
+            };
+            let format = ext
+                .parse::<Format>()
+                .map_err(|_| AppError::not_found("no such file"))?;
             let t = state
                 .catalog
                 .transcript(r.id)
                 .await?
                 .ok_or_else(|| AppError::not_found("this recording has no transcript yet"))?;
-            Ok(transcript_download(&t, format, &r.id.to_string()))
+            Ok(transcript_download(&t, format, lang, &r.id.to_string()))
         }
     }
 }
@@ -529,8 +549,17 @@ fn status_text(s: &TranscriptStatus) -> String {
 }
 
 /// A transcript as a download in `format`.
-pub fn transcript_download(t: &Transcript, format: Format, stem: &str) -> Response {
-    let body = export::render(t, format);
+pub fn transcript_download(
+    t: &Transcript,
+    format: Format,
+    lang: export::Lang,
+    stem: &str,
+) -> Response {
+    let body = export::render_in(t, format, lang);
+    let stem = match lang {
+        export::Lang::English => format!("{stem}.en"),
+        export::Lang::Original => stem.to_string(),
+    };
     let mut h = HeaderMap::new();
     h.insert(
         CONTENT_TYPE,
@@ -743,10 +772,33 @@ async fn rename_speaker(
     Ok(Redirect::to(&format!("/r/{}/edit", v.recording.id)))
 }
 
+/// Corrects line `index`: its text, and its English translation when one is given (empty
+/// removes it). Both are checked before either is written. The edit page and the API's PATCH
+/// both come here.
+pub async fn correct(
+    state: &AppState,
+    id: RecordingId,
+    index: i64,
+    text: &str,
+    translation: Option<&str>,
+) -> Result<(), AppError> {
+    roomtape_core::clean_text("transcript line", text, 5000, false)?;
+    if let Some(t) = translation {
+        roomtape_core::clean_text("translation", t, 5000, true)?;
+    }
+    state.catalog.correct_segment(id, index, text).await?;
+    if let Some(t) = translation {
+        state.catalog.correct_translation(id, index, t).await?;
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 struct LineForm {
     _csrf: Option<String>,
     text: String,
+    /// Sent by lines that have an English translation: its corrected text (empty removes it).
+    translation: Option<String>,
 }
 
 async fn correct_line(
@@ -759,10 +811,14 @@ async fn correct_line(
     let index: i64 = index
         .parse()
         .map_err(|_| AppError::not_found("no such line"))?;
-    state
-        .catalog
-        .correct_segment(v.recording.id, index, &f.text)
-        .await?;
+    correct(
+        &state,
+        v.recording.id,
+        index,
+        &f.text,
+        f.translation.as_deref(),
+    )
+    .await?;
     Ok(Redirect::to(&format!(
         "/r/{}/edit#line-{index}",
         v.recording.id
@@ -818,8 +874,12 @@ async fn edit_page(
                         form.edit-line #{"line-" (i)} method="post" action={(base) "/lines/" (i)} {
                             input type="hidden" name="_csrf" value=(session.csrf);
                             span.muted { (clock(s.start_ms)) " " (s.speaker) }
-                            label.row { textarea name="text" rows="2" maxlength="5000" required { (s.text) }
+                            label.row { textarea name="text" rows="2" maxlength="5000" required aria-label={"Line at " (clock(s.start_ms))} { (s.text) }
                                 button type="submit" { "Save" } }
+                            @if let Some(tr) = &s.translation {
+                                label { "In English"
+                                    textarea name="translation" rows="2" maxlength="5000" lang=(tr.lang) { (tr.text) } }
+                            }
                         }
                     }
                 } @else {

@@ -248,6 +248,18 @@
     });
   }
 
+  // English translations under the original lines: shown unless turned off (remembered).
+  const showTr = document.getElementById("show-translations");
+  if (showTr && box) {
+    const apply = () => box.classList.toggle("no-translations", !showTr.checked);
+    try { if (localStorage.getItem("roomtape.translations") === "off") showTr.checked = false; } catch {}
+    apply();
+    showTr.addEventListener("change", () => {
+      apply();
+      try { localStorage.setItem("roomtape.translations", showTr.checked ? "on" : "off"); } catch {}
+    });
+  }
+
   // Keys, as in other players: Space (or k) plays and pauses, ← and → step 5 s. Not while
   // typing, and not on a control that has its own use for the key (a button, a link, the
   // player itself, a checkbox).

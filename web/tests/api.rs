@@ -189,6 +189,7 @@ impl Api {
                     language: Some("en".into()),
                     text: text.to_string(),
                     words: Vec::new(),
+                    translation: None,
                 })
                 .collect(),
         };
@@ -215,6 +216,7 @@ impl Api {
                     p: 0.9,
                 })
                 .collect(),
+            translation: None,
         };
         let t = Transcript {
             recording_id: id,

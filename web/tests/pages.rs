@@ -127,6 +127,7 @@ impl Site {
                     language: Some("en".into()),
                     text: text.to_string(),
                     words: Vec::new(),
+                    translation: None,
                 })
                 .collect(),
         };

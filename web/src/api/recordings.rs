@@ -118,6 +118,9 @@ pub struct SegmentUpdate {
     /// 1–5000 characters, no control characters. Word timings of the line are dropped.
     #[schema(min_length = 1, max_length = 5000)]
     pub text: String,
+    /// The line's corrected English translation (0–5000 characters; empty removes it).
+    #[schema(max_length = 5000)]
+    pub translation: Option<String>,
 }
 
 /// `?format=` of a transcript.
@@ -127,6 +130,19 @@ pub struct TranscriptParams {
     /// `json`, `vtt`, `srt` or `txt`; wins over `Accept`.
     #[param(inline)]
     pub format: Option<TranscriptFormat>,
+    /// `original` (the default: what was said) or `en`: each line's English translation
+    /// where it has one (WebVTT then says `Language: en`). JSON always carries both, the
+    /// translation as `translation: {lang, text}`.
+    #[param(inline)]
+    pub lang: Option<TranscriptLang>,
+}
+
+/// Which text a transcript export carries.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TranscriptLang {
+    Original,
+    En,
 }
 
 /// A transcript export format.
@@ -543,7 +559,11 @@ pub async fn get_transcript(
         .transcript(id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("recording {id} has no transcript yet")))?;
-    let mut res = crate::replay::transcript_download(&t, format, &id.to_string());
+    let lang = match q.lang {
+        Some(TranscriptLang::En) => roomtape_transcribe::export::Lang::English,
+        _ => roomtape_transcribe::export::Lang::Original,
+    };
+    let mut res = crate::replay::transcript_download(&t, format, lang, &id.to_string());
     res.headers_mut().insert(
         VARY,
         axum::http::HeaderValue::from_static("Accept, Authorization, Cookie"),
@@ -616,10 +636,14 @@ pub async fn correct_segment(
     ApiJson(change): ApiJson<SegmentUpdate>,
 ) -> Result<Json<Transcript>, AppError> {
     managed(&state, id, &session, &headers).await?;
-    state
-        .catalog
-        .correct_segment(id, index, &change.text)
-        .await?;
+    crate::replay::correct(
+        &state,
+        id,
+        index,
+        &change.text,
+        change.translation.as_deref(),
+    )
+    .await?;
     let t = state
         .catalog
         .transcript(id)
