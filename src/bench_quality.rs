@@ -156,7 +156,8 @@ pub fn run(models_dir: &Path, model: &str, set_dir: &Path, threads: usize) -> an
             );
             continue;
         }
-        let (ours, plain, peer, seconds) = measure(&engine, dir, set, peer_model.as_deref())?;
+        let (ours, plain, peer, seconds, translated) =
+            measure(&engine, dir, set, peer_model.as_deref())?;
         for (way, f) in [("roomtape", &ours), ("plain", &plain)] {
             print_row(&set.name, way, f, seconds);
         }
@@ -174,6 +175,18 @@ pub fn run(models_dir: &Path, model: &str, set_dir: &Path, threads: usize) -> an
             pct(plain.in_line, plain.matched),
             set.source
         );
+        if let Some(t) = &translated {
+            println!(
+                "  {}: with English translations: {:.2} s (RTF {:.3}) against {:.2} s transcribing alone: the translate pass costs {:.2}x the transcription; {} of {} lines translated",
+                set.name,
+                t.secs,
+                t.secs / seconds.max(1e-9),
+                ours.secs,
+                (t.secs - ours.secs).max(0.0) / ours.secs.max(1e-9),
+                t.translated,
+                t.lines
+            );
+        }
         if let Some(p) = &peer {
             println!(
                 "  {}: against the peer: wall roomtape/peer = {:.2}, WER roomtape/peer = {:.2}",
@@ -247,13 +260,21 @@ fn print_row(set: &str, way: &str, f: &Figures, seconds: f64) {
     );
 }
 
+/// The pipeline again with translations on (speech in another language than English).
+struct Translated {
+    secs: f64,
+    translated: usize,
+    lines: usize,
+}
+
 /// Transcribes one set both ways; returns the figures and the room's length in seconds.
+#[allow(clippy::type_complexity)]
 fn measure(
     engine: &Engine,
     dir: &Path,
     set: &Set,
     peer_model: Option<&Path>,
-) -> anyhow::Result<(Figures, Figures, Option<Figures>, f64)> {
+) -> anyhow::Result<(Figures, Figures, Option<Figures>, f64, Option<Translated>)> {
     let work = tempfile::tempdir()?;
     // The room goes in through the real import: one track per channel.
     let pcm: Vec<Vec<i16>> = set
@@ -305,6 +326,32 @@ fn measure(
         &mut |_| {},
     )?;
     let ours_secs = t0.elapsed().as_secs_f64();
+    let translated = if set.language != "en" && !engine.hparams().english_only() {
+        let t0 = Instant::now();
+        let t = pipeline::transcribe(
+            engine,
+            &store,
+            &pipeline::Job {
+                manifest: &manifest,
+                language: &set.language,
+                vad: VadSettings::default(),
+                translate: true,
+            },
+            &abort,
+            &mut |_| {},
+        )?;
+        Some(Translated {
+            secs: t0.elapsed().as_secs_f64(),
+            translated: t
+                .segments
+                .iter()
+                .filter(|s| s.translation.is_some())
+                .count(),
+            lines: t.segments.len(),
+        })
+    } else {
+        None
+    };
     let ours: Vec<HypLine> = transcript
         .segments
         .iter()
@@ -405,7 +452,7 @@ fn measure(
     a.secs = ours_secs;
     let mut b = score(set, &plain);
     b.secs = plain_secs;
-    Ok((a, b, peer, seconds))
+    Ok((a, b, peer, seconds, translated))
 }
 
 /// Scoring words of a reference line: its aligned words where it has them, else its text at
