@@ -336,21 +336,51 @@ pub fn attach_translations(lines: &mut [Segment], english: &[Segment]) {
     if lines.is_empty() {
         return;
     }
-    let mut texts: Vec<Vec<&str>> = vec![Vec::new(); lines.len()];
-    for e in english {
+    // The best line for a span: most overlap, then nearest middle.
+    let best = |start: i64, end: i64| {
+        let overlap = |l: &Segment| (end.min(l.end_ms) - start.max(l.start_ms)).max(0);
+        let distance = |l: &Segment| ((start + end) - (l.start_ms + l.end_ms)).abs();
+        (0..lines.len())
+            .max_by_key(|&i| (overlap(&lines[i]), std::cmp::Reverse(distance(&lines[i]))))
+            .unwrap_or(0)
+    };
+    let kept: Vec<&Segment> = english
+        .iter()
+        .filter(|e| !e.text.trim().is_empty() && !is_stock_phrase(&e.text))
+        .collect();
+    // Lines are cut at sentence ends, and the translate task renders sentence by sentence:
+    // when the English has as many sentences as there are lines, they pair in order (Whisper's
+    // segment times in translation often cut a sentence in two).
+    let joined = kept
+        .iter()
+        .map(|e| e.text.trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let sentences = sentences(&joined);
+    if sentences.len() == lines.len() {
+        for (l, t) in lines.iter_mut().zip(sentences) {
+            l.translation = Some(roomtape_core::Translation {
+                lang: "en".into(),
+                text: t,
+            });
+        }
+        return;
+    }
+    let mut texts: Vec<Vec<String>> = vec![Vec::new(); lines.len()];
+    for e in kept {
         let text = e.text.trim();
-        if text.is_empty() || is_stock_phrase(text) {
+        if e.words.is_empty() {
+            texts[best(e.start_ms, e.end_ms)].push(text.to_string());
             continue;
         }
-        let overlap = |l: &Segment| (e.end_ms.min(l.end_ms) - e.start_ms.max(l.start_ms)).max(0);
-        let distance = |l: &Segment| {
-            let (m, n) = (e.start_ms + e.end_ms, l.start_ms + l.end_ms);
-            (m - n).abs()
-        };
-        let best = (0..lines.len())
-            .max_by_key(|&i| (overlap(&lines[i]), std::cmp::Reverse(distance(&lines[i]))))
-            .unwrap_or(0);
-        texts[best].push(text);
+        // Word by word, by where each was aligned: an English line that runs across two
+        // original lines is split between them. Words never go back to an earlier line, so
+        // the English keeps its order.
+        let mut at = 0;
+        for w in &e.words {
+            at = at.max(best(w.start_ms, w.end_ms));
+            texts[at].push(w.text.clone());
+        }
     }
     for (l, t) in lines.iter_mut().zip(texts) {
         l.translation = (!t.is_empty()).then(|| roomtape_core::Translation {
@@ -358,6 +388,32 @@ pub fn attach_translations(lines: &mut [Segment], english: &[Segment]) {
             text: t.join(" "),
         });
     }
+}
+
+/// `text` cut after each `.`, `?`, `!` (or `…`) that ends a word, the marks kept.
+fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for word in text.split_whitespace() {
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+        let end = word.trim_end_matches(['"', '\'', ')', '»', '”']);
+        // Not after an initial ("J.") or an English abbreviation (the text is English).
+        const ABBREVIATIONS: &[&str] = &[
+            "mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "etc.",
+        ];
+        let abbreviation = ABBREVIATIONS.contains(&end.to_lowercase().as_str())
+            || end.chars().filter(|c| c.is_alphabetic()).count() == 1;
+        if end.ends_with(['.', '?', '!', '…']) && !abbreviation {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 /// The sign-offs Whisper's translate task is known to produce, with high confidence, for speech
@@ -693,6 +749,33 @@ mod tests {
             lines
                 .iter()
                 .all(|l| l.translation.as_ref().unwrap().lang == "en")
+        );
+        // As many English sentences as lines: they pair in order, whatever Whisper's segment
+        // times say (here they cut the first sentence in two).
+        let mut lines = vec![
+            line(0, 3_000, "Marque uno para llamar a este número."),
+            line(3_500, 5_000, "Por favor presione las primeras."),
+        ];
+        let english = [
+            line(0, 1_000, "Press one"),
+            line(
+                3_400,
+                5_000,
+                "to call this number. Please press the first ones.",
+            ),
+        ];
+        attach_translations(&mut lines, &english);
+        assert_eq!(
+            lines[0].translation.as_ref().unwrap().text,
+            "Press one to call this number."
+        );
+        assert_eq!(
+            lines[1].translation.as_ref().unwrap().text,
+            "Please press the first ones."
+        );
+        assert_eq!(
+            sentences("Mr. Lee said 3.5 percent. Really?! “Yes.” And"),
+            ["Mr. Lee said 3.5 percent.", "Really?!", "“Yes.”", "And"]
         );
         // Nothing to lay over: no translation, never an empty one.
         let mut alone = vec![line(0, 1_000, "Hola.")];
