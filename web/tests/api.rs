@@ -620,6 +620,65 @@ async fn who_may_see_and_change_a_recording() {
     assert_eq!(words, expect);
     assert_eq!(t["segments"][1]["words"][1]["p"], 0.9);
     assert_eq!(t["segments"][1]["speaker"], "Sam S.");
+    // Issue 19: the host corrects a line's English translation (the line keeps its text);
+    // `?lang=en` then exports it, WebVTT saying its language; empty removes it again.
+    let seg1 = format!("{uri}/transcript/segments/1");
+    let a = api
+        .send_json(
+            Method::PATCH,
+            &seg1,
+            Some(&olga),
+            json!({"text": "Thanks for having me.", "translation": "Gracias\u{7}"}),
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::BAD_REQUEST,
+        "a control character: {}",
+        a.text()
+    );
+    let a = api
+        .send_json(
+            Method::PATCH,
+            &seg1,
+            Some(&olga),
+            json!({"text": "Thanks for having me.", "translation": "Thank you for inviting me."}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(
+        a.json()["segments"][1]["translation"],
+        json!({"lang": "en", "text": "Thank you for inviting me."})
+    );
+    assert_eq!(a.json()["segments"][1]["text"], "Thanks for having me.");
+    assert!(a.json()["segments"][0].get("translation").is_none());
+    let vtt = api
+        .get(&format!("{uri}/transcript?format=vtt&lang=en"), None)
+        .await;
+    assert!(
+        vtt.text().starts_with("WEBVTT\nLanguage: en\n"),
+        "{}",
+        vtt.text()
+    );
+    assert!(vtt.text().contains("Thank you for inviting me."));
+    let vtt = api.get(&format!("{uri}/transcript?format=vtt"), None).await;
+    assert!(!vtt.text().contains("inviting"));
+    api.get(&format!("{uri}/transcript?lang=fr"), None)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_parameter");
+    let a = api
+        .send_json(
+            Method::PATCH,
+            &seg1,
+            Some(&olga),
+            json!({"text": "Thanks for having me.", "translation": ""}),
+        )
+        .await;
+    assert!(
+        a.json()["segments"][1].get("translation").is_none(),
+        "{}",
+        a.text()
+    );
     api.send_json(
         Method::PATCH,
         &format!("{uri}/transcript/segments/7"),

@@ -696,3 +696,51 @@ async fn no_page_depends_on_an_emoji_font() {
         );
     }
 }
+
+/// Issue 19: a line's English translation is shown under it (marked as English), can be
+/// hidden, downloaded, and found by search with the hit showing both.
+#[tokio::test]
+async fn a_translated_line_reads_in_both_languages_and_is_found_in_english() {
+    let site = site().await;
+    let ana = site.user("ana", "Ana Lima").await;
+    let (id, tracks) = site
+        .recording(&ana, "Puente", RecordingState::Recorded, &[&ana])
+        .await;
+    site.transcript(
+        id,
+        &tracks,
+        &[(0, "Buenos días."), (0, "El puente abre en mayo.")],
+    )
+    .await;
+    site.catalog
+        .correct_translation(id, 1, "The bridge opens in May.")
+        .await
+        .unwrap();
+    roomtape_search::indexer::drain(&site.search, &site.catalog)
+        .await
+        .unwrap();
+    let html = site.page(&format!("/r/{id}")).await;
+    assert!(
+        html.contains(r#"<span class="translation" lang="en"><span class="visually-hidden">In English: </span>The bridge opens in May.</span>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"<span class="text" lang="en">El puente abre en mayo.</span>"#));
+    assert!(html.contains(r#"id="show-translations""#));
+    assert!(html.contains(&format!("/r/{id}/transcript.en.vtt")));
+    let req = Request::builder()
+        .uri(format!("/r/{id}/transcript.en.vtt"))
+        .body(Body::empty())
+        .unwrap();
+    let res = site.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let vtt = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let vtt = String::from_utf8(vtt.to_vec()).unwrap();
+    assert!(vtt.starts_with("WEBVTT\nLanguage: en\n"), "{vtt}");
+    assert!(vtt.contains("The bridge opens in May.") && vtt.contains("Buenos días."));
+    // Found by its English, the hit showing the original and the marked translation.
+    let html = site.page("/search?q=bridge").await;
+    assert!(html.contains("El puente abre en mayo."), "{html}");
+    assert!(html.contains("<mark>bridge</mark>"), "{html}");
+}
