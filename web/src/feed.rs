@@ -1,7 +1,8 @@
 //! The podcast feed of a host, `/feeds/<username>.xml`: RSS 2.0 with Apple's and the
 //! Podcasting 2.0 namespaces — per published public replay, the mix as an MP3 enclosure
 //! (what every app plays) with the Ogg/Opus mix beside it (`<podcast:alternateEnclosure>`),
-//! episode notes, transcripts (`<podcast:transcript>`: WebVTT, SRT, JSON) and who spoke
+//! episode notes, transcripts (`<podcast:transcript>`: WebVTT, SRT, JSON, and the English
+//! WebVTT when lines have translations) and who spoke
 //! (`<podcast:person>`: the host as host, the others as guests); the channel has the host's
 //! artwork ([`crate::artwork`]), links to their replays and says its language.
 
@@ -271,6 +272,16 @@ pub async fn feed(
             let _ = write!(
                 items,
                 "<podcast:transcript url=\"{page}/transcript.vtt\" type=\"text/vtt\"{lang}/>\n<podcast:transcript url=\"{page}/transcript.srt\" type=\"application/x-subrip\"{lang}/>\n<podcast:transcript url=\"{page}/transcript.json\" type=\"application/json\"{lang}/>\n"
+            );
+        }
+        // Lines in another language have English beside them: that transcript too.
+        if transcript
+            .as_ref()
+            .is_some_and(|t| t.segments.iter().any(|s| s.translation.is_some()))
+        {
+            let _ = writeln!(
+                items,
+                "<podcast:transcript url=\"{page}/transcript.en.vtt\" type=\"text/vtt\" language=\"en\"/>"
             );
         }
         let _ = writeln!(

@@ -1353,6 +1353,22 @@ async fn the_feed_describes_episodes_names_the_host_and_encloses_an_mp3_of_older
     assert!(feed.contains("<link>http://localhost/replays?host=hana</link>"));
     assert!(feed.contains("<itunes:image href=\"http://localhost/feeds/hana.png\"/>"));
     assert!(feed.contains("<language>en</language>"));
+    assert!(
+        !feed.contains("transcript.en.vtt"),
+        "no translations: no English transcript"
+    );
+    // Issue 19: once a line has an English translation, the English transcript is linked too.
+    api.catalog
+        .correct_translation(id, 1, "The second line.")
+        .await
+        .unwrap();
+    let feed = api.get("/feeds/hana.xml", None).await.text();
+    assert!(
+        feed.contains(&format!(
+            "<podcast:transcript url=\"http://localhost/r/{id}/transcript.en.vtt\" type=\"text/vtt\" language=\"en\"/>"
+        )),
+        "{feed}"
+    );
 
     // The feed set off the conversion: soon the MP3 is there and is the enclosure.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
