@@ -311,22 +311,8 @@ fn measure(
     let seconds = len as f64 / RATE as f64;
     let abort = Arc::new(AtomicBool::new(false));
 
-    // The pipeline, exactly as the worker runs it.
-    let t0 = Instant::now();
-    let transcript = pipeline::transcribe(
-        engine,
-        &store,
-        &pipeline::Job {
-            manifest: &manifest,
-            language: &set.language,
-            vad: VadSettings::default(),
-            translate: false,
-        },
-        &abort,
-        &mut |_| {},
-    )?;
-    let ours_secs = t0.elapsed().as_secs_f64();
-    let translated = if set.language != "en" && !engine.hparams().english_only() {
+    // The pipeline, exactly as the worker runs it (translations off, or on).
+    let pipeline = |translate: bool| -> anyhow::Result<(roomtape_core::Transcript, f64)> {
         let t0 = Instant::now();
         let t = pipeline::transcribe(
             engine,
@@ -335,13 +321,18 @@ fn measure(
                 manifest: &manifest,
                 language: &set.language,
                 vad: VadSettings::default(),
-                translate: true,
+                translate,
             },
             &abort,
             &mut |_| {},
         )?;
+        Ok((t, t0.elapsed().as_secs_f64()))
+    };
+    let (transcript, ours_secs) = pipeline(false)?;
+    let translated = if set.language != "en" && !engine.hparams().english_only() {
+        let (t, secs) = pipeline(true)?;
         Some(Translated {
-            secs: t0.elapsed().as_secs_f64(),
+            secs,
             translated: t
                 .segments
                 .iter()

@@ -306,8 +306,8 @@ async fn page(
         recording: r,
         tracks: &v.tracks,
         host: host.as_ref(),
-        quote: quote.map(|(a, b)| &segments[a..=b]),
-        span: quote,
+        segments,
+        quote,
         has_mix,
     };
     let head = html! {
@@ -324,8 +324,9 @@ struct Preview<'a> {
     recording: &'a Recording,
     tracks: &'a [Track],
     host: Option<&'a User>,
-    quote: Option<&'a [Segment]>,
-    span: Option<(usize, usize)>,
+    segments: &'a [Segment],
+    /// The quote's lines (first and last), when the link is a quote's.
+    quote: Option<(usize, usize)>,
     has_mix: bool,
 }
 
@@ -333,8 +334,9 @@ impl Preview<'_> {
     fn tags(&self) -> Markup {
         let r = self.recording;
         let page = format!("{}/r/{}", self.site, r.id);
-        let (title, description, url) = match (self.quote, self.span) {
-            (Some(lines), Some((a, b))) => {
+        let (title, description, url) = match self.quote {
+            Some((a, b)) => {
+                let lines = &self.segments[a..=b];
                 let said: Vec<&str> = lines.iter().map(|s| s.text.trim()).collect();
                 let who = &lines[0].speaker;
                 let at = format!(

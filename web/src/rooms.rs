@@ -587,14 +587,21 @@ pub async fn room_page(
 /// The link a scheduled room is announced with: a private room's carries its invite for
 /// whoever holds it (its host, or someone who came by the invite link).
 fn room_link(site: &str, room: &Room, invite: Option<&str>, is_host: bool) -> String {
-    let mut l = format!("{site}/rooms/{}", room.id);
-    if room.visibility == Visibility::Private
-        && let Some(t) = &room.invite_token
-        && (is_host || invited(room, invite))
-    {
-        l.push_str(&format!("?invite={}", crate::account::urlencode(t)));
+    format!(
+        "{site}/rooms/{}{}",
+        room.id,
+        invite_query(room, invite, is_host)
+    )
+}
+
+/// `?invite=…` for a private room's links, for whoever holds the invite; else nothing.
+fn invite_query(room: &Room, invite: Option<&str>, is_host: bool) -> String {
+    match &room.invite_token {
+        Some(t) if room.visibility == Visibility::Private && (is_host || invited(room, invite)) => {
+            format!("?invite={}", crate::account::urlencode(t))
+        }
+        _ => String::new(),
     }
-    l
 }
 
 fn event<'a>(room: &'a Room, start: Timestamp, url: &'a str) -> crate::calendar::Event<'a> {
@@ -692,14 +699,9 @@ fn live_page(
                         span #recording-indicator.rec hidden { "Recording" }
                         @if !room.description.is_empty() { p.desc { (room.description) } }
                         @if let Some(t) = room.scheduled_at.filter(|t| *t > Timestamp::now()) {
-                            @let url = room_link(site, room, q.invite.as_deref(), e == Entry::Host);
-                            @let ics = {
-                                let mut l = format!("/rooms/{}/calendar.ics", room.id);
-                                if url.contains("?invite=") && let Some(tok) = &room.invite_token {
-                                    l.push_str(&format!("?invite={}", crate::account::urlencode(tok)));
-                                }
-                                l
-                            };
+                            @let invite = invite_query(room, q.invite.as_deref(), e == Entry::Host);
+                            @let url = format!("{site}/rooms/{}{invite}", room.id);
+                            @let ics = format!("/rooms/{}/calendar.ics{invite}", room.id);
                             p.when #schedule {
                                 "Starts " (crate::pages::moment_tag(t)) " · "
                                 a href=(ics) download="room.ics" { "Add to calendar" }
