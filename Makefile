@@ -23,6 +23,7 @@ export RUST_BACKTRACE ?= 1
 export ROOMTAPE_DATA_DIR := $(DATA)
 # What the tests use: the real tiny.en model and Python tools that judge our exports.
 export ROOMTAPE_TEST_MODEL := $(DATA)/models/tiny.en.bin
+export ROOMTAPE_TEST_EMBED_MODEL := $(DATA)/models/all-minilm-l6-v2
 export ROOMTAPE_TEST_PYTHON := $(PYENV)/bin/python
 export ROOMTAPE_TEST_GECKODRIVER := $(GECKODRIVER)
 export ROOMTAPE_TEST_AXE := $(AXE)
@@ -48,10 +49,10 @@ build: setup
 # The default serving model (multilingual base) and the test models (tiny.en, and base for
 # the language tests).
 models: build
-	@bash scripts/models.sh base tiny.en
+	@bash scripts/models.sh base tiny.en all-minilm-l6-v2
 
 models-test: build
-	@bash scripts/models.sh tiny.en base
+	@bash scripts/models.sh tiny.en base all-minilm-l6-v2
 
 # Real human speech with reference text and word times, for the quality tests and
 # `bench quality` (scripts/devset.sh: from PyPI and Debian, built once into target/devset).

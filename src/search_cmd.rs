@@ -6,7 +6,8 @@ use anyhow::Context as _;
 use clap::Args;
 
 use roomtape_core::{Catalog, layout};
-use roomtape_search::{SearchIndex, Sort, Viewer, indexer};
+use roomtape_search::embed::Embedder;
+use roomtape_search::{Mode, SearchIndex, Sort, Viewer, indexer};
 
 use crate::commands::Context;
 
@@ -17,6 +18,7 @@ pub async fn open_index(ctx: &Context, catalog: &Catalog) -> anyhow::Result<Arc<
     let (index, rebuilt) = SearchIndex::open(&dir)
         .with_context(|| format!("opening the search index {}", dir.display()))?;
     let index = Arc::new(index);
+    attach_embedder(ctx, &index)?;
     let result = if rebuilt {
         tracing::warn!(
             "search index at {} was missing or unusable; rebuilding it from the catalog",
@@ -33,6 +35,30 @@ pub async fn open_index(ctx: &Context, catalog: &Catalog) -> anyhow::Result<Arc<
     Ok(index)
 }
 
+/// Turns search by meaning on when the settings allow it and the model is installed.
+pub fn attach_embedder(ctx: &Context, index: &SearchIndex) -> anyhow::Result<()> {
+    if ctx.config.search.meaning == roomtape_core::Meaning::Off {
+        return Ok(());
+    }
+    let dir = Embedder::default_dir(&layout::models(ctx.data_dir()));
+    if !Embedder::present(&dir) {
+        tracing::info!(
+            "search by meaning is off: no embedding model in {} (scripts/models.sh {})",
+            dir.display(),
+            roomtape_search::embed::MODEL
+        );
+        return Ok(());
+    }
+    let threads = match ctx.config.search.embed_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n as usize,
+    };
+    let e = Embedder::load(&dir, threads)
+        .with_context(|| format!("loading the embedding model in {}", dir.display()))?;
+    index.set_embedder(Arc::new(e));
+    Ok(())
+}
+
 #[derive(Args, Debug)]
 pub struct SearchArgs {
     /// Words, "phrases", OR, -excluded, prefix*, speaker:"Name", room:"Title", lang:xx,
@@ -47,6 +73,9 @@ pub struct SearchArgs {
     /// relevance or newest
     #[arg(long, default_value = "relevance")]
     sort: String,
+    /// words, meaning or hybrid (default: hybrid where the embedding model is installed)
+    #[arg(long)]
+    mode: Option<String>,
 }
 
 pub async fn search(ctx: &Context, args: SearchArgs) -> anyhow::Result<()> {
@@ -57,9 +86,16 @@ pub async fn search(ctx: &Context, args: SearchArgs) -> anyhow::Result<()> {
         "newest" | "date" => Sort::Newest,
         other => anyhow::bail!("unknown sort {other:?}; use relevance or newest"),
     };
+    let mode = match args.mode.as_deref() {
+        None => None,
+        Some(m) => Some(
+            Mode::parse(m)
+                .with_context(|| format!("unknown mode {m:?}; use words, meaning or hybrid"))?,
+        ),
+    };
     let q = roomtape_search::query::parse(&args.query)?;
     // The local admin sees everything.
-    let results = index.search(&q, &Viewer::Admin, sort, args.page, args.limit)?;
+    let results = index.search(&q, &Viewer::Admin, sort, mode, args.page, args.limit)?;
     if ctx.json {
         return ctx.print_json(&results);
     }
@@ -88,6 +124,7 @@ pub async fn reindex(ctx: &Context) -> anyhow::Result<()> {
     let dir = layout::index(ctx.data_dir());
     let (index, _) = SearchIndex::open(&dir)?;
     let index = Arc::new(index);
+    attach_embedder(ctx, &index)?;
     let n = indexer::reindex(&index, &catalog)
         .await
         .context("reindexing (is `roomtape serve` running? it holds the index while it runs)")?;

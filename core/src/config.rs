@@ -23,7 +23,37 @@ pub struct Config {
     pub recorder: RecorderConfig,
     pub import: ImportConfig,
     pub transcribe: TranscribeConfig,
+    pub search: SearchConfig,
     pub webhooks: WebhooksConfig,
+}
+
+/// `[search]`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// `auto`: search by meaning is on when the sentence-embedding model is installed
+    /// (`models/all-minilm-l6-v2`, provisioned by `make run`); `off`: words only.
+    pub meaning: Meaning,
+    /// Threads the embedding model may use (0: one per core).
+    pub embed_threads: u32,
+}
+
+/// Whether search by meaning is on.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Meaning {
+    #[default]
+    Auto,
+    Off,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            meaning: Meaning::Auto,
+            embed_threads: 1,
+        }
+    }
 }
 
 /// `[webhooks]`: how events reach the URLs users register.
@@ -251,6 +281,7 @@ impl Default for Config {
             recorder: RecorderConfig::default(),
             import: ImportConfig::default(),
             transcribe: TranscribeConfig::default(),
+            search: SearchConfig::default(),
             webhooks: WebhooksConfig::default(),
         }
     }

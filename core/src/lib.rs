@@ -25,8 +25,8 @@ pub use archive::{
 };
 pub use catalog::Catalog;
 pub use config::{
-    Config, ImportConfig, IpCidr, MediaConfig, RecorderConfig, ServerConfig, TranscribeConfig,
-    Translate, WebhooksConfig,
+    Config, ImportConfig, IpCidr, Meaning, MediaConfig, RecorderConfig, SearchConfig, ServerConfig,
+    TranscribeConfig, Translate, WebhooksConfig,
 };
 pub use error::{Error, Result};
 pub use id::{DeliveryId, JobId, RecordingId, RoomId, SpeakerId, TrackId, UserId, WebhookId};

@@ -13,6 +13,9 @@ pub enum Error {
     /// The index directory could not be opened.
     #[error("search index directory: {0}")]
     Directory(String),
+    /// The embedding model could not be loaded or run.
+    #[error("embedding model: {0}")]
+    Model(String),
     /// The catalog failed.
     #[error(transparent)]
     Catalog(#[from] roomtape_core::Error),

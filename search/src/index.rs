@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tantivy::collector::sort_key::{SortBySimilarityScore, SortByStaticFastValue};
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::fieldnorm::FieldNormReader;
+use tantivy::index::SegmentId;
 use tantivy::query::{
     AllQuery, Bm25StatisticsProvider, BooleanQuery, ConstScoreQuery, EmptyQuery, Occur,
     PhraseQuery, Query, RangeQuery, TermQuery,
@@ -26,7 +27,9 @@ use tantivy::{
     SegmentOrdinal, SegmentReader, TantivyDocument, Term, doc,
 };
 
+use crate::embed::Embedder;
 use crate::query::{ParsedQuery, Text};
+use crate::vectors::{self, CODE_WORDS, Code};
 use crate::{Error, Result};
 
 /// The analyzer of every text field: words split on non-alphanumerics, lower-cased, accents
@@ -74,6 +77,48 @@ pub struct SegmentDoc {
     pub public: bool,
     /// Users who may see it besides the public: owner, hosts, speakers.
     pub readers: Vec<String>,
+    /// Its meaning vector when the caller has one (benchmarks); otherwise the index computes
+    /// it with its embedding model, if it has one.
+    pub vector: Option<Vec<f32>>,
+}
+
+impl SegmentDoc {
+    /// The English of the line, which its meaning vector is made from: the translation when
+    /// there is one, else the text.
+    pub fn english(&self) -> &str {
+        self.translation.as_deref().unwrap_or(&self.text)
+    }
+}
+
+/// How words of a query find lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The words themselves (BM25), with phrases, prefixes and operators.
+    Words,
+    /// Lines whose meaning is nearest the query's (cosine of sentence embeddings).
+    Meaning,
+    /// Both, merged by reciprocal rank fusion: what is asked for when vectors exist.
+    Hybrid,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "words" => Some(Mode::Words),
+            "meaning" => Some(Mode::Meaning),
+            "hybrid" => Some(Mode::Hybrid),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Words => "words",
+            Mode::Meaning => "meaning",
+            Mode::Hybrid => "hybrid",
+        }
+    }
 }
 
 /// How to order results.
@@ -117,6 +162,8 @@ pub struct Results {
     pub total: usize,
     pub page: usize,
     pub per_page: usize,
+    /// How the lines were found (what was asked for, or words where the index has no vectors).
+    pub mode: Mode,
     pub recordings: Vec<RecordingHits>,
 }
 
@@ -133,6 +180,12 @@ struct Fields {
     text: Field,
     date: Field,
     access: Field,
+    /// `yes` on a line that has a meaning vector.
+    embedded: Field,
+    /// The vector's code, one `u64` a field ([`vectors::code`]).
+    code: [Field; CODE_WORDS],
+    /// The vector, quantised ([`vectors::quantize`]).
+    vector: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -155,6 +208,9 @@ fn schema() -> (Schema, Fields) {
         date: b.add_i64_field("date_ms", INDEXED | STORED | FAST),
         // `public`, or `user:<id>` for each reader.
         access: b.add_text_field("access", STRING),
+        embedded: b.add_text_field("embedded", STRING),
+        code: std::array::from_fn(|i| b.add_u64_field(&format!("code{i}"), FAST)),
+        vector: b.add_bytes_field("vector", STORED),
     };
     (b.build(), f)
 }
@@ -176,6 +232,10 @@ pub struct SearchIndex {
     f: Fields,
     /// BM25 statistics of the public documents, which every search but an admin's needs.
     public: Mutex<PublicStats>,
+    /// The sentence-embedding model, when search by meaning is on.
+    embedder: std::sync::RwLock<Option<Arc<Embedder>>>,
+    /// Each index segment's codes, by document (read from the fast fields once a segment).
+    codes: Mutex<HashMap<SegmentId, Arc<Vec<Code>>>>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -194,6 +254,8 @@ impl SearchIndex {
             writer: Mutex::new(None),
             f,
             public: Mutex::new(PublicStats::default()),
+            embedder: std::sync::RwLock::new(None),
+            codes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -306,27 +368,136 @@ impl SearchIndex {
     /// Replaces the documents of several recordings in one commit: a reader sees all of the
     /// changes or none of them, never a recording twice.
     pub fn replace_recordings(&self, batch: &[(String, Vec<SegmentDoc>)]) -> Result<()> {
+        // The vectors first, outside the writer's lock: a line whose English is unchanged
+        // keeps the vector it has, so only new or corrected lines go through the model.
+        let kept = self.kept_vectors(batch.iter().map(|(r, _)| r.as_str()))?;
+        let mut vectors = Vec::with_capacity(batch.len());
+        for (_, docs) in batch {
+            vectors.push(self.vectors_of(docs, &kept)?);
+        }
         self.write(|w| {
-            for (recording, docs) in batch {
+            for ((recording, docs), vectors) in batch.iter().zip(&vectors) {
                 w.delete_term(Term::from_field_text(self.f.recording, recording));
-                for d in docs {
-                    w.add_document(self.document(d))?;
+                for (d, v) in docs.iter().zip(vectors) {
+                    w.add_document(self.document(d, v.as_deref()))?;
                 }
             }
             Ok(())
         })
     }
 
-    /// Adds many recordings at once (reindexing, benchmarks): one commit at the end.
+    /// Adds many recordings at once (benchmarks): one commit at the end.
     pub fn add_all(&self, docs: impl IntoIterator<Item = SegmentDoc>) -> Result<usize> {
+        let docs: Vec<SegmentDoc> = docs.into_iter().collect();
+        let vectors = self.vectors_of(&docs, &HashMap::new())?;
         self.write(|w| {
-            let mut n = 0;
-            for d in docs {
-                w.add_document(self.document(&d))?;
-                n += 1;
+            for (d, v) in docs.iter().zip(&vectors) {
+                w.add_document(self.document(d, v.as_deref()))?;
             }
-            Ok(n)
+            Ok(docs.len())
         })
+    }
+
+    /// Turns search by meaning on: lines indexed from now on get vectors from `embedder`, and
+    /// queries may use them. Lines indexed before have none until their recording is indexed
+    /// again ([`SearchIndex::recordings_without_vectors`] finds them).
+    pub fn set_embedder(&self, embedder: Arc<Embedder>) {
+        *self.embedder.write().unwrap_or_else(|p| p.into_inner()) = Some(embedder);
+    }
+
+    /// The embedding model, if search by meaning is on.
+    pub fn embedder(&self) -> Option<Arc<Embedder>> {
+        self.embedder
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Up to `limit` recordings that have lines without a meaning vector (indexed before the
+    /// model was there); empty when search by meaning is off.
+    pub fn recordings_without_vectors(&self, limit: usize) -> Result<Vec<String>> {
+        if self.embedder().is_none() {
+            return Ok(Vec::new());
+        }
+        let searcher = self.reader.searcher();
+        let q = BooleanQuery::new(vec![
+            (Occur::Must, Box::new(AllQuery) as Box<dyn Query>),
+            (
+                Occur::MustNot,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(self.f.embedded, "yes"),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+        ]);
+        let mut out = std::collections::BTreeSet::new();
+        for addr in searcher.search(&q, &tantivy::collector::DocSetCollector)? {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            if let Some(r) = doc.get_first(self.f.recording).and_then(|v| v.as_str()) {
+                out.insert(r.to_string());
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// The quantised vectors the lines of `recordings` have now, by their English text.
+    fn kept_vectors<'a>(
+        &self,
+        recordings: impl Iterator<Item = &'a str>,
+    ) -> Result<HashMap<String, Vec<u8>>> {
+        let mut kept = HashMap::new();
+        if self.embedder().is_none() {
+            return Ok(kept);
+        }
+        let searcher = self.reader.searcher();
+        for r in recordings {
+            let q = TermQuery::new(
+                Term::from_field_text(self.f.recording, r),
+                IndexRecordOption::Basic,
+            );
+            for addr in searcher.search(&q, &tantivy::collector::DocSetCollector)? {
+                let doc: TantivyDocument = searcher.doc(addr)?;
+                let texts: Vec<&str> = doc
+                    .get_all(self.f.text)
+                    .filter_map(|v| v.as_str())
+                    .collect();
+                let english = texts.get(1).or(texts.first()).copied().unwrap_or("");
+                if let Some(v) = doc.get_first(self.f.vector).and_then(|v| v.as_bytes()) {
+                    kept.insert(english.to_string(), v.to_vec());
+                }
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Each document's quantised vector: its own, one kept, or one computed now (`None` for
+    /// all when search by meaning is off and the documents bring none).
+    fn vectors_of(
+        &self,
+        docs: &[SegmentDoc],
+        kept: &HashMap<String, Vec<u8>>,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let embedder = self.embedder();
+        let mut out: Vec<Option<Vec<u8>>> = docs
+            .iter()
+            .map(|d| match &d.vector {
+                Some(v) => Some(vectors::quantize(v)),
+                None => kept.get(d.english()).cloned(),
+            })
+            .collect();
+        if let Some(e) = embedder {
+            let missing: Vec<usize> = (0..docs.len()).filter(|&i| out[i].is_none()).collect();
+            if !missing.is_empty() {
+                let texts: Vec<&str> = missing.iter().map(|&i| docs[i].english()).collect();
+                for (i, v) in missing.iter().zip(e.embed(&texts)?) {
+                    out[*i] = Some(vectors::quantize(&v));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Removes a recording's documents.
@@ -342,7 +513,7 @@ impl SearchIndex {
         })
     }
 
-    fn document(&self, d: &SegmentDoc) -> TantivyDocument {
+    fn document(&self, d: &SegmentDoc, vector: Option<&[u8]>) -> TantivyDocument {
         let f = &self.f;
         let mut doc = doc!(
             f.recording => d.recording_id.as_str(),
@@ -366,6 +537,14 @@ impl SearchIndex {
         }
         for r in &d.readers {
             doc.add_text(f.access, format!("user:{r}"));
+        }
+        if let Some(v) = vector.and_then(|q| Some((q, vectors::dequantize(q)?))) {
+            let (q, v) = v;
+            doc.add_text(f.embedded, "yes");
+            for (field, word) in f.code.iter().zip(vectors::code(&v)) {
+                doc.add_u64(*field, word);
+            }
+            doc.add_bytes(f.vector, q);
         }
         doc
     }
@@ -660,18 +839,35 @@ impl SearchIndex {
         }
     }
 
-    /// Runs a parsed query for `viewer`; `page` counts from 1.
+    /// Runs a parsed query for `viewer`; `page` counts from 1. `mode` `None` is hybrid where
+    /// the index has an embedding model and the query has words, else words.
     pub fn search(
         &self,
         q: &ParsedQuery,
         viewer: &Viewer,
         sort: Sort,
+        mode: Option<Mode>,
         page: usize,
         per_page: usize,
     ) -> Result<Results> {
         let page = page.max(1);
         let per_page = per_page.clamp(1, 100);
         let searcher = self.reader.searcher();
+        let embedder = self.embedder();
+        let mode = match (mode, &embedder) {
+            (Some(Mode::Meaning | Mode::Hybrid), None) => {
+                return Err(Error::Query(
+                    "search by meaning is not available here: the embedding model is not \
+                     installed (scripts/models.sh all-minilm-l6-v2)"
+                        .into(),
+                ));
+            }
+            // Only filters: there is nothing to find by meaning.
+            _ if !q.has_text() => Mode::Words,
+            (Some(m), _) => m,
+            (None, Some(_)) => Mode::Hybrid,
+            (None, None) => Mode::Words,
+        };
         let (query, text_only) = self.build(q, viewer, &searcher)?;
         // Scores (and so the order of hits, and which part of a hit is its snippet) come from
         // what the viewer may see and nothing else.
@@ -681,35 +877,81 @@ impl SearchIndex {
             None => &searcher,
         };
         let offset = (page - 1) * per_page;
-        let top = TopDocs::with_limit(per_page).and_offset(offset);
-        // Equal keys are ordered newest recording first, then by time in it, not by where the
-        // documents happen to lie in the index (which merges after any write change).
-        let date = || {
-            (
-                SortByStaticFastValue::<i64>::for_field("date_ms"),
-                Order::Desc,
-            )
+        let words = |offset: usize, limit: usize| -> Result<(Vec<DocAddress>, usize)> {
+            self.words(&searcher, &query, stats, sort, offset, limit)
         };
-        let start = || {
-            (
-                SortByStaticFastValue::<i64>::for_field("start_ms"),
-                Order::Asc,
-            )
-        };
-        let (hits, total): (Vec<DocAddress>, usize) = match sort {
-            Sort::Relevance => {
-                let by = ((SortBySimilarityScore, Order::Desc), date(), start());
-                let (docs, total) = searcher.search_with_statistics_provider(
-                    &query,
-                    &(top.order_by(by), Count),
-                    stats,
-                )?;
-                (docs.into_iter().map(|(_, a)| a).collect(), total)
+        let near = match (mode, &embedder) {
+            (Mode::Meaning | Mode::Hybrid, Some(e)) => {
+                let v = e.embed_one(&q.meaning_text())?;
+                let mut filters = q.clone();
+                filters.all.clear();
+                let (filter, _) = self.build(&filters, viewer, &searcher)?;
+                self.nearest(&searcher, filter, &v)?
             }
-            Sort::Newest => {
-                let (docs, total) =
-                    searcher.search(&query, &(top.order_by((date(), start())), Count))?;
-                (docs.into_iter().map(|(_, a)| a).collect(), total)
+            _ => Vec::new(),
+        };
+        let (hits, total): (Vec<DocAddress>, usize) = match mode {
+            Mode::Words => words(offset, per_page)?,
+            Mode::Meaning => {
+                let mut near = near;
+                if sort == Sort::Newest {
+                    near.sort_by(|a, b| a.newest_first(b));
+                }
+                let total = near.len();
+                let page = near.into_iter().skip(offset).take(per_page);
+                (page.map(|n| n.addr).collect(), total)
+            }
+            Mode::Hybrid => {
+                // The same depth on every page, so pages never disagree on the fused order.
+                let (top, words_total) = words(0, HYBRID_DEPTH)?;
+                let in_top: std::collections::HashSet<DocAddress> = top.iter().copied().collect();
+                // Lines found by meaning alone; a line past the words' depth may match the
+                // words too, and then it is counted once.
+                let weight = query.weight(
+                    tantivy::query::EnableScoring::disabled_from_searcher(&searcher),
+                )?;
+                let mut only = Vec::new();
+                for n in &near {
+                    if in_top.contains(&n.addr) {
+                        continue;
+                    }
+                    if words_total <= top.len() || !matches(&*weight, &searcher, n.addr)? {
+                        only.push(n.addr);
+                    }
+                }
+                let total = words_total + only.len();
+                let ranked = match sort {
+                    Sort::Relevance => fuse(&top, &near),
+                    Sort::Newest => {
+                        let mut all: Vec<Near> = near.clone();
+                        let have: std::collections::HashSet<DocAddress> =
+                            near.iter().map(|n| n.addr).collect();
+                        for &addr in &top {
+                            if !have.contains(&addr) {
+                                all.push(self.located(&searcher, addr, 0.0)?);
+                            }
+                        }
+                        all.sort_by(|a, b| a.newest_first(b));
+                        all.into_iter().map(|n| n.addr).collect()
+                    }
+                };
+                let mut page: Vec<DocAddress> =
+                    ranked.iter().skip(offset).take(per_page).copied().collect();
+                // Past the fused lines, the words' own order goes on, without the lines found
+                // by meaning that the fused part already showed.
+                let end = offset + per_page;
+                if page.len() < per_page && words_total > top.len() && end > ranked.len() {
+                    let shown: std::collections::HashSet<DocAddress> =
+                        near.iter().map(|n| n.addr).collect();
+                    let (more, _) = words(top.len(), end - ranked.len() + near.len())?;
+                    page.extend(
+                        more.into_iter()
+                            .filter(|a| !shown.contains(a))
+                            .skip(offset.saturating_sub(ranked.len()))
+                            .take(per_page - page.len()),
+                    );
+                }
+                (page, total)
             }
         };
         let snippets = if q.has_text() {
@@ -792,8 +1034,140 @@ impl SearchIndex {
             total,
             page,
             per_page,
+            mode,
             recordings: groups,
         })
+    }
+
+    /// The documents of a words query, in `sort` order: `limit` of them from `offset`, and how
+    /// many match in all.
+    fn words(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        stats: &dyn Bm25StatisticsProvider,
+        sort: Sort,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<DocAddress>, usize)> {
+        let top = TopDocs::with_limit(limit.max(1)).and_offset(offset);
+        // Equal keys are ordered newest recording first, then by time in it, not by where the
+        // documents happen to lie in the index (which merges after any write change).
+        let date = || {
+            (
+                SortByStaticFastValue::<i64>::for_field("date_ms"),
+                Order::Desc,
+            )
+        };
+        let start = || {
+            (
+                SortByStaticFastValue::<i64>::for_field("start_ms"),
+                Order::Asc,
+            )
+        };
+        Ok(match sort {
+            Sort::Relevance => {
+                let by = ((SortBySimilarityScore, Order::Desc), date(), start());
+                let (docs, total) = searcher.search_with_statistics_provider(
+                    query,
+                    &(top.order_by(by), Count),
+                    stats,
+                )?;
+                (docs.into_iter().map(|(_, a)| a).collect(), total)
+            }
+            Sort::Newest => {
+                let (docs, total) =
+                    searcher.search(query, &(top.order_by((date(), start())), Count))?;
+                (docs.into_iter().map(|(_, a)| a).collect(), total)
+            }
+        })
+    }
+
+    /// The lines `filter` lets through whose meaning is nearest `v` (a unit vector): the
+    /// [`CANDIDATES`] nearest codes, ranked by the cosine of their quantised vectors, those at
+    /// or above [`MIN_SIMILARITY`]. Only lines the filter (and so the viewer's access) lets
+    /// through are ever looked at, and a line's score is its own: no other line changes it.
+    fn nearest(&self, searcher: &Searcher, filter: Box<dyn Query>, v: &[f32]) -> Result<Vec<Near>> {
+        let f = &self.f;
+        let filter = BooleanQuery::new(vec![
+            (Occur::Must, filter),
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(f.embedded, "yes"),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+        ]);
+        {
+            // Codes of segments gone since (merged away) are dropped.
+            let live: std::collections::HashSet<SegmentId> = searcher
+                .segment_readers()
+                .iter()
+                .map(|r| r.segment_id())
+                .collect();
+            self.codes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|id, _| live.contains(id));
+        }
+        let candidates = searcher.search(
+            &filter,
+            &NearestCodes {
+                index: self,
+                code: vectors::code(v),
+                limit: CANDIDATES,
+            },
+        )?;
+        let mut out = Vec::with_capacity(candidates.len());
+        for (_, addr) in candidates {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            let Some(score) = doc
+                .get_first(f.vector)
+                .and_then(|x| x.as_bytes())
+                .and_then(|b| vectors::similarity(v, b))
+            else {
+                continue;
+            };
+            if score >= MIN_SIMILARITY {
+                out.push(Near::of(&doc, f, addr, score));
+            }
+        }
+        out.sort_by(|a, b| a.best_first(b));
+        out.truncate(MEANING_LIMIT);
+        Ok(out)
+    }
+
+    /// A document's place (date and time) for ordering, with `score`.
+    fn located(&self, searcher: &Searcher, addr: DocAddress, score: f32) -> Result<Near> {
+        let doc: TantivyDocument = searcher.doc(addr)?;
+        Ok(Near::of(&doc, &self.f, addr, score))
+    }
+
+    /// The codes of a segment's documents, by document id (zero where one has none).
+    fn segment_codes(&self, segment: &SegmentReader) -> tantivy::Result<Arc<Vec<Code>>> {
+        let id = segment.segment_id();
+        if let Some(c) = self
+            .codes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Ok(c.clone());
+        }
+        let ff = segment.fast_fields();
+        let columns = (0..CODE_WORDS)
+            .map(|i| ff.u64(&format!("code{i}")))
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        let codes: Vec<Code> = (0..segment.max_doc())
+            .map(|doc| std::array::from_fn(|i| columns[i].first(doc).unwrap_or(0)))
+            .collect();
+        let codes = Arc::new(codes);
+        self.codes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, codes.clone());
+        Ok(codes)
     }
 
     /// Documents in the index.
@@ -810,6 +1184,162 @@ impl SearchIndex {
                     .sum()
             })
             .unwrap_or(0)
+    }
+}
+
+/// Lines whose codes are compared with the query's before the nearest are ranked by cosine.
+const CANDIDATES: usize = 400;
+/// Lines found by meaning, at most.
+const MEANING_LIMIT: usize = 200;
+/// The cosine below which a line is not taken to be about the query (all-MiniLM-L6-v2: unrelated
+/// sentences mostly score under 0.25, paraphrases over 0.4).
+const MIN_SIMILARITY: f32 = 0.3;
+/// Words results fused with the meaning results in hybrid search; past them the words' order
+/// goes on.
+const HYBRID_DEPTH: usize = 200;
+/// Reciprocal rank fusion's constant (Cormack et al. 2009).
+const RRF_K: f64 = 60.0;
+
+/// A line found by meaning: where it is, for ordering, and its cosine.
+#[derive(Clone, Debug)]
+struct Near {
+    addr: DocAddress,
+    score: f32,
+    date: i64,
+    start: i64,
+}
+
+impl Near {
+    fn of(doc: &TantivyDocument, f: &Fields, addr: DocAddress, score: f32) -> Near {
+        let i = |field: Field| doc.get_first(field).and_then(|v| v.as_i64()).unwrap_or(0);
+        Near {
+            addr,
+            score,
+            date: i(f.date),
+            start: i(f.start),
+        }
+    }
+
+    fn place(&self, o: &Near) -> std::cmp::Ordering {
+        o.date
+            .cmp(&self.date)
+            .then(self.start.cmp(&o.start))
+            .then(self.addr.cmp(&o.addr))
+    }
+
+    fn best_first(&self, o: &Near) -> std::cmp::Ordering {
+        o.score.total_cmp(&self.score).then_with(|| self.place(o))
+    }
+
+    fn newest_first(&self, o: &Near) -> std::cmp::Ordering {
+        self.place(o)
+    }
+}
+
+/// Reciprocal rank fusion of the words' ranking and the meaning's: each line scores
+/// `1/(k + rank)` in each list it is in. Ties keep the words' order, then the meaning's.
+fn fuse(words: &[DocAddress], near: &[Near]) -> Vec<DocAddress> {
+    let mut score: HashMap<DocAddress, (f64, usize)> = HashMap::new();
+    for (rank, &addr) in words.iter().enumerate() {
+        score.insert(addr, (1.0 / (RRF_K + rank as f64 + 1.0), rank));
+    }
+    for (rank, n) in near.iter().enumerate() {
+        let e = score.entry(n.addr).or_insert((0.0, words.len() + rank));
+        e.0 += 1.0 / (RRF_K + rank as f64 + 1.0);
+    }
+    let mut out: Vec<(DocAddress, (f64, usize))> = score.into_iter().collect();
+    out.sort_by(|a, b| b.1.0.total_cmp(&a.1.0).then(a.1.1.cmp(&b.1.1)));
+    out.into_iter().map(|(a, _)| a).collect()
+}
+
+/// True when the document at `addr` matches `weight`'s query.
+fn matches(
+    weight: &dyn tantivy::query::Weight,
+    searcher: &Searcher,
+    addr: DocAddress,
+) -> Result<bool> {
+    use tantivy::DocSet as _;
+    let reader = searcher.segment_reader(addr.segment_ord);
+    let mut scorer = weight.scorer(reader, 1.0)?;
+    Ok(scorer.seek(addr.doc_id) == addr.doc_id)
+}
+
+/// Collects the documents whose codes are nearest a query's.
+struct NearestCodes<'a> {
+    index: &'a SearchIndex,
+    code: Code,
+    limit: usize,
+}
+
+impl Collector for NearestCodes<'_> {
+    type Fruit = Vec<(u32, DocAddress)>;
+    type Child = NearestInSegment;
+
+    fn for_segment(
+        &self,
+        segment_ord: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<NearestInSegment> {
+        Ok(NearestInSegment {
+            codes: self.index.segment_codes(segment)?,
+            code: self.code,
+            limit: self.limit,
+            segment_ord,
+            heap: std::collections::BinaryHeap::with_capacity(self.limit + 1),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
+        let mut all: Vec<(u32, DocAddress)> = fruits.into_iter().flatten().collect();
+        all.sort();
+        all.truncate(self.limit);
+        Ok(all)
+    }
+}
+
+struct NearestInSegment {
+    codes: Arc<Vec<Code>>,
+    code: Code,
+    limit: usize,
+    segment_ord: SegmentOrdinal,
+    /// The nearest so far, farthest on top.
+    heap: std::collections::BinaryHeap<(u32, DocId)>,
+}
+
+impl SegmentCollector for NearestInSegment {
+    type Fruit = Vec<(u32, DocAddress)>;
+
+    fn collect(&mut self, doc: DocId, _: Score) {
+        let Some(c) = self.codes.get(doc as usize) else {
+            return;
+        };
+        let d = vectors::distance(c, &self.code);
+        if self.heap.len() < self.limit {
+            self.heap.push((d, doc));
+        } else if let Some(&(worst, _)) = self.heap.peek()
+            && d < worst
+        {
+            self.heap.pop();
+            self.heap.push((d, doc));
+        }
+    }
+
+    fn collect_block(&mut self, docs: &[DocId]) {
+        for &d in docs {
+            self.collect(d, 0.0);
+        }
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        let ord = self.segment_ord;
+        self.heap
+            .into_iter()
+            .map(|(d, doc)| (d, DocAddress::new(ord, doc)))
+            .collect()
     }
 }
 

@@ -36,39 +36,58 @@ pub fn documents(src: &SearchSource) -> Vec<SegmentDoc> {
             date_ms: r.started_at.0,
             public: r.visibility == Visibility::Public,
             readers: readers.clone(),
+            vector: None,
         })
         .collect()
 }
 
-/// Brings the index up to date with the outbox. Returns how many recordings were updated.
+/// Brings the index up to date with the outbox, then gives meaning vectors to a batch of
+/// recordings indexed before the embedding model was there. Returns how many recordings were
+/// updated.
 pub async fn drain(index: &Arc<SearchIndex>, catalog: &Catalog) -> Result<usize> {
     let mut n = 0;
     loop {
         let entries = catalog.search_outbox(BATCH).await?;
         if entries.is_empty() {
-            return Ok(n);
+            break;
         }
-        let mut batch = Vec::with_capacity(entries.len());
-        for (id, _) in &entries {
-            let docs = match id.parse::<RecordingId>() {
-                Ok(rid) => match catalog.search_source(rid).await? {
-                    Some(src) => documents(&src),
-                    None => Vec::new(),
-                },
-                // Not one of ours: make sure nothing of it is left.
-                Err(_) => Vec::new(),
-            };
-            batch.push((id.clone(), docs));
-        }
-        let ix = index.clone();
-        tokio::task::spawn_blocking(move || ix.replace_recordings(&batch))
-            .await
-            .map_err(|e| Error::Directory(format!("indexing task: {e}")))??;
+        let ids: Vec<String> = entries.iter().map(|(id, _)| id.clone()).collect();
+        rebuild(index, catalog, &ids).await?;
         for (_, seq) in &entries {
             catalog.search_outbox_done(*seq).await?;
         }
         n += entries.len();
     }
+    // In the same task as the outbox, so the two never write one recording at once.
+    let ix = index.clone();
+    let stale = tokio::task::spawn_blocking(move || ix.recordings_without_vectors(BATCH as usize))
+        .await
+        .map_err(|e| Error::Directory(format!("indexing task: {e}")))??;
+    if !stale.is_empty() {
+        rebuild(index, catalog, &stale).await?;
+        n += stale.len();
+    }
+    Ok(n)
+}
+
+/// Replaces the documents of `ids` with what the catalog holds of them now.
+async fn rebuild(index: &Arc<SearchIndex>, catalog: &Catalog, ids: &[String]) -> Result<()> {
+    let mut batch = Vec::with_capacity(ids.len());
+    for id in ids {
+        let docs = match id.parse::<RecordingId>() {
+            Ok(rid) => match catalog.search_source(rid).await? {
+                Some(src) => documents(&src),
+                None => Vec::new(),
+            },
+            // Not one of ours: make sure nothing of it is left.
+            Err(_) => Vec::new(),
+        };
+        batch.push((id.clone(), docs));
+    }
+    let ix = index.clone();
+    tokio::task::spawn_blocking(move || ix.replace_recordings(&batch))
+        .await
+        .map_err(|e| Error::Directory(format!("indexing task: {e}")))?
 }
 
 /// Rebuilds the whole index from the catalog.

@@ -4,12 +4,14 @@
 //! [`SearchIndex::search`] applies the viewer's access inside the query and groups hits by
 //! recording with HTML-safe snippets.
 
+pub mod embed;
 mod error;
 mod index;
 pub mod indexer;
 pub mod query;
+pub mod vectors;
 
 pub use error::{Error, Result};
 pub use index::{
-    ANALYZER, Hit, RecordingHits, Results, SearchIndex, SegmentDoc, Sort, Viewer, escape,
+    ANALYZER, Hit, Mode, RecordingHits, Results, SearchIndex, SegmentDoc, Sort, Viewer, escape,
 };

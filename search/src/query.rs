@@ -43,6 +43,19 @@ impl ParsedQuery {
     pub fn has_text(&self) -> bool {
         !self.all.is_empty()
     }
+
+    /// The words asked for, as one sentence: what search by meaning embeds.
+    pub fn meaning_text(&self) -> String {
+        let mut out = String::new();
+        for t in self.all.iter().flatten() {
+            let (Text::Word(w) | Text::Phrase(w) | Text::Prefix(w)) = t;
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(w);
+        }
+        out
+    }
 }
 
 #[derive(Debug, PartialEq)]

@@ -105,7 +105,7 @@ async fn add(
 }
 
 fn find(ix: &SearchIndex, q: &str, viewer: &Viewer) -> Results {
-    ix.search(&parse(q).unwrap(), viewer, Sort::Relevance, 1, 100)
+    ix.search(&parse(q).unwrap(), viewer, Sort::Relevance, None, 1, 100)
         .unwrap()
 }
 

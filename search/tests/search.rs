@@ -27,6 +27,7 @@ fn seg(
         date_ms,
         public: true,
         readers: readers.iter().map(|r| r.to_string()).collect(),
+        vector: None,
     }
 }
 
@@ -79,7 +80,7 @@ fn corpus() -> SearchIndex {
 }
 
 fn find(ix: &SearchIndex, q: &str, viewer: &Viewer) -> Results {
-    ix.search(&parse(q).unwrap(), viewer, Sort::Relevance, 1, 20)
+    ix.search(&parse(q).unwrap(), viewer, Sort::Relevance, None, 1, 20)
         .unwrap()
 }
 
@@ -226,10 +227,10 @@ fn pages_and_date_sort() {
     ix.add_all(docs).unwrap();
     let q = parse("weather").unwrap();
     let p1 = ix
-        .search(&q, &Viewer::Anonymous, Sort::Newest, 1, 10)
+        .search(&q, &Viewer::Anonymous, Sort::Newest, None, 1, 10)
         .unwrap();
     let p3 = ix
-        .search(&q, &Viewer::Anonymous, Sort::Newest, 3, 10)
+        .search(&q, &Viewer::Anonymous, Sort::Newest, None, 3, 10)
         .unwrap();
     assert_eq!(
         (p1.total, p1.recordings.len(), p3.recordings.len()),

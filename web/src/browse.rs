@@ -10,7 +10,7 @@ use serde::Deserialize;
 use roomtape_core::{
     Cursor, ListViewer, Recording, RecordingId, Speaker, Timestamp, User, UserId, Visibility,
 };
-use roomtape_search::{Results, Sort, Viewer};
+use roomtape_search::{Mode, Results, Sort, Viewer};
 
 use crate::auth::Session;
 use crate::pages::{self, Icon, PageError, icon, layout};
@@ -32,6 +32,7 @@ pub async fn run_search(
     session: Option<&Session>,
     q: &str,
     sort: Sort,
+    mode: Option<Mode>,
     page: usize,
     per_page: usize,
 ) -> Result<Results, AppError> {
@@ -39,7 +40,7 @@ pub async fn run_search(
         .map_err(|e| AppError::bad_request("bad_query", e.to_string()))?;
     let viewer = viewer(session);
     let index = state.search.clone();
-    tokio::task::spawn_blocking(move || index.search(&parsed, &viewer, sort, page, per_page))
+    tokio::task::spawn_blocking(move || index.search(&parsed, &viewer, sort, mode, page, per_page))
         .await
         .map_err(AppError::internal)?
         .map_err(|e| match e {
@@ -48,16 +49,38 @@ pub async fn run_search(
         })
 }
 
+/// A `mode` parameter: absent (the service's default) or words, meaning or hybrid.
+pub fn mode_param(v: Option<&str>) -> Result<Option<Mode>, AppError> {
+    match v.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(m) => Mode::parse(m).map(Some).ok_or_else(|| {
+            AppError::bad_request(
+                "bad_parameter",
+                format!(
+                    "mode must be words, meaning or hybrid, not {:?}",
+                    roomtape_core::truncate_for_message(m)
+                ),
+            )
+        }),
+    }
+}
+
 #[derive(Debug, Deserialize, Default)]
 pub struct SearchForm {
     q: Option<String>,
     sort: Option<String>,
+    mode: Option<String>,
     page: Option<String>,
 }
 
 const PER_PAGE: usize = 20;
 
-/// `/search?q=&sort=&page=`
+/// The page's `mode`: a known one, else the default.
+fn browse_mode(v: Option<&str>) -> Option<Mode> {
+    v.and_then(Mode::parse)
+}
+
+/// `/search?q=&sort=&mode=&page=`
 pub async fn search_page(
     State(state): State<AppState>,
     session: Option<Session>,
@@ -71,6 +94,9 @@ pub async fn search_page(
         .and_then(|p| p.parse::<usize>().ok())
         .filter(|p| (1..=10_000).contains(p))
         .unwrap_or(1);
+    let meaning = state.search.embedder().is_some();
+    // An unknown mode on the page is the default, not an error page.
+    let asked = browse_mode(f.mode.as_deref());
     let (results, error) = if q.trim().is_empty() {
         (None, None)
     } else {
@@ -79,7 +105,7 @@ pub async fn search_page(
         } else {
             Sort::Relevance
         };
-        match run_search(&state, session.as_ref(), &q, sort, page, PER_PAGE).await {
+        match run_search(&state, session.as_ref(), &q, sort, asked, page, PER_PAGE).await {
             Ok(r) => (Some(r), None),
             Err(e) if e.status().is_client_error() => (None, Some(e.message().to_string())),
             Err(e) => return Err(e.into()),
@@ -89,11 +115,13 @@ pub async fn search_page(
     for rec in results.iter().flat_map(|r| &r.recordings) {
         abouts.push(About::of(&state, &rec.recording_id).await?);
     }
+    let shown = results.as_ref().map(|r| r.mode).or(asked);
     let link = |p: usize| {
         format!(
-            "/search?q={}&sort={}&page={p}",
+            "/search?q={}&sort={}{}&page={p}",
             crate::account::urlencode(&q),
-            if newest { "newest" } else { "relevance" }
+            if newest { "newest" } else { "relevance" },
+            asked.map_or(String::new(), |m| format!("&mode={}", m.name()))
         )
     };
     Ok(layout(
@@ -108,6 +136,14 @@ pub async fn search_page(
                     option value="relevance" selected[!newest] { "Best match" }
                     option value="newest" selected[newest] { "Newest" }
                 }
+                @if meaning {
+                    // Hybrid is the default: the words, and lines that say it in other words.
+                    select name="mode" aria-label="Find lines by" {
+                        option value="hybrid" selected[shown.is_none_or(|m| m == Mode::Hybrid)] { "Words and meaning" }
+                        option value="words" selected[shown == Some(Mode::Words)] { "Exact words" }
+                        option value="meaning" selected[shown == Some(Mode::Meaning)] { "Meaning" }
+                    }
+                }
                 button type="submit" { "Search" }
             }
             details.help {
@@ -118,6 +154,9 @@ pub async fn search_page(
                     li { code { "tax OR levy" } ", " code { "-draft" } ", " code { "elect*" } }
                     li { code { "speaker:\"Ana Lima\"" } ", " code { "room:\"Town hall\"" } ", " code { "lang:en" } }
                     li { code { "after:2025-01-01 before:2025-06-30" } }
+                    @if meaning {
+                        li { "“Words and meaning” also finds lines that say the same in other words, in any language with an English translation: " code { "stopping the fighting" } " finds “we discussed a ceasefire”." }
+                    }
                 }
             }
             @if let Some(e) = &error { p.error role="alert" { (e) } }

@@ -228,6 +228,12 @@ struct SearchParams {
     /// `relevance` (the default) or `newest`.
     #[param(value_type = Option<SearchSort>, inline)]
     sort: Option<String>,
+    /// `words` (BM25 on the words), `meaning` (sentence embeddings: lines that say the same in
+    /// other words, found by their English), or `hybrid` (both, by reciprocal rank fusion).
+    /// Default: `hybrid` where the service has the embedding model, else `words`. `meaning` and
+    /// `hybrid` are a 400 where it has none.
+    #[param(value_type = Option<roomtape_search::Mode>, inline)]
+    mode: Option<String>,
     /// Page number, 1–10000 (default 1).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 10000)]
     page: Option<String>,
@@ -276,7 +282,7 @@ fn number_param(
     security((), ("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "A page of hits", body = roomtape_search::Results),
-        (status = 400, description = "A query over 1000 characters, or a bad `sort`, `page` or `per_page`", body = ErrorBody),
+        (status = 400, description = "A query over 1000 characters, a bad `sort`, `mode`, `page` or `per_page`, or `mode=meaning`/`hybrid` where the embedding model is not installed", body = ErrorBody),
         (status = 401, description = "An unknown or revoked API token", body = ErrorBody),
     )
 )]
@@ -300,10 +306,11 @@ async fn search(
             ));
         }
     };
+    let mode = browse::mode_param(p.mode.as_deref())?;
     let page = number_param("page", p.page.as_deref(), 1, 10_000)?;
     let per_page = number_param("per_page", p.per_page.as_deref(), 20, 100)?;
     let mut results =
-        browse::run_search(&state, session.as_ref(), &q, sort, page, per_page).await?;
+        browse::run_search(&state, session.as_ref(), &q, sort, mode, page, per_page).await?;
     // An API consumer quotes a hit elsewhere: its link names the service too.
     let base = feed::base_url(&state, accepted.as_deref());
     for hit in results
