@@ -180,7 +180,18 @@ pub fn normalised(mut v: Vec<f32>) -> Vec<f32> {
     v
 }
 
-/// The dot product (the cosine of two unit vectors).
+/// The dot product (the cosine of two unit vectors). Summed in eight lanes, which the compiler
+/// turns into SIMD (one running sum could not be reordered); a tail under eight is added last.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [0f32; 8];
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    let tail = n - n % 8;
+    let rest: f32 = a[tail..].iter().zip(&b[tail..]).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + rest
 }

@@ -40,8 +40,7 @@ pub fn code(v: &[f32]) -> Code {
     let dirs = directions();
     let mut c = [0u64; CODE_WORDS];
     for (bit, dir) in dirs.chunks_exact(DIMS).enumerate() {
-        let p: f32 = dir.iter().zip(v).map(|(a, b)| a * b).sum();
-        if p > 0.0 {
+        if crate::embed::dot(dir, v) > 0.0 {
             c[bit / 64] |= 1 << (bit % 64);
         }
     }
@@ -85,12 +84,13 @@ pub fn similarity(query: &[f32], quantized: &[u8]) -> Option<f32> {
         return None;
     }
     let scale = f32::from_le_bytes(quantized[..4].try_into().ok()?);
-    let dot: f32 = quantized[4..]
-        .iter()
-        .zip(query)
-        .map(|(&q, x)| q as i8 as f32 * x)
-        .sum();
-    Some(dot * scale)
+    let mut lanes = [0f32; 8];
+    for (q, x) in quantized[4..].chunks_exact(8).zip(query.chunks_exact(8)) {
+        for i in 0..8 {
+            lanes[i] += q[i] as i8 as f32 * x[i];
+        }
+    }
+    Some(lanes.iter().sum::<f32>() * scale)
 }
 
 #[cfg(test)]
