@@ -121,6 +121,7 @@ bench: models-test devset
 	./target/release/roomtape bench quality --model tiny.en
 	./target/release/roomtape bench quality --model base
 	./target/release/roomtape bench search
+	./target/release/roomtape bench search --meaning
 
 clean:
 	$(CARGO) clean

@@ -27,9 +27,9 @@ const COMMON: &[&str] = &[
 ];
 
 /// Words per second of speech (150 a minute).
-const WORDS_PER_SECOND: f64 = 2.5;
+pub(crate) const WORDS_PER_SECOND: f64 = 2.5;
 /// Results per page, as the web service returns them.
-const PAGE: usize = 20;
+pub(crate) const PAGE: usize = 20;
 const DAY_MS: i64 = 86_400_000;
 /// 2024-01-01T00:00:00Z
 const FIRST_DAY_MS: i64 = 1_704_067_200_000;
@@ -169,12 +169,12 @@ fn row(name: &str, t: &[Duration], f: &[Duration]) {
     );
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
 /// The `p` quantile (nearest rank) of `v`.
-fn pct(v: &[Duration], p: f64) -> Duration {
+pub(crate) fn pct(v: &[Duration], p: f64) -> Duration {
     if v.is_empty() {
         return Duration::ZERO;
     }
@@ -193,7 +193,7 @@ struct Engine {
 
 /// The word list: the common words first, then every plain lower-case word of `path` in a fixed
 /// shuffled order (so rank does not follow the alphabet).
-fn vocabulary(path: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn vocabulary(path: &Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
             "reading the word list {} (Debian package wamerican; `make setup` installs it)",
@@ -226,12 +226,12 @@ fn vocabulary(path: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 /// Ranks drawn with probability proportional to 1 / (rank + 1)^s.
-struct Zipf {
+pub(crate) struct Zipf {
     cdf: Vec<f64>,
 }
 
 impl Zipf {
-    fn new(n: usize, s: f64) -> Self {
+    pub(crate) fn new(n: usize, s: f64) -> Self {
         let mut cdf = Vec::with_capacity(n);
         let mut acc = 0.0;
         for r in 1..=n {
@@ -250,19 +250,19 @@ impl Zipf {
     }
 }
 
-struct Corpus {
-    docs: Vec<SegmentDoc>,
+pub(crate) struct Corpus {
+    pub(crate) docs: Vec<SegmentDoc>,
     /// Word ranks of each document, for drawing queries from real text.
     ranks: Vec<Vec<u32>>,
-    words: u64,
-    recordings: usize,
-    speakers: usize,
+    pub(crate) words: u64,
+    pub(crate) recordings: usize,
+    pub(crate) speakers: usize,
     first_day: i64,
     days: i64,
 }
 
 impl Corpus {
-    fn generate(vocab: &[String], zipf: &Zipf, hours: f64, seed: u64) -> Corpus {
+    pub(crate) fn generate(vocab: &[String], zipf: &Zipf, hours: f64, seed: u64) -> Corpus {
         let mut rng = Rng::new(seed);
         let cap = |w: &str| {
             let mut c = w.chars();
@@ -353,7 +353,7 @@ impl Corpus {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Term,
     Phrase,
     Speaker,
@@ -361,9 +361,9 @@ enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::Term, Kind::Phrase, Kind::Speaker, Kind::Date];
+    pub(crate) const ALL: [Kind; 4] = [Kind::Term, Kind::Phrase, Kind::Speaker, Kind::Date];
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Term => "term",
             Kind::Phrase => "phrase",
@@ -373,21 +373,21 @@ impl Kind {
     }
 }
 
-struct BenchQuery {
-    kind: Kind,
-    text: String,
-    parsed: ParsedQuery,
+pub(crate) struct BenchQuery {
+    pub(crate) kind: Kind,
+    pub(crate) text: String,
+    pub(crate) parsed: ParsedQuery,
 }
 
-struct QueryMix {
-    queries: Vec<BenchQuery>,
+pub(crate) struct QueryMix {
+    pub(crate) queries: Vec<BenchQuery>,
 }
 
 impl QueryMix {
     /// `n` queries, a quarter of each kind, interleaved. Words are drawn from ranks 20–20,000
     /// (what people search for; not "the"); phrases are cut from the corpus's own text and
     /// hold at least one word outside the 100 most common, as quotes do.
-    fn generate(c: &Corpus, vocab: &[String], n: usize, seed: u64) -> QueryMix {
+    pub(crate) fn generate(c: &Corpus, vocab: &[String], n: usize, seed: u64) -> QueryMix {
         let mut rng = Rng::new(seed);
         let word = |rng: &mut Rng| vocab[20 + (rng.next_u64() % 20_000) as usize].clone();
         let mut queries = Vec::with_capacity(n);

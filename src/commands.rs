@@ -508,6 +508,13 @@ pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
         println!("roomtape listening on http://{local}");
     }
     let search = crate::search_cmd::open_index(&ctx, &catalog).await?;
+    // A server loads its embedding model now: a broken one is refused at start, and the first
+    // query does not wait for it.
+    if let Some(e) = search.embedder() {
+        tokio::task::spawn_blocking(move || e.preload())
+            .await?
+            .context("loading the embedding model (search.embed_model)")?;
+    }
     // The running service owns the index; the CLI's commands leave updates to it meanwhile.
     if let Err(e) = search.acquire_writer() {
         tracing::warn!("search index busy ({e}); indexing retries until it is free");
@@ -634,12 +641,32 @@ pub enum BenchCommand {
         /// Hours of speech in the corpus (about 9,000 words an hour)
         #[arg(long, default_value_t = 2000.0)]
         hours: f64,
-        /// Queries timed (a quarter each of term, phrase, speaker and date queries)
+        /// Queries timed (a quarter each of term, phrase, speaker and date queries; at most 400
+        /// with --meaning, each run in three modes)
         #[arg(long, default_value_t = 2000)]
         queries: usize,
         /// The word list the corpus is drawn from
         #[arg(long, default_value = "/usr/share/dict/words")]
         words: PathBuf,
+        /// Search by meaning instead: the embedding model's throughput, recall on the
+        /// paraphrase set, and words, meaning and hybrid latency at each of --sizes
+        #[arg(long)]
+        meaning: bool,
+        /// With --meaning: the corpus sizes, in hours of speech
+        #[arg(long, value_delimiter = ',', default_values_t = [200.0, 2000.0])]
+        sizes: Vec<f64>,
+        /// With --meaning: the labelled paraphrase set
+        #[arg(long, default_value = "tests/fixtures/paraphrases.tsv")]
+        paraphrases: PathBuf,
+        /// With --meaning: the prompts the paraphrase set is labelled with (make devset)
+        #[arg(
+            long,
+            default_value = "target/devset/.src/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
+        )]
+        prompts: PathBuf,
+        /// With --meaning: embedding threads
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
     /// Transcripts of real human speech against their references: word error, word times,
     /// line order (the dev set: scripts/devset.sh)
@@ -700,9 +727,32 @@ pub async fn bench(ctx: &Context, cmd: BenchCommand) -> anyhow::Result<()> {
             hours,
             queries,
             words,
+            meaning,
+            sizes,
+            paraphrases,
+            prompts,
+            threads,
         } => {
-            tokio::task::spawn_blocking(move || crate::bench_search::run(hours, queries, &words))
+            if meaning {
+                let o = crate::bench_meaning::Options {
+                    model_dir: roomtape_search::embed::Embedder::default_dir(&layout::models(
+                        ctx.data_dir(),
+                    )),
+                    sizes,
+                    queries: queries.min(400),
+                    words,
+                    paraphrases,
+                    prompts,
+                    licences: "/usr/share/common-licenses".into(),
+                    threads,
+                };
+                tokio::task::spawn_blocking(move || crate::bench_meaning::run(&o)).await?
+            } else {
+                tokio::task::spawn_blocking(move || {
+                    crate::bench_search::run(hours, queries, &words)
+                })
                 .await?
+            }
         }
         BenchCommand::Quality {
             set,

@@ -35,26 +35,42 @@ pub async fn open_index(ctx: &Context, catalog: &Catalog) -> anyhow::Result<Arc<
     Ok(index)
 }
 
-/// Turns search by meaning on when the settings allow it and the model is installed.
+/// Turns search by meaning on when the settings allow it and the model is installed. The
+/// model is loaded when it is first used (a command that never embeds never reads it).
 pub fn attach_embedder(ctx: &Context, index: &SearchIndex) -> anyhow::Result<()> {
-    if ctx.config.search.meaning == roomtape_core::Meaning::Off {
+    let s = &ctx.config.search;
+    if s.meaning == roomtape_core::Meaning::Off {
         return Ok(());
     }
-    let dir = Embedder::default_dir(&layout::models(ctx.data_dir()));
+    let named = !s.embed_model.contains(std::path::MAIN_SEPARATOR);
+    let dir = if named {
+        layout::models(ctx.data_dir()).join(&s.embed_model)
+    } else {
+        std::path::PathBuf::from(&s.embed_model)
+    };
     if !Embedder::present(&dir) {
-        tracing::info!(
-            "search by meaning is off: no embedding model in {} (scripts/models.sh {})",
-            dir.display(),
-            roomtape_search::embed::MODEL
+        if named && s.embed_model == roomtape_search::embed::MODEL {
+            tracing::info!(
+                "search by meaning is off: no embedding model in {} (scripts/models.sh {})",
+                dir.display(),
+                roomtape_search::embed::MODEL
+            );
+            return Ok(());
+        }
+        // Asked for by name or path: its absence is a mistake to report, not a default.
+        anyhow::bail!(
+            "search.embed_model {:?}: no sentence-transformers model in {} (config.json, \
+             model.safetensors, tokenizer.json); set search.meaning = \"off\" for words only",
+            s.embed_model,
+            dir.display()
         );
-        return Ok(());
     }
-    let threads = match ctx.config.search.embed_threads {
+    let threads = match s.embed_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n as usize,
     };
-    let e = Embedder::load(&dir, threads)
-        .with_context(|| format!("loading the embedding model in {}", dir.display()))?;
+    let e = Embedder::open(&dir, threads)
+        .with_context(|| format!("the embedding model in {}", dir.display()))?;
     index.set_embedder(Arc::new(e));
     Ok(())
 }

@@ -36,6 +36,10 @@ pub struct SearchConfig {
     pub meaning: Meaning,
     /// Threads the embedding model may use (0: one per core).
     pub embed_threads: u32,
+    /// The sentence-embedding model: a name under `models/` or a path to a
+    /// sentence-transformers directory (`config.json`, `model.safetensors`, `tokenizer.json`)
+    /// of a 384-dimension BERT model.
+    pub embed_model: String,
 }
 
 /// Whether search by meaning is on.
@@ -52,6 +56,7 @@ impl Default for SearchConfig {
         SearchConfig {
             meaning: Meaning::Auto,
             embed_threads: 1,
+            embed_model: "all-minilm-l6-v2".into(),
         }
     }
 }

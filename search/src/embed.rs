@@ -5,6 +5,7 @@
 //! sentence-transformers computes for this model.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -22,20 +23,28 @@ const MAX_TOKENS: usize = 256;
 /// Lines per forward pass: lines of similar length are batched, so little is padding.
 const BATCH: usize = 32;
 
-/// A loaded embedding model. Embedding is CPU work; callers run it off the async threads.
+/// An embedding model, loaded on first use (90 MB read and set up in a few hundred ms), so a
+/// command that never embeds never pays for it. Embedding is CPU work; callers run it off the
+/// async threads.
 pub struct Embedder {
+    dir: PathBuf,
+    threads: usize,
+    loaded: OnceLock<std::result::Result<Loaded, String>>,
+    /// Texts embedded so far (to see that unchanged lines keep their vectors).
+    embedded: std::sync::atomic::AtomicU64,
+}
+
+struct Loaded {
     model: BertModel,
     tokenizer: Tokenizer,
     pool: rayon::ThreadPool,
-    dir: PathBuf,
-    /// Texts embedded so far (to see that unchanged lines keep their vectors).
-    embedded: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Embedder")
             .field("dir", &self.dir)
+            .field("loaded", &self.loaded.get().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -57,9 +66,50 @@ impl Embedder {
             .all(|f| dir.join(f).is_file())
     }
 
-    /// Loads the model in `dir` (a sentence-transformers directory: `config.json`,
-    /// `model.safetensors`, `tokenizer.json`), to run on `threads` threads.
+    /// The model in `dir` (a sentence-transformers directory: `config.json`,
+    /// `model.safetensors`, `tokenizer.json`), to run on `threads` threads, loaded when it is
+    /// first used; an error now only when its files are missing.
+    pub fn open(dir: &Path, threads: usize) -> Result<Embedder> {
+        if !Self::present(dir) {
+            return Err(model_error(
+                dir,
+                "no model here (config.json, model.safetensors and tokenizer.json expected)",
+            ));
+        }
+        Ok(Embedder {
+            dir: dir.to_path_buf(),
+            threads: threads.max(1),
+            loaded: OnceLock::new(),
+            embedded: Default::default(),
+        })
+    }
+
+    /// [`Embedder::open`], then loaded now: a broken model is an error here, not at first use.
     pub fn load(dir: &Path, threads: usize) -> Result<Embedder> {
+        let e = Self::open(dir, threads)?;
+        e.ready()?;
+        Ok(e)
+    }
+
+    /// Loads the model now if it is not yet (what a server does at start, so its first query
+    /// is not the one to wait, and a broken model is reported there).
+    pub fn preload(&self) -> Result<()> {
+        self.ready().map(|_| ())
+    }
+
+    /// True once the model has been loaded (by [`Embedder::load`] or a first embedding).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.get().is_some_and(|l| l.is_ok())
+    }
+
+    fn ready(&self) -> Result<&Loaded> {
+        self.loaded
+            .get_or_init(|| Self::read(&self.dir, self.threads).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Error::Model(e.clone()))
+    }
+
+    fn read(dir: &Path, threads: usize) -> Result<Loaded> {
         let config: Config = serde_json::from_str(
             &std::fs::read_to_string(dir.join("config.json")).map_err(|e| model_error(dir, e))?,
         )
@@ -90,16 +140,14 @@ impl Embedder {
             .map_err(|e| model_error(dir, e))?;
         let model = BertModel::load(vb, &config).map_err(|e| model_error(dir, e))?;
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
+            .num_threads(threads)
             .thread_name(|i| format!("embed-{i}"))
             .build()
             .map_err(|e| model_error(dir, e))?;
-        Ok(Embedder {
+        Ok(Loaded {
             model,
             tokenizer,
             pool,
-            dir: dir.to_path_buf(),
-            embedded: Default::default(),
         })
     }
 
@@ -111,9 +159,13 @@ impl Embedder {
         // Similar lengths together (by characters, a good proxy for tokens).
         order.sort_by_key(|&i| texts[i].len());
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        if texts.is_empty() {
+            return Ok(out);
+        }
+        let m = self.ready()?;
         for chunk in order.chunks(BATCH) {
             let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let vectors = self.pool.install(|| self.forward(&batch))?;
+            let vectors = m.pool.install(|| self.forward(m, &batch))?;
             for (&i, v) in chunk.iter().zip(vectors) {
                 out[i] = v;
             }
@@ -131,9 +183,9 @@ impl Embedder {
         Ok(self.embed(&[text])?.pop().unwrap_or_default())
     }
 
-    fn forward(&self, batch: &[&str]) -> Result<Vec<Vec<f32>>> {
+    fn forward(&self, m: &Loaded, batch: &[&str]) -> Result<Vec<Vec<f32>>> {
         let err = |e: candle_core::Error| model_error(&self.dir, e);
-        let encodings = self
+        let encodings = m
             .tokenizer
             .encode_batch(batch.to_vec(), true)
             .map_err(|e| model_error(&self.dir, e))?;
@@ -149,7 +201,7 @@ impl Embedder {
         let ids = Tensor::from_vec(ids, (n, len), &dev).map_err(err)?;
         let mask = Tensor::from_vec(mask, (n, len), &dev).map_err(err)?;
         let types = ids.zeros_like().map_err(err)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask)).map_err(err)?;
+        let hidden = m.model.forward(&ids, &types, Some(&mask)).map_err(err)?;
         // Mean over the real tokens (padding masked out), then unit length.
         let m = mask
             .to_dtype(DType::F32)

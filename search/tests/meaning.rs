@@ -338,3 +338,169 @@ fn hybrid_pages_go_on_in_the_words_order_past_the_fused_lines() {
     assert_eq!(total, 250);
     assert_eq!(seen.len(), 250);
 }
+
+/// A recording in the catalog: Spanish lines with English translations, and English lines.
+async fn catalog_with_a_spanish_talk(dir: &std::path::Path) -> roomtape_core::Catalog {
+    use roomtape_core::{
+        Catalog, Recording, RecordingId, RecordingSource, RecordingState, Segment, Speaker,
+        SpeakerId, Timestamp, Track, TrackId, Transcript, TranscriptSpeaker, Translation,
+        Visibility,
+    };
+    let catalog = Catalog::open(&dir.join("catalog.sqlite")).await.unwrap();
+    let id = RecordingId::new();
+    let rec = Recording {
+        id,
+        room_id: None,
+        title: "Mesa redonda".into(),
+        source: RecordingSource::Import,
+        state: RecordingState::Recorded,
+        recovered: false,
+        error: None,
+        started_at: Timestamp::now(),
+        ended_at: None,
+        duration_ms: Some(60_000),
+        language: "es".into(),
+        visibility: Visibility::Public,
+        owner_id: None,
+        description: String::new(),
+    };
+    let track = Track {
+        id: TrackId::new(),
+        recording_id: id,
+        speaker: Speaker {
+            id: SpeakerId::new(),
+            name: "Lucía".into(),
+        },
+        file: "tracks/x.opus".into(),
+        offset_ms: 0,
+        duration_ms: 60_000,
+    };
+    catalog
+        .create_recording(&rec, std::slice::from_ref(&track))
+        .await
+        .unwrap();
+    let lines = [
+        (
+            "Anoche hablamos de un alto el fuego con las dos delegaciones.",
+            "Last night we discussed a ceasefire with both delegations.",
+        ),
+        (
+            "El mercado de pescado abre a las seis.",
+            "The fish market opens at six.",
+        ),
+    ];
+    let t = Transcript {
+        recording_id: id,
+        title: rec.title.clone(),
+        model: "test".into(),
+        created_at: Timestamp::now(),
+        speakers: vec![TranscriptSpeaker {
+            id: track.speaker.id,
+            name: track.speaker.name.clone(),
+            track_id: track.id,
+        }],
+        segments: lines
+            .iter()
+            .enumerate()
+            .map(|(i, (es, en))| Segment {
+                speaker_id: track.speaker.id,
+                speaker: track.speaker.name.clone(),
+                track_id: track.id,
+                start_ms: i as i64 * 5000,
+                end_ms: i as i64 * 5000 + 4000,
+                language: Some("es".into()),
+                text: (*es).into(),
+                words: Vec::new(),
+                translation: Some(Translation {
+                    lang: "en".into(),
+                    text: (*en).into(),
+                }),
+            })
+            .collect(),
+    };
+    catalog.store_transcript(&t).await.unwrap();
+    catalog
+}
+
+#[tokio::test]
+async fn reindex_and_a_late_model_rebuild_the_vectors_from_the_catalog() {
+    use roomtape_search::indexer;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = catalog_with_a_spanish_talk(dir.path()).await;
+    let question = "where did they talk about stopping the fighting";
+    let first =
+        |ix: &SearchIndex| texts(&run(ix, question, &Viewer::Anonymous, Some(Mode::Meaning)));
+
+    // Indexed before the model was there: words only, no vectors.
+    let (ix, _) = SearchIndex::open(&dir.path().join("index")).unwrap();
+    let ix = Arc::new(ix);
+    indexer::drain(&ix, &catalog).await.unwrap();
+    assert!(
+        ix.search(
+            &parse(question).unwrap(),
+            &Viewer::Anonymous,
+            Sort::Relevance,
+            Some(Mode::Meaning),
+            1,
+            20
+        )
+        .is_err()
+    );
+    // The model arrives: the next pass gives the lines their vectors (from the translations).
+    ix.set_embedder(embedder());
+    assert_eq!(ix.recordings_without_vectors(10).unwrap().len(), 1);
+    assert_eq!(indexer::drain(&ix, &catalog).await.unwrap(), 1);
+    assert!(ix.recordings_without_vectors(10).unwrap().is_empty());
+    let late = first(&ix);
+    assert!(
+        late.first().is_some_and(|t| t.contains("alto el fuego")),
+        "the Spanish line is found by the meaning of its translation: {late:?}"
+    );
+
+    // A full reindex into a new directory rebuilds the same vectors and finds the same lines.
+    let (fresh, _) = SearchIndex::open(&dir.path().join("second")).unwrap();
+    let fresh = Arc::new(fresh);
+    fresh.set_embedder(embedder());
+    let before = embedder().texts_embedded();
+    assert_eq!(indexer::reindex(&fresh, &catalog).await.unwrap(), 1);
+    assert!(
+        embedder().texts_embedded() >= before + 2,
+        "the reindex went through the model"
+    );
+    assert!(fresh.recordings_without_vectors(10).unwrap().is_empty());
+    assert_eq!(first(&fresh), late);
+    // Reindexing in place keeps one document a line and their vectors.
+    indexer::reindex(&ix, &catalog).await.unwrap();
+    assert_eq!(ix.num_docs(), 2);
+    assert_eq!(first(&ix), late);
+}
+
+#[test]
+fn the_model_is_read_only_when_first_used_and_a_broken_one_says_where() {
+    let e = Embedder::open(&model_dir(), 1).unwrap();
+    assert!(!e.is_loaded(), "opening reads nothing");
+    let ix = SearchIndex::in_memory().unwrap();
+    ix.set_embedder(Arc::new(e));
+    // Words need no model.
+    run(&ix, "harbour", &Viewer::Admin, Some(Mode::Words));
+    assert!(!ix.embedder().unwrap().is_loaded());
+    run(&ix, "harbour", &Viewer::Admin, Some(Mode::Meaning));
+    assert!(ix.embedder().unwrap().is_loaded());
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = Embedder::open(dir.path(), 1).unwrap_err().to_string();
+    assert!(
+        missing.contains(&dir.path().display().to_string()),
+        "{missing}"
+    );
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(model_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(dir.path().join("model.safetensors"), b"not weights").unwrap();
+    let lazy = Embedder::open(dir.path(), 1).expect("present");
+    let broken = lazy.embed_one("hello").unwrap_err().to_string();
+    assert!(broken.contains("model"), "{broken}");
+    // Asked again, the same answer, not a panic or a retry storm.
+    assert_eq!(lazy.embed_one("hello").unwrap_err().to_string(), broken);
+    assert!(Embedder::load(dir.path(), 1).is_err());
+}

@@ -53,6 +53,14 @@ impl Env {
         self.dir.path().join("data")
     }
 
+    /// Installs the embedding model in this data directory (a link), where `roomtape` looks by
+    /// default: search by meaning is on from then on.
+    pub fn install_embed_model(&self) {
+        let models = self.data().join("models");
+        std::fs::create_dir_all(&models).unwrap();
+        std::os::unix::fs::symlink(embed_model(), models.join("all-minilm-l6-v2")).unwrap();
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -239,6 +247,22 @@ pub fn multilingual_model() -> String {
     assert!(
         Path::new(&p).is_file(),
         "the base model is missing at {p}: `make test` provisions it (scripts/models.sh base)"
+    );
+    p
+}
+
+/// The sentence-embedding model of search by meaning: `ROOMTAPE_TEST_EMBED_MODEL`, else the
+/// provisioned all-MiniLM-L6-v2.
+pub fn embed_model() -> PathBuf {
+    let p = std::env::var("ROOMTAPE_TEST_EMBED_MODEL").map_or_else(
+        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/models/all-minilm-l6-v2"),
+        PathBuf::from,
+    );
+    assert!(
+        p.join("model.safetensors").is_file(),
+        "the embedding model is missing at {}: `make test` provisions it \
+         (scripts/models.sh all-minilm-l6-v2)",
+        p.display()
     );
     p
 }

@@ -1,7 +1,8 @@
 //! Issue 19, translations: a line said in another language gets an English translation beside
 //! it (Whisper's translate task, the real multilingual base model), stored with the original,
-//! exported either way, and found by an English query; a line said in English is not
-//! translated; reindexing rebuilds it from the catalog.
+//! exported either way, and found by an English query, by its words or by its meaning; a line
+//! said in English is not translated; reindexing rebuilds it (and its vector) from the catalog;
+//! an Indonesian track the model cannot translate gets no made-up English.
 
 use crate::support::*;
 
@@ -49,6 +50,7 @@ fn transcribe(env: &Env, id: &str) {
 #[test]
 fn a_spanish_line_gets_an_english_translation_that_an_english_query_finds() {
     let env = Env::new();
+    env.install_embed_model();
     let es = env.path("es.wav");
     speak(SPANISH, "es", &es);
     let en = env.path("en.wav");
@@ -103,7 +105,7 @@ fn a_spanish_line_gets_an_english_translation_that_an_english_query_finds() {
     assert!(bad.contains("original or en"), "{bad}");
 
     // An English query finds the Spanish line by its translation, the hit showing both.
-    let search = |q: &str| env.json(&["search", q, "--limit", "100"]);
+    let search = |q: &str| env.json(&["search", q, "--limit", "100", "--mode", "words"]);
     for w in &found {
         let r = search(w);
         let hit = r["recordings"]
@@ -138,5 +140,65 @@ fn a_spanish_line_gets_an_english_translation_that_an_english_query_finds() {
         r["recordings"][0]["recording_id"],
         spanish.as_str(),
         "{r:#}"
+    );
+
+    // By meaning: an English question in other words than the translation's finds the
+    // Spanish line, which words alone do not.
+    let question = "when is the building work going to start";
+    let by = |mode: &str| env.json(&["search", question, "--mode", mode, "--limit", "5"]);
+    let meaning = by("meaning");
+    assert_eq!(meaning["mode"], "meaning", "{meaning:#}");
+    assert_eq!(
+        meaning["recordings"][0]["recording_id"],
+        spanish.as_str(),
+        "{meaning:#}"
+    );
+    assert_eq!(by("words")["total"], 0);
+    let hybrid = env.json(&["search", question, "--limit", "5"]);
+    assert_eq!(
+        hybrid["mode"], "hybrid",
+        "the default where the model is installed"
+    );
+    assert_eq!(hybrid["recordings"][0]["recording_id"], spanish.as_str());
+}
+
+#[test]
+fn an_indonesian_track_is_transcribed_and_never_given_a_made_up_translation() {
+    // base transcribes espeak-ng's Indonesian well enough, but its translate task renders it
+    // as the sign-offs of subtitled videos ("Thank you for watching."): those must never be
+    // stored as what was said.
+    let env = Env::new();
+    let id_wav = env.path("id.wav");
+    speak(
+        "Selamat pagi semuanya. Hari ini kita akan membahas rencana pembangunan jalan baru \
+         di kota kami.",
+        "id",
+        &id_wav,
+    );
+    let id = import(&env, &id_wav, "Rapat warga", "Budi", "id");
+    transcribe(&env, &id);
+    let t = env.json(&["export", &id, "--format", "json"]);
+    let segs = t["segments"].as_array().unwrap();
+    assert!(!segs.is_empty(), "{t:#}");
+    let mut said = String::new();
+    for s in segs {
+        assert_eq!(s["language"], "id", "{s:#}");
+        said.push_str(s["text"].as_str().unwrap());
+        if let Some(tr) = s.get("translation") {
+            let tr = tr["text"].as_str().unwrap().to_lowercase();
+            assert!(
+                !tr.contains("watching") && !tr.contains("subscribe"),
+                "a stock phrase stored as a translation: {s:#}"
+            );
+        }
+    }
+    let said = said.to_lowercase();
+    assert!(
+        ["selamat", "pagi", "hari", "kita"]
+            .iter()
+            .filter(|w| said.contains(*w))
+            .count()
+            >= 3,
+        "{said}"
     );
 }

@@ -293,7 +293,13 @@ pub fn transcribe(
                         translate: true,
                     },
                 )?;
-                attach_translations(&mut lines, &place(&english, w, t.offset_ms));
+                let english = place(&english, w, t.offset_ms);
+                tracing::debug!(
+                    spoken,
+                    english = ?english.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+                    "translated a window"
+                );
+                attach_translations(&mut lines, &english);
             }
             for s in lines {
                 segments.push(Segment {
