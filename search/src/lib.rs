@@ -4,6 +4,7 @@
 //! [`SearchIndex::search`] applies the viewer's access inside the query and groups hits by
 //! recording with HTML-safe snippets.
 
+mod bert;
 pub mod embed;
 mod error;
 mod index;
