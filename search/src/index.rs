@@ -1188,7 +1188,7 @@ impl SearchIndex {
 }
 
 /// Lines whose codes are compared with the query's before the nearest are ranked by cosine.
-const CANDIDATES: usize = 400;
+const CANDIDATES: usize = 700;
 /// Lines found by meaning, at most.
 const MEANING_LIMIT: usize = 200;
 /// The cosine below which a line is not taken to be about the query (all-MiniLM-L6-v2: unrelated
