@@ -121,6 +121,12 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
     for &hours in &o.sizes {
         let t = Instant::now();
         let corpus = Corpus::generate(&vocab, &zipf, hours, 7);
+        // The query mix of `bench search`, drawn from this corpus.
+        let mix: Vec<String> = QueryMix::generate(&corpus, &vocab, o.queries, 11)
+            .queries
+            .into_iter()
+            .map(|q| q.text)
+            .collect();
         let mut docs = corpus.docs;
         let mut rng = Rng::new(hours.to_bits());
         let quantized: Vec<Vec<u8>> = docs
@@ -171,14 +177,7 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
             lines as f64 / rate / 60.0
         );
         sizes.push(measure(
-            &ix,
-            hours,
-            lines,
-            size,
-            &corpus_mix(&vocab, hours, o.queries),
-            &set,
-            &visible,
-            &embedder,
+            &ix, hours, lines, size, &mix, &set, &visible, &embedder,
         )?);
         recall_rows.push((format!("inside {hours} h"), recall(&ix, &set)?));
     }
@@ -379,18 +378,6 @@ fn measure(
     })
 }
 
-/// The generated query mix of `bench search`, as text.
-fn corpus_mix(vocab: &[String], hours: f64, n: usize) -> Vec<String> {
-    // The mix draws phrases and speakers from a corpus: a small one of the same shape serves.
-    let zipf = Zipf::new(vocab.len(), 1.0);
-    let c = Corpus::generate(vocab, &zipf, hours.min(20.0), 7);
-    QueryMix::generate(&c, vocab, n, 11)
-        .queries
-        .into_iter()
-        .map(|q| q.text)
-        .collect()
-}
-
 /// For each labelled query, whether words, meaning and hybrid find a right prompt in the top.
 fn recall(ix: &SearchIndex, set: &[Labelled]) -> anyhow::Result<Vec<[bool; 3]>> {
     set.iter()
@@ -461,15 +448,9 @@ fn blend(pool: &[Vec<f32>], rng: &mut Rng) -> Vec<f32> {
     normalised(
         a.iter()
             .zip(b)
-            .map(|(x, y)| w * x + (1.0 - w) * y + sigma * gaussian(rng))
+            .map(|(x, y)| w * x + (1.0 - w) * y + sigma * rng.gaussian() as f32)
             .collect(),
     )
-}
-
-fn gaussian(rng: &mut Rng) -> f32 {
-    let u1 = rng.unit().max(1e-12);
-    let u2 = rng.unit();
-    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
 }
 
 /// Resident and peak memory of this process, in bytes.

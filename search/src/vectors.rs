@@ -24,13 +24,9 @@ fn directions() -> &'static [f32] {
     static DIRS: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
     DIRS.get_or_init(|| {
         let mut rng = Rng::new(0x5eed_c0de);
+        // Standard normal components: the directions must be uniform on the sphere.
         (0..CODE_BITS * DIMS)
-            .map(|_| {
-                // A standard normal by Box–Muller: the directions must be uniform on the sphere.
-                let u1 = rng.unit().max(1e-12);
-                let u2 = rng.unit();
-                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-            })
+            .map(|_| rng.gaussian() as f32)
             .collect()
     })
 }
