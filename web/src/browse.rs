@@ -51,8 +51,9 @@ pub async fn run_search(
 
 /// A `mode` parameter: absent (the service's default) or words, meaning or hybrid.
 pub fn mode_param(v: Option<&str>) -> Result<Option<Mode>, AppError> {
+    // Absent is the default; present, even empty, must be one of the documented values.
     match v.map(str::trim) {
-        None | Some("") => Ok(None),
+        None => Ok(None),
         Some(m) => Mode::parse(m).map(Some).ok_or_else(|| {
             AppError::bad_request(
                 "bad_parameter",
