@@ -439,6 +439,11 @@ fn measure(
         }
         None => None,
     };
+    for (way, lines) in [("roomtape", &ours), ("plain", &plain)] {
+        for l in lines.iter() {
+            tracing::debug!(way, start_ms = l.start_ms, end_ms = l.end_ms, text = %l.text, "line");
+        }
+    }
     let mut a = score(set, &ours);
     a.secs = ours_secs;
     let mut b = score(set, &plain);

@@ -94,6 +94,15 @@ impl Window {
         }
     }
 
+    /// Piece `i` as a window of its own.
+    pub fn alone(&self, i: usize) -> Window {
+        let p = self.pieces[i];
+        Window {
+            audio: self.audio[p.win..p.win + p.len].to_vec(),
+            pieces: vec![Piece { win: 0, ..p }],
+        }
+    }
+
     /// True when `[t0, t1)` (window samples) touches no speech at all.
     pub fn only_gap(&self, t0: usize, t1: usize) -> bool {
         !self.pieces.iter().any(|p| t0 < p.win + p.len && t1 > p.win)
@@ -270,7 +279,34 @@ pub fn transcribe(
                     translate: false,
                 },
             )?;
+            tracing::trace!(
+                pieces = ?w.pieces.iter().map(|p| (samples_to_ms(p.track), samples_to_ms(p.track + p.len))).collect::<Vec<_>>(),
+                raw = ?raw.iter().map(|r| (r.t0_ms, r.t1_ms, r.text.as_str())).collect::<Vec<_>>(),
+                "decoded a window"
+            );
             let mut lines = place(&raw, w, t.offset_ms);
+            // Whisper sometimes ends a window early and leaves its last sentence or two out: a
+            // stretch of speech no word landed on is decoded again on its own.
+            for i in unheard_pieces(&raw, w) {
+                let alone = w.alone(i);
+                let again = engine.run(
+                    &mut state,
+                    &WindowRequest {
+                        audio: &alone.audio,
+                        language,
+                        prompt: &prompt,
+                        abort,
+                        translate: false,
+                    },
+                )?;
+                tracing::trace!(
+                    piece = i,
+                    raw = ?again.iter().map(|r| (r.t0_ms, r.t1_ms, r.text.as_str())).collect::<Vec<_>>(),
+                    "decoded an unheard piece again"
+                );
+                lines.extend(place(&again, &alone, t.offset_ms));
+            }
+            lines.sort_by_key(|l| (l.start_ms, l.end_ms));
             // Said in another language: the same window again with the translate task, its
             // English lines laid over the original ones by time. No prompt: the title and
             // names would pull the decoder back into the original language.
@@ -296,7 +332,7 @@ pub fn transcribe(
                 let english = place(&english, w, t.offset_ms);
                 tracing::debug!(
                     spoken,
-                    english = ?english.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+                    english = ?english.iter().map(|e| (e.text.as_str(), e.words.iter().map(|w| w.p).sum::<f32>() / e.words.len().max(1) as f32)).collect::<Vec<_>>(),
                     "translated a window"
                 );
                 attach_translations(&mut lines, &english);
@@ -333,6 +369,23 @@ pub fn transcribe(
     })
 }
 
+/// Speech shorter than this that got no word is left alone (a cough, a breath the VAD kept).
+const UNHEARD_MIN_MS: i64 = 1_000;
+
+/// The pieces of `w` at least [`UNHEARD_MIN_MS`] long on which no word of `raw` landed.
+fn unheard_pieces(raw: &[RawSegment], w: &Window) -> Vec<usize> {
+    let mut heard = vec![false; w.pieces.len()];
+    for r in raw.iter().filter(|r| !is_non_speech(&r.text)) {
+        for x in r.words.iter().filter(|x| !is_non_speech(&x.text)) {
+            let (t0, t1) = (ms_to_samples(x.t0_ms), ms_to_samples(x.t1_ms));
+            heard[w.piece_overlapping(t0.min(t1), t1)] = true;
+        }
+    }
+    (0..w.pieces.len())
+        .filter(|&i| !heard[i] && samples_to_ms(w.pieces[i].len) >= UNHEARD_MIN_MS)
+        .collect()
+}
+
 /// Lays English lines (`english`, from the translate task on the same window) over the original
 /// lines: each English line goes to the original line it overlaps most in time (the nearest,
 /// if it overlaps none), in order, so a sentence the translation split or joined differently
@@ -352,7 +405,9 @@ pub fn attach_translations(lines: &mut [Segment], english: &[Segment]) {
     };
     let kept: Vec<&Segment> = english
         .iter()
-        .filter(|e| !e.text.trim().is_empty() && !is_stock_phrase(&e.text))
+        .filter(|e| {
+            !e.text.trim().is_empty() && !is_stock_phrase(&e.text) && is_plausible_english(e)
+        })
         .collect();
     // Lines are cut at sentence ends, and the translate task renders sentence by sentence:
     // when the English has as many sentences as there are lines, they pair in order (Whisper's
@@ -373,6 +428,46 @@ pub fn attach_translations(lines: &mut [Segment], english: &[Segment]) {
         return;
     }
     let mut texts: Vec<Vec<String>> = vec![Vec::new(); lines.len()];
+    // The whole window rendered: English and original tell the same thing in the same order at
+    // about the same length, so each English sentence goes, whole, to the line at the same
+    // share of the window's text (where the translate task's own word times often sit a
+    // phrase or two off).
+    let rendered = kept.len() == english.iter().filter(|e| !e.text.trim().is_empty()).count();
+    if rendered {
+        let weight = |t: &str| t.chars().filter(|c| !c.is_whitespace()).count().max(1) as f64;
+        let total_lines: f64 = lines.iter().map(|l| weight(&l.text)).sum();
+        let total_english: f64 = sentences.iter().map(|t| weight(t)).sum();
+        let mut ends = Vec::with_capacity(lines.len());
+        let mut at = 0.0;
+        for l in lines.iter() {
+            at += weight(&l.text) / total_lines;
+            ends.push(at);
+        }
+        let mut at = 0.0;
+        for t in sentences {
+            let w = weight(&t) / total_english;
+            let middle = at + w / 2.0;
+            at += w;
+            let i = ends
+                .iter()
+                .position(|&e| middle <= e)
+                .unwrap_or(lines.len() - 1);
+            texts[i].push(t);
+        }
+    } else {
+        attach_by_time(&mut texts, &kept, best);
+    }
+    for (l, t) in lines.iter_mut().zip(texts) {
+        l.translation = (!t.is_empty()).then(|| roomtape_core::Translation {
+            lang: "en".into(),
+            text: t.join(" "),
+        });
+    }
+}
+
+/// English lines laid over the original ones by the times the translate task gave them (`best`:
+/// the original line for a span), word by word where it aligned words.
+fn attach_by_time(texts: &mut [Vec<String>], kept: &[&Segment], best: impl Fn(i64, i64) -> usize) {
     for e in kept {
         let text = e.text.trim();
         if e.words.is_empty() {
@@ -387,12 +482,6 @@ pub fn attach_translations(lines: &mut [Segment], english: &[Segment]) {
             at = at.max(best(w.start_ms, w.end_ms));
             texts[at].push(w.text.clone());
         }
-    }
-    for (l, t) in lines.iter_mut().zip(texts) {
-        l.translation = (!t.is_empty()).then(|| roomtape_core::Translation {
-            lang: "en".into(),
-            text: t.join(" "),
-        });
     }
 }
 
@@ -420,6 +509,25 @@ fn sentences(text: &str) -> Vec<String> {
         out.push(cur);
     }
     out
+}
+
+/// The mean word confidence below which a translated line is taken as a guess. Measured with
+/// base: Spanish lines it renders well score 0.35–0.99; espeak-ng Indonesian, which it cannot
+/// render, 0.00–0.12 ("All activities are nationally approved").
+const MIN_TRANSLATION_P: f32 = 0.2;
+
+/// A translated line fit to stand beside what was said: confident enough (see
+/// [`MIN_TRANSLATION_P`]) and written in the Latin script English is written in (a guess often
+/// mixes in Cyrillic or Greek: "посмотреть Hello to yousocial").
+fn is_plausible_english(e: &Segment) -> bool {
+    let confident = e.words.is_empty()
+        || e.words.iter().map(|w| w.p).sum::<f32>() / e.words.len() as f32 >= MIN_TRANSLATION_P;
+    let latin = e
+        .text
+        .chars()
+        .filter(|c| c.is_alphabetic())
+        .all(|c| c.is_ascii_alphabetic() || ('\u{c0}'..='\u{24f}').contains(&c));
+    confident && latin
 }
 
 /// The sign-offs Whisper's translate task is known to produce, with high confidence, for speech
@@ -576,6 +684,43 @@ struct Placed {
     p: f32,
 }
 
+/// A line longer than this is cut where its words pause most (or at a comma).
+const LONG_LINE_MS: i64 = 8_000;
+/// Neither part of a cut long line is shorter than this.
+const MIN_PART_MS: i64 = 1_500;
+
+/// `ws` (one line's words) cut, while a part is longer than [`LONG_LINE_MS`], between the two
+/// words with the longest pause of the part, a comma, semicolon or colon counting as 200 ms more:
+/// a sentence the model ran on without its full stop, or a list read out, becomes lines a
+/// reader can follow, each starting near where it was said. A part with no place to cut that
+/// leaves both sides [`MIN_PART_MS`] long stays whole.
+fn split_long(ws: Vec<Placed>) -> Vec<Vec<Placed>> {
+    let span = |ws: &[Placed]| samples_to_ms(ws[ws.len() - 1].b.saturating_sub(ws[0].a));
+    if ws.len() < 2 || span(&ws) <= LONG_LINE_MS {
+        return vec![ws];
+    }
+    let cut = (1..ws.len())
+        .filter(|&k| span(&ws[..k]) >= MIN_PART_MS && span(&ws[k..]) >= MIN_PART_MS)
+        .max_by_key(|&k| {
+            let pause = samples_to_ms(ws[k].a.saturating_sub(ws[k - 1].b));
+            let mark = ws[k - 1]
+                .text
+                .trim_end()
+                .ends_with([',', ';', ':', '、', '，']);
+            (pause + if mark { 200 } else { 0 }, std::cmp::Reverse(k))
+        });
+    match cut {
+        Some(k) => {
+            let mut ws = ws;
+            let rest = ws.split_off(k);
+            let mut out = split_long(ws);
+            out.extend(split_long(rest));
+            out
+        }
+        None => vec![ws],
+    }
+}
+
 /// Maps a window's words to the track: each word to the piece of speech it was said in,
 /// clamped into it, with silence at its edges left out; then splits them into lines at
 /// sentence ends, at pauses and between pieces, so that a line never spans a silence of its
@@ -592,7 +737,6 @@ fn place(raw: &[RawSegment], w: &Window, offset_ms: i64) -> Vec<Segment> {
         if is_non_speech(&r.text) {
             continue;
         }
-        let mut line_break = true;
         for x in &r.words {
             if is_non_speech(&x.text) {
                 continue;
@@ -643,15 +787,13 @@ fn place(raw: &[RawSegment], w: &Window, offset_ms: i64) -> Vec<Segment> {
             let new_line = match lines.last().and_then(|(_, l)| l.last()) {
                 None => true,
                 Some(prev) => {
-                    line_break
-                        || prev.piece != piece
+                    prev.piece != piece
                         || ends_sentence(&prev.text)
                         || samples_to_ms(a.saturating_sub(prev.b)) >= LINE_PAUSE_MS
                 }
             };
-            // Whisper's own segment ends break lines only where the words also pause or end a
-            // sentence; otherwise its segments are cut by length.
-            line_break = false;
+            // Whisper's own segment ends do not break lines: it cuts its segments by length,
+            // often mid-sentence; long lines are cut at their pauses below.
             if new_line {
                 lines.push((r.language.clone(), vec![word]));
             } else if let Some((_, l)) = lines.last_mut() {
@@ -659,6 +801,14 @@ fn place(raw: &[RawSegment], w: &Window, offset_ms: i64) -> Vec<Segment> {
             }
         }
     }
+    let lines: Vec<_> = lines
+        .into_iter()
+        .flat_map(|(language, ws)| {
+            split_long(ws)
+                .into_iter()
+                .map(move |ws| (language.clone(), ws))
+        })
+        .collect();
     let map = |piece: usize, t: usize| {
         let p = w.pieces[piece];
         offset_ms + samples_to_ms(p.track + (t - p.win))
@@ -888,6 +1038,159 @@ mod tests {
             ],
             audio,
         }
+    }
+
+    /// One piece of loud "speech", `secs` long, at 5 s of the track.
+    fn one_piece(secs: usize) -> Window {
+        Window {
+            audio: (0..secs * RATE)
+                .map(|i| if i % 2 == 0 { 0.3 } else { -0.3 })
+                .collect(),
+            pieces: vec![Piece {
+                win: 0,
+                track: 5 * RATE,
+                len: secs * RATE,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_long_run_on_line_is_cut_where_it_pauses_and_segment_ends_alone_do_not_cut() {
+        let w = one_piece(20);
+        // A list read out with no full stop, cut by Whisper mid-phrase at 6 s.
+        let a = raw(vec![
+            word("press", 0, 500),
+            word("one", 500, 1000),
+            word("to", 1000, 1500),
+            word("mute,", 1500, 2500),
+            word("four", 2600, 3500),
+            word("or", 3500, 4000),
+            word("six", 4000, 6000),
+        ]);
+        let b = raw(vec![
+            word("for", 6000, 7000),
+            word("the", 7000, 7500),
+            // The longest pause of the line (600 ms) comes before "five".
+            word("volume", 7500, 7900),
+            word("five", 8500, 10_000),
+            word("to", 10_000, 10_500),
+            word("extend", 10_500, 12_000),
+            word("it.", 12_000, 13_000),
+        ]);
+        let lines = place(&[a, b], &w, 0);
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "press one to mute, four or six for the volume",
+                "five to extend it."
+            ]
+        );
+        assert!(lines.iter().all(|l| l.end_ms - l.start_ms <= LONG_LINE_MS));
+        // Short of LONG_LINE_MS, a segment end is no line end.
+        let lines = place(
+            &[
+                raw(vec![word("we", 0, 500), word("went", 500, 1000)]),
+                raw(vec![word("home.", 1000, 1500)]),
+            ],
+            &w,
+            0,
+        );
+        assert_eq!(lines.len(), 1, "{lines:?}");
+    }
+
+    #[test]
+    fn a_piece_no_word_landed_on_is_unheard() {
+        let w = two_pieces();
+        // Every word in the first piece: the second (3 s) was left out.
+        let seg = raw(vec![word("Hello", 100, 600), word("there.", 600, 1900)]);
+        assert_eq!(unheard_pieces(std::slice::from_ref(&seg), &w), [1]);
+        let alone = w.alone(1);
+        assert_eq!(alone.audio.len(), 3 * RATE);
+        assert_eq!(alone.pieces[0].track, 20 * RATE);
+        // A word in each: nothing to do again; nor for a piece shorter than a second.
+        let both = raw(vec![word("Hello", 100, 600), word("again.", 2600, 3000)]);
+        assert!(unheard_pieces(&[both], &w).is_empty());
+        let mut short = two_pieces();
+        short.pieces[1].len = RATE / 2;
+        assert!(unheard_pieces(&[seg], &short).is_empty());
+    }
+
+    #[test]
+    fn a_rendered_window_goes_sentence_by_sentence_to_the_line_at_the_same_share_of_its_text() {
+        // Four English sentences over three lines, the model's word times a phrase off.
+        let mut lines = vec![
+            line(0, 1_500, "Buenos días a todos."),
+            line(
+                1_800,
+                5_000,
+                "Hoy vamos a hablar del nuevo puente sobre el río,",
+            ),
+            line(
+                5_200,
+                12_000,
+                "el ayuntamiento aprobó el presupuesto la semana pasada, las obras empiezan en marzo y terminan en otoño.",
+            ),
+        ];
+        let mut english = line(0, 12_000, "");
+        let text = "Good morning to all. Today we are going to talk about the new bridge over the river. The council approved the budget last week. The works begin in March and end in autumn.";
+        english.text = text.into();
+        english.words = text
+            .split_whitespace()
+            .enumerate()
+            .map(|(i, t)| Word {
+                text: t.into(),
+                start_ms: i as i64 * 250,
+                end_ms: i as i64 * 250 + 200,
+                p: 0.8,
+            })
+            .collect();
+        attach_translations(&mut lines, &[english]);
+        let got: Vec<&str> = lines
+            .iter()
+            .map(|l| l.translation.as_ref().map_or("", |t| t.text.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "Good morning to all.",
+                "Today we are going to talk about the new bridge over the river.",
+                "The council approved the budget last week. The works begin in March and end in autumn."
+            ]
+        );
+    }
+
+    #[test]
+    fn guessed_translations_are_not_kept() {
+        let mut lines = vec![
+            line(0, 3_000, "Hari ini kita bicara."),
+            line(3_000, 6_000, "Kota kami."),
+        ];
+        let with_p = |start: i64, end: i64, text: &str, p: f32| {
+            let mut l = line(start, end, text);
+            l.words = text
+                .split_whitespace()
+                .map(|t| Word {
+                    text: t.into(),
+                    start_ms: start,
+                    end_ms: end,
+                    p,
+                })
+                .collect();
+            l
+        };
+        let english = [
+            with_p(0, 3_000, "All activities are nationally approved", 0.03),
+            with_p(3_000, 6_000, "посмотреть Hello to you", 0.6),
+        ];
+        attach_translations(&mut lines, &english);
+        assert!(lines.iter().all(|l| l.translation.is_none()), "{lines:?}");
+        let english = [with_p(0, 3_000, "Today we talk about Señor Núñez.", 0.5)];
+        attach_translations(&mut lines, &english);
+        assert_eq!(
+            lines[0].translation.as_ref().map(|t| t.text.as_str()),
+            Some("Today we talk about Señor Núñez.")
+        );
     }
 
     #[test]
