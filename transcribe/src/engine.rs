@@ -80,6 +80,20 @@ pub struct RawSegment {
     pub language: Option<String>,
 }
 
+/// Seconds of the padding after a short window's audio that the encoder still looks at.
+const AUDIO_CTX_MARGIN_S: f64 = 4.0;
+
+/// The encoder frames to run for `samples` of 16 kHz audio: all `full` (30 s) for a full
+/// window, else the audio and [`AUDIO_CTX_MARGIN_S`] of the silence after it, in steps of 64.
+/// The encoder's cost grows with its frames, and most of a short window is padding. Measured
+/// (bench transcribe, bench quality, tiny.en and base): the pipeline 20% faster, WER unchanged
+/// with the 4 s margin on every set, 2 words worse on call-en with a 2 s one. `None`: all.
+pub fn audio_ctx(samples: usize, full: i32) -> Option<i32> {
+    let secs = samples as f64 / 16_000.0 + AUDIO_CTX_MARGIN_S;
+    let frames = (secs / 30.0 * f64::from(full) / 64.0).ceil() as i32 * 64;
+    (frames < full).then_some(frames)
+}
+
 /// How to decode one window.
 #[derive(Debug)]
 pub struct WindowRequest<'a> {
@@ -187,6 +201,9 @@ impl Engine {
             req.language
         };
         p.set_language(Some(language));
+        if let Some(ctx) = audio_ctx(req.audio.len(), self.hparams.n_audio_ctx) {
+            p.set_audio_ctx(ctx);
+        }
         if !req.prompt.is_empty() {
             p.set_initial_prompt(req.prompt);
         }
@@ -295,5 +312,20 @@ impl Engine {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::audio_ctx;
+
+    #[test]
+    fn a_short_window_runs_the_encoder_on_its_audio_and_a_margin_only() {
+        // 10 s + 4 s of 30 s: 700 frames of 1500, rounded up to 704.
+        assert_eq!(audio_ctx(10 * 16_000, 1500), Some(704));
+        assert_eq!(audio_ctx(0, 1500), Some(256));
+        // Full windows, and anything Whisper cuts into 30 s windows itself, run whole.
+        assert_eq!(audio_ctx(26 * 16_000, 1500), None);
+        assert_eq!(audio_ctx(240 * 16_000, 1500), None);
     }
 }
