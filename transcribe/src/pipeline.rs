@@ -403,6 +403,25 @@ pub fn attach_translations(lines: &mut [Segment], english: &[Segment]) {
             .max_by_key(|&i| (overlap(&lines[i]), std::cmp::Reverse(distance(&lines[i]))))
             .unwrap_or(0)
     };
+    // The translate task sometimes writes the original language out again (base on espeak-ng's
+    // Indonesian, at a confidence of 0.7): that is no translation.
+    let words = |t: &str| -> Vec<String> {
+        t.to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let original: std::collections::HashSet<String> =
+        lines.iter().flat_map(|l| words(&l.text)).collect();
+    let rendered_words: Vec<String> = english.iter().flat_map(|e| words(&e.text)).collect();
+    let shared = rendered_words
+        .iter()
+        .filter(|w| original.contains(*w))
+        .count();
+    if shared as f64 >= MAX_SHARED_WORDS * rendered_words.len() as f64 && shared > 0 {
+        return;
+    }
     let kept: Vec<&Segment> = english
         .iter()
         .filter(|e| {
@@ -510,6 +529,11 @@ fn sentences(text: &str) -> Vec<String> {
     }
     out
 }
+
+/// The share of a window's English words also found in its original text at which the
+/// "translation" is taken as the original written out again (Spanish rendered into English
+/// shares names and numbers, well under this).
+const MAX_SHARED_WORDS: f64 = 0.4;
 
 /// The mean word confidence below which a translated line is taken as a guess. Measured with
 /// base: Spanish lines it renders well score 0.35–0.99; espeak-ng Indonesian, which it cannot
@@ -1183,6 +1207,10 @@ mod tests {
             with_p(0, 3_000, "All activities are nationally approved", 0.03),
             with_p(3_000, 6_000, "посмотреть Hello to you", 0.6),
         ];
+        attach_translations(&mut lines, &english);
+        assert!(lines.iter().all(|l| l.translation.is_none()), "{lines:?}");
+        // The original written out again, confidently: no translation either.
+        let english = [with_p(0, 6_000, "Hari ini kita bicara kota kami.", 0.8)];
         attach_translations(&mut lines, &english);
         assert!(lines.iter().all(|l| l.translation.is_none()), "{lines:?}");
         let english = [with_p(0, 3_000, "Today we talk about Señor Núñez.", 0.5)];
