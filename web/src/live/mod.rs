@@ -18,7 +18,6 @@ pub mod outbox;
 pub mod protocol;
 pub mod recording;
 pub mod sfu;
-mod srtp;
 pub mod ws;
 
 use hub::{Hub, HubHandle, HubMsg};
