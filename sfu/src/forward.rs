@@ -133,12 +133,7 @@ impl Forwarder for Sealed {
         }
     }
 
-    fn forward<'s>(
-        &mut self,
-        _rtc: &mut Rtc,
-        c: &Copy<'_>,
-        scratch: &'s mut Scratch,
-    ) -> Sent<'s> {
+    fn forward<'s>(&mut self, _rtc: &mut Rtc, c: &Copy<'_>, scratch: &'s mut Scratch) -> Sent<'s> {
         let (Some(tx), Some(dest)) = (self.tx.as_mut(), self.dest) else {
             return Sent::Dropped;
         };
@@ -229,6 +224,11 @@ pub(crate) struct Track {
     /// The highest number given before the mapping last changed: a late packet from before
     /// that change would map to or below it, onto an index already sealed, and is dropped.
     floor: u64,
+    /// Which of the numbers `last`, `last - 1`, … `last - 127` were given (bit i: `last - i`).
+    /// A number is given once: a duplicate (the network's, or a hostile speaker's with a
+    /// different payload under a sequence number it reused) would be sealed under the same
+    /// GCM nonce as the first.
+    given: u128,
 }
 
 /// The most a track's numbers may jump at once. A speaker muted by the server for minutes
@@ -246,11 +246,13 @@ impl Track {
             offset: 0,
             last: 0,
             floor: 0,
+            given: 0,
         }
     }
 
     /// This track's sequence number for the speaker's `seq` on `ssrc`; `None` for a packet
-    /// from before the track began or before its last remapping.
+    /// from before the track began or before its last remapping, one whose number was given
+    /// already, or one too late to tell (128 numbers behind).
     pub fn seq(&mut self, ssrc: Ssrc, seq: SeqNo) -> Option<SeqNo> {
         let seq = *seq as i64;
         let next = self.last as i64 + 1;
@@ -262,7 +264,18 @@ impl Track {
         let out = u64::try_from(seq + self.offset)
             .ok()
             .filter(|s| *s > self.floor)?;
-        self.last = self.last.max(out);
+        if out > self.last {
+            let shift = out - self.last;
+            self.given = if shift >= 128 { 0 } else { self.given << shift };
+            self.given |= 1;
+            self.last = out;
+        } else {
+            let behind = self.last - out;
+            if behind >= 128 || self.given & (1 << behind) != 0 {
+                return None;
+            }
+            self.given |= 1 << behind;
+        }
         Some(out.into())
     }
 }
@@ -387,6 +400,7 @@ mod tests {
         assert_eq!(out.seq(a, seq(200_000)), Some(seq(1)));
         assert_eq!(out.seq(a, seq(200_002)), Some(seq(3)), "a gap stays a gap");
         assert_eq!(out.seq(a, seq(200_001)), Some(seq(2)), "late, in its place");
+        assert_eq!(out.seq(a, seq(200_001)), None, "a duplicate is dropped");
         assert_eq!(
             out.seq(a, seq(199_999)),
             None,

@@ -199,7 +199,11 @@ pub struct Sfu<R> {
 impl<R: RoomKey> Sfu<R> {
     /// An SFU whose browsers send to `advertised` (the media socket's address as they see it).
     /// `now` starts its clock (the speaking indicators' first round).
-    pub fn new(advertised: SocketAddr, forwarding: Forwarding, now: Instant) -> Result<Self, Error> {
+    pub fn new(
+        advertised: SocketAddr,
+        forwarding: Forwarding,
+        now: Instant,
+    ) -> Result<Self, Error> {
         let cert = srtp::crypto()
             .dtls_provider
             .generate_certificate()
@@ -248,7 +252,8 @@ impl<R: RoomKey> Sfu<R> {
         }
         self.timeouts(now);
         if self.speaking.due(now) {
-            self.speaking.update(now, &self.rooms, &self.peers, &mut self.out);
+            self.speaking
+                .update(now, &self.rooms, &self.peers, &mut self.out);
         }
     }
 
@@ -376,6 +381,13 @@ impl<R: RoomKey> Sfu<R> {
                     break now + Duration::from_secs(3600);
                 }
             }
+        };
+        // A connection not up yet is looked at when its time to come up has passed, whatever
+        // str0m wants (an offer nobody answers leaves it nothing to do, ever).
+        let deadline = if p.forwarder.ready() {
+            deadline
+        } else {
+            deadline.min(p.created + CONNECT_TIMEOUT + Duration::from_millis(1))
         };
         if deadline != p.deadline {
             self.timers.remove(&(p.deadline, conn));

@@ -75,7 +75,6 @@ fn default_route_ip() -> Option<IpAddr> {
     (!ip.is_unspecified()).then_some(ip)
 }
 
-
 /// Who a connection is, for routing the engine's events.
 struct Conn {
     room: RoomId,
