@@ -110,10 +110,11 @@ fuzz-build:
 	  $(CARGO) build --release $(CARGO_FLAGS) --target $(FUZZ_TARGET) --manifest-path fuzz/Cargo.toml
 
 fuzz: fuzz-build
-	@mkdir -p fuzz/corpus/track_reader fuzz/corpus/recorder
+	@mkdir -p fuzz/corpus/track_reader fuzz/corpus/recorder fuzz/corpus/sfu
 	cp -n tests/fixtures/golden-archive-v1/tracks/*.opus fuzz/corpus/track_reader/ 2>/dev/null || true
 	target/fuzz/$(FUZZ_TARGET)/release/track_reader -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/track_reader
 	target/fuzz/$(FUZZ_TARGET)/release/recorder -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/recorder
+	target/fuzz/$(FUZZ_TARGET)/release/sfu -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/sfu
 
 bench: models-test devset
 	./target/release/roomtape bench ingest

@@ -5,7 +5,8 @@
 //! process, loss, the p99 forwarding delay, and the most listeners one speaker reaches here
 //! with under 0.5% loss. Then, for scale, the floor: the same number of datagrams of the same
 //! size to the same number of loopback sockets at the same rate, by a bare `sendto` loop, and
-//! how much of that rate per core the SFU reaches.
+//! how much of that rate per core the SFU reaches. With `--forwarding both`, the same run with
+//! str0m's own write path in place of the sealed fast path, and the ratio of the two.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -18,13 +19,19 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
+use roomtape_sfu::Forwarding;
 use roomtape_web::live::client::MediaClient;
 use roomtape_web::live::sfu;
 
 /// The server half: prints `{"http", "room", "cookies"}` (the first `speakers` cookies are on
 /// stage), then answers each `stats` line on stdin with `{"forwarded"}`, until stdin closes.
-pub async fn server(participants: usize, speakers: usize) -> anyhow::Result<()> {
-    let (media, _) = sfu::start("127.0.0.1:0", "127.0.0.1").await?;
+pub async fn server(participants: usize, speakers: usize, str0m: bool) -> anyhow::Result<()> {
+    let forwarding = if str0m {
+        Forwarding::Str0m
+    } else {
+        Forwarding::Sealed
+    };
+    let (media, _) = sfu::start_with("127.0.0.1:0", "127.0.0.1", forwarding).await?;
     let service =
         crate::bench_service::start("Fan-out", participants, speakers, Some(media)).await?;
     let (http, room, cookies, live) = (service.http, service.room, &service.cookies, &service.live);
@@ -90,7 +97,12 @@ struct Run {
     p99_ms: f64,
 }
 
-async fn run_once(speakers: usize, listeners: usize, seconds: f64) -> anyhow::Result<Run> {
+async fn run_once(
+    speakers: usize,
+    listeners: usize,
+    seconds: f64,
+    forwarding: Forwarding,
+) -> anyhow::Result<Run> {
     let n = speakers + listeners;
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
@@ -102,6 +114,8 @@ async fn run_once(speakers: usize, listeners: usize, seconds: f64) -> anyhow::Re
             &n.to_string(),
             "--speakers",
             &speakers.to_string(),
+            "--str0m",
+            &(forwarding == Forwarding::Str0m).to_string(),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -233,6 +247,7 @@ pub async fn run(
     listeners: usize,
     seconds: f64,
     ramp: bool,
+    compare: bool,
 ) -> anyhow::Result<()> {
     if speakers == 0 {
         bail!("--speakers must be at least 1");
@@ -245,8 +260,16 @@ pub async fn run(
          {:<28} {:>10} {:>12} {:>7} {:>9} {:>8} {:>8}",
         "run", "fwd pkt/s", "fwd/core-s", "cores", "loss", "p50 ms", "p99 ms"
     );
-    let r = run_once(speakers, listeners, seconds).await?;
+    let r = run_once(speakers, listeners, seconds, Forwarding::Sealed).await?;
     print(&format!("{speakers} speakers, {listeners} listeners"), &r);
+    if compare {
+        let s = run_once(speakers, listeners, seconds, Forwarding::Str0m).await?;
+        print("  the same, str0m's own path", &s);
+        println!(
+            "sealed fast path / str0m's write path, packets per core-second: {:.2}",
+            r.forwarded_per_cpu_s / s.forwarded_per_cpu_s.max(1e-9)
+        );
+    }
     let floor = sendto_floor(
         (speakers * FRAMES_PER_SECOND) as f64 * (speakers + listeners - 1) as f64,
         speakers + listeners - 1,
@@ -262,7 +285,7 @@ pub async fn run(
         let mut best = 0;
         let mut n = 50;
         while n <= 3200 {
-            match run_once(1, n, seconds.min(8.0)).await {
+            match run_once(1, n, seconds.min(8.0), Forwarding::Sealed).await {
                 Ok(r) => {
                     print(&format!("1 speaker, {n} listeners"), &r);
                     if r.loss >= 0.005 {

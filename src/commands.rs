@@ -615,6 +615,10 @@ pub enum BenchCommand {
         /// Also find the most listeners one speaker reaches with under 0.5% loss
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         ramp: bool,
+        /// Also run the same room with str0m's own write path in place of the sealed fast
+        /// path, and print the ratio
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        compare: bool,
     },
     /// The SFU half of `bench fanout` (run by it)
     #[command(hide = true)]
@@ -623,6 +627,9 @@ pub enum BenchCommand {
         participants: usize,
         #[arg(long)]
         speakers: usize,
+        /// Forward through str0m's own write path
+        #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+        str0m: bool,
     },
     /// One live room's task under a crowd: cost and delay of each change, drops
     Room {
@@ -713,11 +720,13 @@ pub async fn bench(ctx: &Context, cmd: BenchCommand) -> anyhow::Result<()> {
             listeners,
             seconds,
             ramp,
-        } => crate::bench_fanout::run(speakers, listeners, seconds, ramp).await,
+            compare,
+        } => crate::bench_fanout::run(speakers, listeners, seconds, ramp, compare).await,
         BenchCommand::FanoutServer {
             participants,
             speakers,
-        } => crate::bench_fanout::server(participants, speakers).await,
+            str0m,
+        } => crate::bench_fanout::server(participants, speakers, str0m).await,
         BenchCommand::Room {
             members,
             changes,
