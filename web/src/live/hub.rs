@@ -1,19 +1,23 @@
-//! One task per live room: who is there and in which role, raised hands and invitations, and
-//! every rule about who may do what, checked here on the server. It tells the SFU what to
-//! forward and the recorder what to record, and everyone what changed.
+//! One task per live room: it carries out what the room's rules ([`super::room::Room`]) decide
+//! — messages to members, the room's news to everyone, what the SFU forwards, what is
+//! recorded, what the catalog stores — and feeds the results of slow work back in. It decides
+//! nothing itself.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
-use roomtape_core::{Room, RoomId, Speaker, SpeakerId, StoredRole, User, UserId};
+use roomtape_core::{Room as RoomRow, RoomId, User};
 
 use super::outbox::Outbox;
-use super::protocol::{ClientMsg, Person, Role, ServerMsg, VERSION};
-use super::recording::{RecordingInfo, RecordingSession};
+use super::protocol::{ClientMsg, Role};
+use super::recording::RecordingSession;
+use super::room::{Effect, In, Media, Persist, Room};
 use super::{ConnId, Live, MediaCmd, MediaEvent};
+
+pub(super) use super::room::by_stage_then_name;
 
 /// Messages the room task takes in one turn before it tells everyone what changed: a burst of
 /// changes costs each member one presence, and the task still yields now and then.
@@ -42,21 +46,6 @@ pub enum HubMsg {
     RecordingStarted(Result<RecordingSession, String>),
 }
 
-#[derive(Debug)]
-struct Member {
-    conn: ConnId,
-    user: User,
-    /// Listening without an account: never on stage, never given a lasting role.
-    guest: bool,
-    role: Role,
-    muted: bool,
-    hand: bool,
-    invited: bool,
-    speaking: bool,
-    hello: bool,
-    out: Arc<Outbox>,
-}
-
 /// A running room's handle.
 #[derive(Clone, Debug)]
 pub struct HubHandle {
@@ -68,38 +57,22 @@ pub struct HubHandle {
     pub pending: Arc<AtomicUsize>,
 }
 
-/// The recording, as the room sees it.
-#[derive(Debug)]
-enum Rec {
-    Off,
-    /// Asked for by `by`; the task starting it reports back. `stop`: stopped (or the room
-    /// ended) meanwhile, so it is finished as soon as it exists.
-    Starting {
-        by: ConnId,
-        stop: bool,
-    },
-    On(RecordingSession),
-}
-
-/// A catalog write of the room's, made in order by a task beside it.
-#[derive(Debug)]
-enum Persist {
-    Role {
-        user: UserId,
-        role: Option<StoredRole>,
-    },
-    End,
+/// A member's connection, as the task knows it.
+struct Conn {
+    out: Arc<Outbox>,
+    /// Said hello: gets the room's news.
+    greeted: bool,
 }
 
 pub(super) struct Hub {
     room: Room,
     live: Arc<Live>,
-    members: Vec<Member>,
-    /// The room as the last presence showed it, by person: what the next one is a change from.
-    shown: HashMap<UserId, Person>,
-    /// People who may have changed (or left) since the last presence.
-    touched: HashSet<UserId>,
-    recording: Rec,
+    conns: HashMap<ConnId, Conn>,
+    /// The recording the room taps into.
+    recording: Option<RecordingSession>,
+    /// A recording that has just started, while the rules decide whether it is kept.
+    started: Option<RecordingSession>,
+    effects: Vec<Effect>,
     count: Arc<AtomicUsize>,
     pending: Arc<AtomicUsize>,
     rx: mpsc::UnboundedReceiver<HubMsg>,
@@ -108,19 +81,19 @@ pub(super) struct Hub {
 }
 
 impl Hub {
-    pub(super) fn spawn(room: Room, live: Arc<Live>) -> HubHandle {
+    pub(super) fn spawn(room: RoomRow, live: Arc<Live>) -> HubHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let (persist, persist_rx) = mpsc::unbounded_channel();
         tokio::spawn(persist_loop(live.clone(), room.id, persist_rx));
         let count = Arc::new(AtomicUsize::new(0));
         let pending = Arc::new(AtomicUsize::new(0));
         let hub = Hub {
-            room,
+            room: Room::new(room),
             live,
-            members: Vec::new(),
-            shown: HashMap::new(),
-            touched: HashSet::new(),
-            recording: Rec::Off,
+            conns: HashMap::new(),
+            recording: None,
+            started: None,
+            effects: Vec::new(),
             count: count.clone(),
             pending: pending.clone(),
             rx,
@@ -131,41 +104,43 @@ impl Hub {
         HubHandle { tx, count, pending }
     }
 
+    fn id(&self) -> RoomId {
+        self.room.id()
+    }
+
     /// Takes what has arrived (up to a batch), applies it in order, then tells everyone what
     /// changed, once. Nothing here waits for anything but the next message: slow work runs
     /// beside the room and reports back as a message.
     async fn run(mut self) {
         let mut batch = Vec::with_capacity(BATCH);
         while self.rx.recv_many(&mut batch, BATCH).await > 0 {
-            let mut ended = false;
             for m in batch.drain(..) {
-                if ended {
-                    self.after_end(m);
-                } else {
-                    ended = self.handle(m);
-                }
+                self.take(m);
             }
-            self.flush_presence();
-            self.count.store(self.members.len(), Ordering::Relaxed);
-            if ended || self.members.is_empty() {
+            let mut fx = std::mem::take(&mut self.effects);
+            self.room.flush(&mut fx);
+            self.apply(fx);
+            self.count.store(self.room.len(), Ordering::Relaxed);
+            let ended = self.room.is_ended();
+            if ended || self.room.len() == 0 {
                 // Nobody left: stop recording and let the room task go; a newcomer starts
                 // another. The room itself stays open until its host ends it.
-                if ended || self.live.retire(self.room.id, &self.self_tx) {
+                if ended || self.live.retire(self.id(), &self.self_tx) {
                     break;
                 }
             }
         }
         self.rx.close();
+        self.feed(In::Stop);
         while let Ok(m) = self.rx.try_recv() {
-            self.after_end(m);
+            self.take(m);
         }
-        self.stop_recording();
-        self.live.retire(self.room.id, &self.self_tx);
+        self.live.retire(self.id(), &self.self_tx);
     }
 
-    /// Handles one message; true when the room ended.
-    fn handle(&mut self, m: HubMsg) -> bool {
-        match m {
+    /// One message to the task.
+    fn take(&mut self, m: HubMsg) {
+        let input = match m {
             HubMsg::Join {
                 conn,
                 user,
@@ -174,531 +149,169 @@ impl Hub {
                 out,
             } => {
                 self.pending.fetch_sub(1, Ordering::AcqRel);
-                self.join(conn, user, guest, role, out);
-            }
-            HubMsg::Client { conn, msg } => return self.client(conn, msg),
-            HubMsg::Leave { conn } => self.leave(conn),
-            HubMsg::Media(e) => self.media(e),
-            HubMsg::RecordingStarted(r) => self.recording_started(r),
-        }
-        false
-    }
-
-    /// A message that arrived after the room task decided to stop: a recording that started
-    /// meanwhile is finished, a newcomer is told the room is gone.
-    fn after_end(&mut self, m: HubMsg) {
-        match m {
-            HubMsg::RecordingStarted(r) => {
-                if let Rec::Starting { by, .. } = self.recording {
-                    self.recording = Rec::Starting { by, stop: true };
-                }
-                self.recording_started(r);
-            }
-            HubMsg::Join { out, .. } => {
-                self.pending.fetch_sub(1, Ordering::AcqRel);
-                let _ = out.push(ServerMsg::Ended);
-                out.close();
-            }
-            _ => {}
-        }
-    }
-
-    fn idx(&self, conn: ConnId) -> Option<usize> {
-        self.members.iter().position(|m| m.conn == conn)
-    }
-
-    fn by_user(&self, user: UserId) -> Option<usize> {
-        self.members.iter().position(|m| m.user.id == user)
-    }
-
-    /// A message for one member alone.
-    fn send(&self, i: usize, msg: ServerMsg) {
-        let m = &self.members[i];
-        // Its own messages are few (answers to what it asked, rate-limited by its connection),
-        // so a full queue means it stopped reading: it goes, and nobody else notices.
-        if m.out.push(msg).is_err() {
-            tracing::debug!(conn = m.conn, "client is not reading; dropping it");
-            m.out.close();
-            let _ = self.self_tx.send(HubMsg::Leave { conn: m.conn });
-        }
-    }
-
-    /// The person as others see them now.
-    fn person(m: &Member) -> Person {
-        Person {
-            id: m.user.id,
-            name: m.user.display_name.clone(),
-            role: m.role,
-            muted: m.muted,
-            hand: m.hand,
-            speaking: m.speaking,
-            guest: m.guest,
-        }
-    }
-
-    /// Tells everyone who changed since the last presence: in a room of thousands, a join
-    /// costs one small change each, not the whole audience each, and finding it costs the
-    /// people touched, not the room. Members that have not taken the last presence yet get
-    /// this one merged into it.
-    fn flush_presence(&mut self) {
-        if self.touched.is_empty() {
-            return;
-        }
-        let mut changed = Vec::new();
-        let mut gone = Vec::new();
-        for id in std::mem::take(&mut self.touched) {
-            match self.by_user(id) {
-                Some(i) => {
-                    let p = Self::person(&self.members[i]);
-                    if self.shown.get(&id) != Some(&p) {
-                        self.shown.insert(id, p.clone());
-                        changed.push(p);
-                    }
-                }
-                None => {
-                    if self.shown.remove(&id).is_some() {
-                        gone.push(id);
-                    }
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        out,
+                        greeted: false,
+                    },
+                );
+                In::Join {
+                    conn,
+                    user,
+                    guest,
+                    role,
                 }
             }
-        }
-        if changed.is_empty() && gone.is_empty() {
-            return;
-        }
-        for m in self.members.iter().filter(|m| m.hello) {
-            m.out.presence(&changed, &gone);
+            HubMsg::Client { conn, msg } => In::Client { conn, msg },
+            HubMsg::Leave { conn } => In::Leave { conn },
+            HubMsg::Media(MediaEvent::Offer { conn, sdp, mic }) => In::Offer { conn, sdp, mic },
+            HubMsg::Media(MediaEvent::Gone { conn }) => In::MediaGone { conn },
+            HubMsg::Media(MediaEvent::Error { conn, message }) => In::MediaError { conn, message },
+            HubMsg::Media(MediaEvent::Speaking { conns }) => In::Speaking { conns },
+            HubMsg::RecordingStarted(r) => In::RecordingStarted(match r {
+                Ok(session) => {
+                    self.started = Some(session);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }),
+        };
+        self.feed(input);
+        // The rules keep or finish every recording that starts; never drop one.
+        if let Some(r) = self.started.take() {
+            self.live.finish_beside(r);
         }
     }
 
-    fn join(&mut self, conn: ConnId, user: User, guest: bool, role: Role, out: Arc<Outbox>) {
-        // One connection per person: a second tab takes over.
-        if let Some(i) = self.by_user(user.id) {
-            let old = self.members.remove(i);
-            let _ = old.out.push(ServerMsg::error(
-                "replaced",
-                "you joined this room from another window",
-            ));
-            old.out.close();
-            self.live.media(MediaCmd::Leave { conn: old.conn });
-        }
-        self.members.push(Member {
-            conn,
-            user,
-            guest,
-            role,
-            muted: false,
-            hand: false,
-            invited: false,
-            speaking: false,
-            hello: false,
-            out,
+    fn feed(&mut self, input: In) {
+        let mut fx = std::mem::take(&mut self.effects);
+        self.room.handle(input, &mut fx);
+        self.apply(fx);
+    }
+
+    fn greeted(&self) -> impl Iterator<Item = &Outbox> {
+        self.conns
+            .values()
+            .filter(|c| c.greeted)
+            .map(|c| c.out.as_ref())
+    }
+
+    fn tap(&self, on: bool) {
+        self.live.media(MediaCmd::Tap {
+            room: self.id(),
+            tap: self.recording.as_ref().filter(|_| on).map(|r| r.tap()),
         });
     }
 
-    fn leave(&mut self, conn: ConnId) {
-        if let Some(i) = self.idx(conn) {
-            let m = self.members.remove(i);
-            m.out.close();
-            self.live.media(MediaCmd::Leave { conn });
-            self.touched.insert(m.user.id);
-        }
-    }
-
-    fn media(&mut self, e: MediaEvent) {
-        match e {
-            MediaEvent::Offer { conn, sdp, mic } => {
-                if let Some(i) = self.idx(conn) {
-                    self.send(i, ServerMsg::Offer { sdp, mic });
-                }
-            }
-            MediaEvent::Gone { conn } => self.leave(conn),
-            MediaEvent::Error { conn, message } => {
-                if let Some(i) = self.idx(conn) {
-                    self.send(i, ServerMsg::error("media", message));
-                }
-            }
-            MediaEvent::Speaking { conns } => {
-                let mut changed = false;
-                for m in &mut self.members {
-                    let now = conns.contains(&m.conn) && m.role.on_stage() && !m.muted;
-                    changed |= now != m.speaking;
-                    m.speaking = now;
-                }
-                if changed {
-                    let users: Vec<UserId> = self
-                        .members
-                        .iter()
-                        .filter(|m| m.speaking)
-                        .map(|m| m.user.id)
-                        .collect();
-                    for m in self.members.iter().filter(|m| m.hello) {
-                        m.out.speaking(&users);
-                    }
-                }
-            }
-        }
-    }
-
-    fn speaker_of(m: &Member) -> Speaker {
-        Speaker {
-            id: SpeakerId::from(m.user.id.as_uuid()),
-            name: m.user.display_name.clone(),
-        }
-    }
-
-    /// Handles one client message; true when the room ended.
-    fn client(&mut self, conn: ConnId, msg: ClientMsg) -> bool {
-        let Some(me) = self.idx(conn) else {
-            return false;
-        };
-        let refuse = |code: &str, m: &str| ServerMsg::error(code, m.to_string());
-        if !self.members[me].hello {
-            match msg {
-                ClientMsg::Hello { v } if v == VERSION => {
-                    // Everyone else first hears of the newcomer (and of anything else not yet
-                    // shown); the newcomer's welcome is then the room as it is, which the next
-                    // presence is a change from.
-                    self.touched.insert(self.members[me].user.id);
-                    self.flush_presence();
-                    self.members[me].hello = true;
-                    let m = &self.members[me];
-                    let mut people: Vec<Person> = self
-                        .members
-                        .iter()
-                        .filter(|m| m.hello)
-                        .map(Self::person)
-                        .collect();
-                    by_stage_then_name(&mut people);
-                    let welcome = ServerMsg::Welcome {
-                        v: VERSION,
-                        you: m.user.id,
-                        role: m.role,
-                        title: self.room.title.clone(),
-                        recording: matches!(self.recording, Rec::On(_)),
-                        people,
+    fn apply(&mut self, mut fx: Vec<Effect>) {
+        for e in fx.drain(..) {
+            match e {
+                Effect::Send { conn, msg } => {
+                    let Some(c) = self.conns.get(&conn) else {
+                        continue;
                     };
-                    self.send(me, welcome);
-                    let m = &self.members[me];
-                    self.live.media(MediaCmd::Join {
-                        conn,
-                        room: self.room.id,
-                        speaker: Self::speaker_of(m),
-                        publish: m.role.on_stage(),
-                        events: self.self_tx.clone(),
-                    });
-                    if let Rec::On(r) = &self.recording {
-                        self.live.media(MediaCmd::Tap {
-                            room: self.room.id,
-                            tap: Some(r.tap()),
-                        });
+                    // Its own messages are few (answers to what it asked, rate-limited by its
+                    // connection), so a full queue means it stopped reading: it goes, and
+                    // nobody else notices.
+                    if c.out.push(msg).is_err() {
+                        tracing::debug!(conn, "client is not reading; dropping it");
+                        c.out.close();
+                        let _ = self.self_tx.send(HubMsg::Leave { conn });
                     }
                 }
-                ClientMsg::Hello { v } => self.send(
-                    me,
-                    refuse(
-                        "version",
-                        &format!("this server speaks protocol version {VERSION}, not {v}"),
-                    ),
-                ),
-                _ => self.send(me, refuse("out_of_order", "say hello first")),
-            }
-            return false;
-        }
-        let role = self.members[me].role;
-        let name = self.members[me].user.display_name.clone();
-        match msg {
-            ClientMsg::Hello { .. } => self.send(me, refuse("out_of_order", "already said hello")),
-            ClientMsg::Ping => self.send(me, ServerMsg::Pong),
-            ClientMsg::Answer { sdp } => self.live.media(MediaCmd::Answer { conn, sdp }),
-            ClientMsg::RaiseHand | ClientMsg::LowerHand => {
-                if role != Role::Listener {
-                    self.send(me, refuse("forbidden", "only listeners raise hands"));
-                } else if self.members[me].guest {
-                    self.send(me, refuse("sign_in", "sign in to raise your hand"));
-                } else {
-                    self.members[me].hand = msg == ClientMsg::RaiseHand;
-                    self.touched.insert(self.members[me].user.id);
-                }
-            }
-            ClientMsg::InviteToSpeak { user } => {
-                if !role.moderates() {
-                    return self.deny(me);
-                }
-                match self.by_user(user) {
-                    Some(t) if self.members[t].guest => self.send(
-                        me,
-                        refuse("forbidden", "a guest without an account cannot speak"),
-                    ),
-                    Some(t) if self.members[t].role == Role::Listener => {
-                        self.members[t].invited = true;
-                        self.send(t, ServerMsg::Invited { by: name });
+                Effect::Close { conn } => {
+                    if let Some(c) = self.conns.remove(&conn) {
+                        c.out.close();
                     }
-                    Some(_) => self.send(me, refuse("invalid", "that person is already on stage")),
-                    None => self.send(me, refuse("not_found", "that person is not here")),
                 }
-            }
-            ClientMsg::AcceptInvite => {
-                if role != Role::Listener || !self.members[me].invited {
-                    self.send(me, refuse("forbidden", "nobody invited you to speak"));
-                } else {
-                    self.set_role(me, Role::Speaker);
-                }
-            }
-            ClientMsg::DeclineInvite => {
-                self.members[me].invited = false;
-            }
-            ClientMsg::SetMuted { muted } => {
-                if !role.on_stage() {
-                    self.send(me, refuse("forbidden", "listeners have no microphone here"));
-                } else {
-                    self.members[me].muted = muted;
-                    self.live.media(MediaCmd::SetForward {
-                        conn,
-                        forward: !muted,
-                    });
-                    self.touched.insert(self.members[me].user.id);
-                }
-            }
-            ClientMsg::Mute { user } => {
-                let Some(t) = self.target(me, user) else {
-                    return false;
-                };
-                if !self.members[t].role.on_stage() {
-                    self.send(me, refuse("invalid", "that person is not on stage"));
-                } else {
-                    self.members[t].muted = true;
-                    let c = self.members[t].conn;
-                    self.live.media(MediaCmd::SetForward {
-                        conn: c,
-                        forward: false,
-                    });
-                    self.send(t, ServerMsg::Muted { by: name });
-                    self.touched.insert(self.members[t].user.id);
-                }
-            }
-            ClientMsg::MoveToAudience { user } => {
-                if user == self.members[me].user.id {
-                    if role == Role::Host {
-                        self.send(me, refuse("forbidden", "the host stays on stage"));
-                    } else if role.on_stage() {
-                        self.set_role(me, Role::Listener);
+                Effect::Greeted { conn } => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.greeted = true;
                     }
-                    return false;
                 }
-                let Some(t) = self.target(me, user) else {
-                    return false;
-                };
-                if self.members[t].role.on_stage() {
-                    self.set_role(t, Role::Listener);
+                Effect::Presence { changed, gone } => {
+                    for out in self.greeted() {
+                        out.presence(&changed, &gone);
+                    }
                 }
-            }
-            ClientMsg::MakeCohost { user } => {
-                let Some(t) = self.target(me, user) else {
-                    return false;
-                };
-                if self.members[t].guest {
-                    self.send(
-                        me,
-                        refuse("forbidden", "a guest without an account cannot co-host"),
-                    );
-                    return false;
+                Effect::Speaking { users } => {
+                    for out in self.greeted() {
+                        out.speaking(&users);
+                    }
                 }
-                self.set_role(t, Role::Cohost);
-            }
-            ClientMsg::Remove { user } => {
-                let Some(t) = self.target(me, user) else {
-                    return false;
-                };
-                // A guest has no account to bar; they are shown out.
-                if !self.members[t].guest {
-                    let _ = self.persist.send(Persist::Role {
-                        user: self.members[t].user.id,
-                        role: Some(StoredRole::Removed),
+                Effect::Recording { on } => {
+                    for out in self.greeted() {
+                        out.recording(on);
+                    }
+                }
+                Effect::Media(m) => self.media(m),
+                Effect::Persist(p) => {
+                    let _ = self.persist.send(p);
+                }
+                Effect::StartRecording(info) => {
+                    let live = self.live.clone();
+                    let tx = self.self_tx.clone();
+                    tokio::spawn(async move {
+                        let r = live.start_recording(info).await.map_err(|e| e.to_string());
+                        // A room that has gone meanwhile cannot take it: finish it here.
+                        if let Err(mpsc::error::SendError(HubMsg::RecordingStarted(Ok(r)))) =
+                            tx.send(HubMsg::RecordingStarted(r))
+                        {
+                            live.finish_beside(r);
+                        }
                     });
                 }
-                self.send(t, ServerMsg::Removed);
-                let c = self.members[t].conn;
-                self.leave(c);
-            }
-            ClientMsg::StartRecording | ClientMsg::StopRecording => {
-                if role != Role::Host {
-                    self.send(me, refuse("forbidden", "only the host records"));
-                } else if msg == ClientMsg::StartRecording {
-                    self.start_recording(me);
-                } else {
-                    self.stop_recording();
-                    self.tell_recording(false);
-                }
-            }
-            ClientMsg::EndRoom => {
-                if !role.moderates() {
-                    return self.deny(me);
-                }
-                // Nobody enters from now on, whether or not the catalog has been told yet.
-                self.live.ending(self.room.id);
-                let _ = self.persist.send(Persist::End);
-                self.stop_recording();
-                for m in std::mem::take(&mut self.members) {
-                    if m.hello {
-                        let _ = m.out.push(ServerMsg::Ended);
+                Effect::KeepRecording => {
+                    if let Some(r) = self.started.take() {
+                        self.recording = Some(r);
+                        self.tap(true);
                     }
-                    m.out.close();
-                    self.live.media(MediaCmd::Leave { conn: m.conn });
                 }
-                return true;
+                Effect::FinishRecording => {
+                    if let Some(r) = self.started.take() {
+                        self.live.finish_beside(r);
+                    } else if self.recording.is_some() {
+                        self.tap(false);
+                        if let Some(r) = self.recording.take() {
+                            self.live.finish_beside(r);
+                        }
+                    }
+                }
+                Effect::Ending => self.live.ending(self.id()),
+                Effect::Ended => {}
             }
         }
-        false
+        self.effects = fx;
     }
 
-    fn deny(&self, me: usize) -> bool {
-        self.send(
-            me,
-            ServerMsg::error("forbidden", "only hosts and co-hosts may do that"),
-        );
-        false
-    }
-
-    /// The member a moderator acts on: moderators only; nobody acts on the host or on
-    /// themselves; only the host acts on co-hosts.
-    fn target(&self, me: usize, user: UserId) -> Option<usize> {
-        let role = self.members[me].role;
-        if !role.moderates() {
-            self.deny(me);
-            return None;
-        }
-        let Some(t) = self.by_user(user) else {
-            self.send(me, ServerMsg::error("not_found", "that person is not here"));
-            return None;
-        };
-        let theirs = self.members[t].role;
-        if t == me || theirs == Role::Host || (theirs == Role::Cohost && role != Role::Host) {
-            self.send(
-                me,
-                ServerMsg::error("forbidden", "you cannot do that to this person"),
-            );
-            return None;
-        }
-        Some(t)
-    }
-
-    fn set_role(&mut self, i: usize, role: Role) {
-        let was = self.members[i].role;
-        {
-            let m = &mut self.members[i];
-            m.role = role;
-            m.hand = false;
-            m.invited = false;
-            if !role.on_stage() {
-                m.muted = false;
-                m.speaking = false;
-            }
-        }
-        let stored = match role {
-            Role::Cohost => Some(StoredRole::Cohost),
-            Role::Speaker => Some(StoredRole::Speaker),
-            _ => None,
-        };
-        if role != Role::Host {
-            let _ = self.persist.send(Persist::Role {
-                user: self.members[i].user.id,
-                role: stored,
-            });
-        }
-        if was.on_stage() != role.on_stage() {
-            self.live.media(MediaCmd::SetPublish {
-                conn: self.members[i].conn,
-                publish: role.on_stage(),
-            });
-        }
-        self.send(i, ServerMsg::Role { role });
-        self.touched.insert(self.members[i].user.id);
-    }
-
-    fn tell_recording(&self, on: bool) {
-        for m in self.members.iter().filter(|m| m.hello) {
-            m.out.recording(on);
-        }
-    }
-
-    /// Starts a recording beside the room (a catalog row, an archive, a thread); the room hears
-    /// back through `HubMsg::RecordingStarted`.
-    fn start_recording(&mut self, me: usize) {
-        if !matches!(self.recording, Rec::Off) {
-            self.send(me, ServerMsg::error("invalid", "already recording"));
-            return;
-        }
-        self.recording = Rec::Starting {
-            by: self.members[me].conn,
-            stop: false,
-        };
-        let info = RecordingInfo {
-            room: Some(self.room.id),
-            title: self.room.title.clone(),
-            language: self.room.language.clone(),
-            owner: self.room.host_id,
-            description: self.room.description.clone(),
-        };
-        let live = self.live.clone();
-        let tx = self.self_tx.clone();
-        tokio::spawn(async move {
-            let r = live.start_recording(info).await.map_err(|e| e.to_string());
-            // A room that has gone meanwhile cannot take it: finish it here.
-            if let Err(mpsc::error::SendError(HubMsg::RecordingStarted(Ok(r)))) =
-                tx.send(HubMsg::RecordingStarted(r))
-            {
-                live.finish_beside(r);
-            }
-        });
-    }
-
-    fn recording_started(&mut self, r: Result<RecordingSession, String>) {
-        let Rec::Starting { by, stop } = std::mem::replace(&mut self.recording, Rec::Off) else {
-            // Nothing was asked for; cannot happen, but a recording must never be dropped.
-            if let Ok(r) = r {
-                self.live.finish_beside(r);
-            }
-            return;
-        };
-        match r {
-            Ok(r) if stop => self.live.finish_beside(r),
-            Ok(r) => {
-                self.live.media(MediaCmd::Tap {
-                    room: self.room.id,
-                    tap: Some(r.tap()),
+    fn media(&self, m: Media) {
+        let cmd = match m {
+            Media::Join {
+                conn,
+                speaker,
+                publish,
+            } => {
+                self.live.media(MediaCmd::Join {
+                    conn,
+                    room: self.id(),
+                    speaker,
+                    publish,
+                    events: self.self_tx.clone(),
                 });
-                self.recording = Rec::On(r);
-                self.tell_recording(true);
-            }
-            Err(e) => {
-                tracing::error!("starting a recording failed: {e}");
-                if let Some(i) = self.idx(by) {
-                    self.send(
-                        i,
-                        ServerMsg::error(
-                            "recording",
-                            "the recording could not start; see the server log",
-                        ),
-                    );
+                // The SFU forgets a room's tap when its last peer goes; a recording outlives
+                // that, so each newcomer brings it back.
+                if self.recording.is_some() {
+                    self.tap(true);
                 }
+                return;
             }
-        }
-    }
-
-    /// Stops recording now; the last pages, the mix and the catalog are finished beside the
-    /// room, which goes on at once.
-    fn stop_recording(&mut self) {
-        match std::mem::replace(&mut self.recording, Rec::Off) {
-            Rec::On(r) => {
-                self.live.media(MediaCmd::Tap {
-                    room: self.room.id,
-                    tap: None,
-                });
-                self.live.finish_beside(r);
-            }
-            Rec::Starting { by, .. } => self.recording = Rec::Starting { by, stop: true },
-            Rec::Off => {}
-        }
+            Media::Answer { conn, sdp } => MediaCmd::Answer { conn, sdp },
+            Media::SetPublish { conn, publish } => MediaCmd::SetPublish { conn, publish },
+            Media::SetForward { conn, forward } => MediaCmd::SetForward { conn, forward },
+            Media::Leave { conn } => MediaCmd::Leave { conn },
+        };
+        self.live.media(cmd);
     }
 }
 
@@ -720,11 +333,6 @@ async fn persist_loop(live: Arc<Live>, room: RoomId, mut rx: mpsc::UnboundedRece
             }
         }
     }
-}
-
-/// The order people are listed in: host, co-hosts, speakers, listeners; by name within each.
-pub(super) fn by_stage_then_name(people: &mut [Person]) {
-    people.sort_by(|a, b| a.role.cmp(&b.role).then_with(|| a.name.cmp(&b.name)));
 }
 
 /// The live role someone enters with.

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod outbox;
 pub mod protocol;
 pub mod recording;
+pub(crate) mod room;
 pub mod sfu;
 pub mod ws;
 

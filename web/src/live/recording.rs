@@ -50,7 +50,7 @@ pub struct RecordingSession {
 }
 
 /// What a recording needs to know at its start.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordingInfo {
     pub room: Option<RoomId>,
     pub title: String,
