@@ -716,3 +716,390 @@ impl Room {
 pub(super) fn by_stage_then_name(people: &mut [Person]) {
     people.sort_by(|a, b| a.role.cmp(&b.role).then_with(|| a.name.cmp(&b.name)));
 }
+
+#[cfg(test)]
+mod tests {
+    use roomtape_core::{RoomState, Timestamp, Visibility};
+
+    use super::*;
+
+    fn user(name: &str) -> User {
+        User {
+            id: UserId::new(),
+            username: name.to_lowercase(),
+            display_name: name.into(),
+            is_admin: false,
+            created_at: Timestamp::now(),
+        }
+    }
+
+    /// A room with its host in it, greeted; effects so far dropped.
+    struct T {
+        room: Room,
+        users: HashMap<ConnId, User>,
+    }
+
+    impl T {
+        fn new() -> (Self, ConnId) {
+            let row = roomtape_core::Room {
+                id: RoomId::new(),
+                title: "Talk".into(),
+                description: String::new(),
+                language: "en".into(),
+                scheduled_at: None,
+                visibility: Visibility::Public,
+                host_id: None,
+                state: RoomState::Open,
+                invite_token: None,
+                created_at: Timestamp::now(),
+                ended_at: None,
+            };
+            let mut t = T {
+                room: Room::new(row),
+                users: HashMap::new(),
+            };
+            let host = t.enter("Ana", Role::Host, false);
+            (t, host)
+        }
+
+        fn run(&mut self, input: In) -> Vec<Effect> {
+            let mut fx = Vec::new();
+            self.room.handle(input, &mut fx);
+            self.room.flush(&mut fx);
+            fx
+        }
+
+        /// Joins and says hello.
+        fn enter(&mut self, name: &str, role: Role, guest: bool) -> ConnId {
+            let conn = self.users.len() as ConnId + 1;
+            let u = user(name);
+            self.users.insert(conn, u.clone());
+            self.run(In::Join {
+                conn,
+                user: u,
+                guest,
+                role,
+            });
+            self.say(conn, ClientMsg::Hello { v: VERSION });
+            conn
+        }
+
+        fn say(&mut self, conn: ConnId, msg: ClientMsg) -> Vec<Effect> {
+            self.run(In::Client { conn, msg })
+        }
+
+        fn id(&self, conn: ConnId) -> UserId {
+            self.users[&conn].id
+        }
+    }
+
+    /// The error code sent to `conn`, if any.
+    fn refused(fx: &[Effect], conn: ConnId) -> Option<String> {
+        fx.iter().find_map(|e| match e {
+            Effect::Send {
+                conn: c,
+                msg: ServerMsg::Error { code, .. },
+            } if *c == conn => Some(code.clone()),
+            _ => None,
+        })
+    }
+
+    fn role_sent(fx: &[Effect], conn: ConnId) -> Option<Role> {
+        fx.iter().find_map(|e| match e {
+            Effect::Send {
+                conn: c,
+                msg: ServerMsg::Role { role },
+            } if *c == conn => Some(*role),
+            _ => None,
+        })
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Act {
+        Mute,
+        MakeCohost,
+        MoveToAudience,
+        Invite,
+        Remove,
+    }
+
+    #[test]
+    fn who_may_act_on_whom() {
+        use Role::*;
+        // (actor, target, action, the error the actor gets, or None when it is done)
+        let table: &[(Role, Role, bool, Act, Option<&str>)] = &[
+            (Listener, Speaker, false, Act::Mute, Some("forbidden")),
+            (Speaker, Listener, false, Act::Invite, Some("forbidden")),
+            (Cohost, Host, false, Act::Mute, Some("forbidden")),
+            (
+                Cohost,
+                Cohost,
+                false,
+                Act::MoveToAudience,
+                Some("forbidden"),
+            ),
+            (Cohost, Speaker, false, Act::Mute, None),
+            (Cohost, Listener, false, Act::Mute, Some("invalid")),
+            (Cohost, Listener, false, Act::MakeCohost, None),
+            (Cohost, Listener, true, Act::MakeCohost, Some("forbidden")),
+            (Cohost, Listener, true, Act::Invite, Some("forbidden")),
+            (Cohost, Speaker, false, Act::Invite, Some("invalid")),
+            (Host, Cohost, false, Act::MoveToAudience, None),
+            (Host, Cohost, false, Act::Remove, None),
+            (Cohost, Listener, true, Act::Remove, None),
+        ];
+        for &(actor, target, guest, act, want) in table {
+            let (mut t, _) = T::new();
+            let a = t.enter("Actor", actor, false);
+            let b = t.enter("Target", target, guest);
+            let user = t.id(b);
+            let msg = match act {
+                Act::Mute => ClientMsg::Mute { user },
+                Act::MakeCohost => ClientMsg::MakeCohost { user },
+                Act::MoveToAudience => ClientMsg::MoveToAudience { user },
+                Act::Invite => ClientMsg::InviteToSpeak { user },
+                Act::Remove => ClientMsg::Remove { user },
+            };
+            let fx = t.say(a, msg);
+            let case = format!("{actor:?} does {act:?} to {target:?} (guest {guest})");
+            assert_eq!(refused(&fx, a).as_deref(), want, "{case}: {fx:?}");
+            if want.is_some() {
+                assert!(
+                    !fx.iter()
+                        .any(|e| matches!(e, Effect::Send { conn, .. } if *conn == b)),
+                    "{case}: the target hears nothing"
+                );
+                continue;
+            }
+            match act {
+                Act::MakeCohost => assert_eq!(role_sent(&fx, b), Some(Cohost), "{case}"),
+                Act::MoveToAudience => assert_eq!(role_sent(&fx, b), Some(Listener), "{case}"),
+                Act::Mute => assert!(fx.contains(&Effect::Media(Media::SetForward {
+                    conn: b,
+                    forward: false
+                }))),
+                Act::Remove => {
+                    assert!(fx.contains(&Effect::Close { conn: b }), "{case}");
+                    let barred = fx.iter().any(|e| {
+                        matches!(
+                            e,
+                            Effect::Persist(Persist::Role {
+                                role: Some(StoredRole::Removed),
+                                ..
+                            })
+                        )
+                    });
+                    assert_eq!(
+                        barred, !guest,
+                        "{case}: an account is barred, a guest shown out"
+                    );
+                }
+                Act::Invite => {}
+            }
+        }
+    }
+
+    #[test]
+    fn hands_follow_the_role_and_guests_sign_in() {
+        use Role::*;
+        for (role, guest, want) in [
+            (Listener, false, None),
+            (Listener, true, Some("sign_in")),
+            (Speaker, false, Some("forbidden")),
+            (Host, false, Some("forbidden")),
+        ] {
+            let (mut t, _) = T::new();
+            let a = t.enter("Bo", role, guest);
+            let fx = t.say(a, ClientMsg::RaiseHand);
+            assert_eq!(refused(&fx, a).as_deref(), want, "{role:?} guest {guest}");
+            let shown = fx.iter().any(
+                |e| matches!(e, Effect::Presence { changed, .. } if changed.iter().any(|p| p.hand)),
+            );
+            assert_eq!(shown, want.is_none(), "{role:?}: the raised hand is shown");
+        }
+    }
+
+    #[test]
+    fn nothing_before_hello_and_hello_once() {
+        let (mut t, _) = T::new();
+        let conn = 50;
+        t.run(In::Join {
+            conn,
+            user: user("Cy"),
+            guest: false,
+            role: Role::Listener,
+        });
+        for (msg, want) in [
+            (ClientMsg::RaiseHand, "out_of_order"),
+            (ClientMsg::Hello { v: VERSION + 1 }, "version"),
+        ] {
+            let fx = t.say(conn, msg);
+            assert_eq!(refused(&fx, conn).as_deref(), Some(want));
+            assert!(!fx.iter().any(|e| matches!(e, Effect::Media(_))));
+        }
+        let fx = t.say(conn, ClientMsg::Hello { v: VERSION });
+        // Everyone hears of the newcomer first; then the welcome; then its media.
+        let at = |f: &dyn Fn(&Effect) -> bool| fx.iter().position(f).expect("present");
+        let presence = at(&|e| matches!(e, Effect::Presence { .. }));
+        let welcome = at(&|e| {
+            matches!(
+                e,
+                Effect::Send {
+                    msg: ServerMsg::Welcome { .. },
+                    ..
+                }
+            )
+        });
+        let media = at(&|e| matches!(e, Effect::Media(Media::Join { publish: false, .. })));
+        assert!(presence < welcome && welcome < media, "{fx:?}");
+        let fx = t.say(conn, ClientMsg::Hello { v: VERSION });
+        assert_eq!(refused(&fx, conn).as_deref(), Some("out_of_order"));
+    }
+
+    #[test]
+    fn a_second_window_replaces_the_first() {
+        let (mut t, _) = T::new();
+        let first = t.enter("Di", Role::Listener, false);
+        let u = t.users[&first].clone();
+        let fx = t.run(In::Join {
+            conn: 99,
+            user: u,
+            guest: false,
+            role: Role::Listener,
+        });
+        assert_eq!(refused(&fx, first).as_deref(), Some("replaced"));
+        assert!(fx.contains(&Effect::Close { conn: first }));
+        assert!(fx.contains(&Effect::Media(Media::Leave { conn: first })));
+        assert_eq!(t.room.len(), 2);
+    }
+
+    #[test]
+    fn the_recording_goes_through_its_states_and_is_never_dropped() {
+        let started = |fx: &[Effect]| fx.iter().any(|e| matches!(e, Effect::StartRecording(_)));
+        // (what happens after the host asks to record, the effects that must follow)
+        let (mut t, host) = T::new();
+        let listener = t.enter("Eve", Role::Listener, false);
+        assert_eq!(
+            refused(&t.say(listener, ClientMsg::StartRecording), listener).as_deref(),
+            Some("forbidden")
+        );
+        // Started, kept, told to everyone; a second start is refused.
+        assert!(started(&t.say(host, ClientMsg::StartRecording)));
+        let fx = t.run(In::RecordingStarted(Ok(())));
+        assert_eq!(
+            fx,
+            vec![Effect::KeepRecording, Effect::Recording { on: true }]
+        );
+        assert_eq!(
+            refused(&t.say(host, ClientMsg::StartRecording), host).as_deref(),
+            Some("invalid")
+        );
+        let fx = t.say(host, ClientMsg::StopRecording);
+        assert_eq!(
+            fx,
+            vec![Effect::FinishRecording, Effect::Recording { on: false }]
+        );
+
+        // Stopped while starting: finished as soon as it exists.
+        assert!(started(&t.say(host, ClientMsg::StartRecording)));
+        t.say(host, ClientMsg::StopRecording);
+        assert_eq!(
+            t.run(In::RecordingStarted(Ok(()))),
+            vec![Effect::FinishRecording]
+        );
+
+        // A join while a recording starts is answered at once: nothing waits for it.
+        assert!(started(&t.say(host, ClientMsg::StartRecording)));
+        let late = 77;
+        t.run(In::Join {
+            conn: late,
+            user: user("Fay"),
+            guest: false,
+            role: Role::Listener,
+        });
+        let fx = t.say(late, ClientMsg::Hello { v: VERSION });
+        assert!(fx.iter().any(|e| matches!(
+            e,
+            Effect::Send {
+                conn: 77,
+                msg: ServerMsg::Welcome {
+                    recording: false,
+                    ..
+                }
+            }
+        )));
+
+        // Could not start: the one who asked is told.
+        assert_eq!(
+            refused(&t.run(In::RecordingStarted(Err("disk".into()))), host).as_deref(),
+            Some("recording")
+        );
+
+        // The room ends while one starts: the recording is finished when it arrives.
+        assert!(started(&t.say(host, ClientMsg::StartRecording)));
+        let fx = t.say(host, ClientMsg::EndRoom);
+        assert!(fx.contains(&Effect::Ended) && fx.contains(&Effect::Persist(Persist::End)));
+        assert!(t.room.is_ended() && t.room.len() == 0);
+        assert_eq!(
+            t.run(In::RecordingStarted(Ok(()))),
+            vec![Effect::FinishRecording]
+        );
+        // And a newcomer after the end is told so.
+        let fx = t.run(In::Join {
+            conn: 88,
+            user: user("Gil"),
+            guest: false,
+            role: Role::Listener,
+        });
+        assert_eq!(
+            fx,
+            vec![
+                Effect::Send {
+                    conn: 88,
+                    msg: ServerMsg::Ended
+                },
+                Effect::Close { conn: 88 }
+            ]
+        );
+    }
+
+    #[test]
+    fn the_task_stopping_finishes_the_recording() {
+        let (mut t, host) = T::new();
+        t.say(host, ClientMsg::StartRecording);
+        t.run(In::RecordingStarted(Ok(())));
+        assert_eq!(t.run(In::Stop), vec![Effect::FinishRecording]);
+        // What was on its way is handled as after an end.
+        let fx = t.run(In::Join {
+            conn: 5,
+            user: user("Hal"),
+            guest: false,
+            role: Role::Listener,
+        });
+        assert!(fx.contains(&Effect::Close { conn: 5 }));
+    }
+
+    #[test]
+    fn speaking_counts_only_unmuted_people_on_stage() {
+        let (mut t, host) = T::new();
+        let speaker = t.enter("Ivy", Role::Speaker, false);
+        let listener = t.enter("Jo", Role::Listener, false);
+        t.say(speaker, ClientMsg::SetMuted { muted: true });
+        let fx = t.run(In::Speaking {
+            conns: vec![host, speaker, listener],
+        });
+        assert_eq!(
+            fx,
+            vec![Effect::Speaking {
+                users: vec![t.id(host)]
+            }]
+        );
+        // Nothing changed: nothing sent.
+        assert!(
+            t.run(In::Speaking {
+                conns: vec![host, speaker, listener]
+            })
+            .is_empty()
+        );
+    }
+}
