@@ -531,7 +531,7 @@ pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
         "" => format!("http://{local}"),
         url => url.to_string(),
     };
-    let webhooks = tokio::spawn(roomtape_web::webhooks::run(
+    let webhooks = tokio::spawn(roomtape_webhooks::run(
         catalog.clone(),
         ctx.config.webhooks.clone(),
         base_url,
