@@ -11,6 +11,7 @@ mod archive;
 mod catalog;
 mod config;
 mod error;
+pub mod export;
 mod id;
 mod jobs;
 mod publish;

@@ -11,7 +11,8 @@
 pub mod ct2;
 mod engine;
 mod error;
-pub mod export;
+/// The transcript exports, which live with the catalog's types (`roomtape_core::export`).
+pub use roomtape_core::export;
 pub mod ggml;
 pub mod metrics;
 pub mod models;

@@ -11,11 +11,11 @@ use axum::routing::{get, post};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use roomtape_core::export::{self, Format};
 use roomtape_core::{
     Access, Recording, RecordingId, RecordingState, Segment, SpeakerId, Track, Transcript, User,
     Visibility, layout as keys,
 };
-use roomtape_transcribe::export::{self, Format};
 
 use crate::auth::Session;
 use crate::media::{self, Cache};

@@ -11,10 +11,10 @@ use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use roomtape_core::export::Format;
 use roomtape_core::{
     Access, ListViewer, Recording, RecordingId, SpeakerId, Track, TrackId, Transcript, Visibility,
 };
-use roomtape_transcribe::export::Format;
 
 use super::{ApiJson, ApiPath, ApiQuery, page};
 use crate::auth::{self, Session};
@@ -560,8 +560,8 @@ pub async fn get_transcript(
         .await?
         .ok_or_else(|| AppError::not_found(format!("recording {id} has no transcript yet")))?;
     let lang = match q.lang {
-        Some(TranscriptLang::En) => roomtape_transcribe::export::Lang::English,
-        _ => roomtape_transcribe::export::Lang::Original,
+        Some(TranscriptLang::En) => roomtape_core::export::Lang::English,
+        _ => roomtape_core::export::Lang::Original,
     };
     let mut res = crate::replay::transcript_download(&t, format, lang, &id.to_string());
     res.headers_mut().insert(

@@ -2,9 +2,7 @@
 
 use std::fmt::Write;
 
-use roomtape_core::{Segment, Transcript};
-
-use crate::{Error, Result};
+use crate::{Error, Result, Segment, Transcript};
 
 /// An export format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +24,7 @@ impl std::str::FromStr for Format {
             other => {
                 return Err(Error::Invalid(format!(
                     "unknown format {:?}; use json, vtt, srt or txt",
-                    roomtape_core::truncate_for_message(other)
+                    crate::truncate_for_message(other)
                 )));
             }
         })
@@ -74,7 +72,7 @@ impl std::str::FromStr for Lang {
             "en" | "english" => Ok(Lang::English),
             other => Err(Error::Invalid(format!(
                 "unknown transcript language {:?}; use original or en (Whisper translates into English only)",
-                roomtape_core::truncate_for_message(other)
+                crate::truncate_for_message(other)
             ))),
         }
     }
@@ -186,7 +184,7 @@ fn srt(t: &Transcript) -> String {
 fn txt(t: &Transcript) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}\n", one_line(&t.title));
-    let mut last: Option<&roomtape_core::SpeakerId> = None;
+    let mut last: Option<&crate::SpeakerId> = None;
     for s in &t.segments {
         if last != Some(&s.speaker_id) {
             if last.is_some() {
@@ -210,7 +208,7 @@ fn txt(t: &Transcript) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use roomtape_core::{RecordingId, Segment, SpeakerId, Timestamp, TrackId};
+    use crate::{RecordingId, Segment, SpeakerId, Timestamp, TrackId};
 
     fn sample() -> Transcript {
         let (a, b) = (SpeakerId::new(), SpeakerId::new());
