@@ -141,5 +141,5 @@ fn new_password_hash() -> anyhow::Result<String> {
     if let Err(e) = roomtape_web::auth::check_new_password(&password) {
         bail!("{}", e.message());
     }
-    roomtape_web::auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{}", e.message()))
+    roomtape_core::hash_password(&password).map_err(anyhow::Error::from)
 }

@@ -20,7 +20,9 @@ mod rng;
 mod types;
 mod webhooks;
 
-pub use accounts::{ApiToken, Room, RoomState, StoredRole, User, clean_text};
+pub use accounts::{
+    ApiToken, Room, RoomState, StoredRole, User, clean_text, hash_password, verify_password,
+};
 pub use archive::{
     AppendFile, ArchiveStore, LocalStore, MemoryStore, OpenFile, ReadFile, StoreLock, check_key,
 };

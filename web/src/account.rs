@@ -282,7 +282,7 @@ pub async fn signup(
             signup_form(&f.username, &f.display_name, &f.next),
         ));
     }
-    let hash = auth::hash_password(&f.password)?;
+    let hash = roomtape_core::hash_password(&f.password).map_err(AppError::internal)?;
     let user = match state
         .catalog
         .create_user(&f.username, &f.display_name, &hash)
@@ -343,11 +343,11 @@ pub async fn login(
     // Verify against a real hash even for unknown names, so timing does not tell them apart.
     let (user, ok) = match found {
         Some((user, hash)) => {
-            let ok = auth::verify_password(&f.password, &hash);
+            let ok = roomtape_core::verify_password(&f.password, &hash);
             (Some(user), ok)
         }
         None => {
-            auth::verify_password(&f.password, dummy_hash());
+            roomtape_core::verify_password(&f.password, dummy_hash());
             (None, false)
         }
     };
@@ -373,7 +373,7 @@ pub async fn login(
 /// An argon2 hash of a random password, verified against when the user name is unknown.
 fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| auth::hash_password(&auth::secret()).unwrap_or_default())
+    HASH.get_or_init(|| roomtape_core::hash_password(&auth::secret()).unwrap_or_default())
 }
 
 pub async fn logout(

@@ -1,5 +1,5 @@
 //! Who is asking: cookie sessions (HttpOnly, SameSite=Lax, Secure behind TLS) with a CSRF token
-//! each, `Authorization: Bearer` API tokens, argon2 password hashes, and a log-in rate limiter.
+//! each, `Authorization: Bearer` API tokens, and a log-in rate limiter (password hashes are the catalog's: `roomtape_core::hash_password`).
 //! Secrets are random 32-byte values; the catalog keeps only their SHA-256.
 
 use std::collections::{HashMap, VecDeque};
@@ -7,8 +7,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts};
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
@@ -49,28 +47,6 @@ pub fn digest(secret: &str) -> String {
 pub fn same_secret(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// An argon2id hash of `password` (PHC string).
-pub fn hash_password(password: &str) -> Result<String, AppError> {
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(AppError::internal)?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(AppError::internal)
-}
-
-/// True when `password` matches the stored hash.
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
 }
 
 /// Checks a new password: 8 to 256 characters.
@@ -552,15 +528,6 @@ impl LoginLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_hash_and_verify() {
-        let h = hash_password("correct horse").unwrap();
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse", &h));
-        assert!(!verify_password("correct hors", &h));
-        assert!(!verify_password("x", "not a hash"));
-    }
 
     fn limits() -> Limits {
         Limits {

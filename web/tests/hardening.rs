@@ -145,7 +145,7 @@ impl Service {
 
     /// An account with [`PASSWORD`] and an API token.
     async fn user(&self, name: &str) -> (User, String) {
-        let hash = auth::hash_password(PASSWORD).unwrap();
+        let hash = roomtape_core::hash_password(PASSWORD).unwrap();
         let user = self.catalog.create_user(name, name, &hash).await.unwrap();
         let token = auth::new_api_token();
         self.catalog
