@@ -306,10 +306,7 @@ impl Hub {
                 }
                 return;
             }
-            Media::Answer { conn, sdp } => MediaCmd::Answer { conn, sdp },
-            Media::SetPublish { conn, publish } => MediaCmd::SetPublish { conn, publish },
-            Media::SetForward { conn, forward } => MediaCmd::SetForward { conn, forward },
-            Media::Leave { conn } => MediaCmd::Leave { conn },
+            Media::Peer(p) => MediaCmd::Peer(p),
         };
         self.live.media(cmd);
     }

@@ -38,6 +38,17 @@ pub enum MediaCmd {
         publish: bool,
         events: mpsc::UnboundedSender<HubMsg>,
     },
+    /// About one participant's connection.
+    Peer(PeerCmd),
+    /// Record the room's audio into `tap` (or stop).
+    Tap { room: RoomId, tap: Option<Tap> },
+    /// What the SFU holds now (tests, benchmarks, leak checks).
+    Stats(tokio::sync::oneshot::Sender<SfuStats>),
+}
+
+/// What a room asks of the SFU about one participant's connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PeerCmd {
     /// The participant's answer to the latest offer.
     Answer {
         conn: ConnId,
@@ -56,13 +67,6 @@ pub enum MediaCmd {
     Leave {
         conn: ConnId,
     },
-    /// Record the room's audio into `tap` (or stop).
-    Tap {
-        room: RoomId,
-        tap: Option<Tap>,
-    },
-    /// What the SFU holds now (tests, benchmarks, leak checks).
-    Stats(tokio::sync::oneshot::Sender<SfuStats>),
 }
 
 /// Counters of the SFU.

@@ -9,9 +9,9 @@ use std::collections::{HashMap, HashSet};
 
 use roomtape_core::{RoomId, Speaker, SpeakerId, StoredRole, User, UserId};
 
-use super::ConnId;
 use super::protocol::{ClientMsg, Person, Role, ServerMsg, VERSION};
 use super::recording::RecordingInfo;
+use super::{ConnId, PeerCmd};
 
 /// What happens to a room.
 #[derive(Debug)]
@@ -56,26 +56,14 @@ pub enum In {
 /// What the SFU is asked.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Media {
+    /// The participant said hello: make their connection (the room and where its events go
+    /// are the task's to add).
     Join {
         conn: ConnId,
         speaker: Speaker,
         publish: bool,
     },
-    Answer {
-        conn: ConnId,
-        sdp: String,
-    },
-    SetPublish {
-        conn: ConnId,
-        publish: bool,
-    },
-    SetForward {
-        conn: ConnId,
-        forward: bool,
-    },
-    Leave {
-        conn: ConnId,
-    },
+    Peer(PeerCmd),
 }
 
 /// A catalog write, made in order beside the room.
@@ -338,7 +326,7 @@ impl Room {
                 msg: ServerMsg::error("replaced", "you joined this room from another window"),
             });
             self.out.push(Effect::Close { conn: old.conn });
-            self.media(Media::Leave { conn: old.conn });
+            self.media(Media::Peer(PeerCmd::Leave { conn: old.conn }));
         }
         self.members.push(Member {
             conn,
@@ -357,7 +345,7 @@ impl Room {
         if let Some(i) = self.idx(conn) {
             let m = self.members.remove(i);
             self.out.push(Effect::Close { conn });
-            self.media(Media::Leave { conn });
+            self.media(Media::Peer(PeerCmd::Leave { conn }));
             self.touched.insert(m.user.id);
         }
     }
@@ -445,7 +433,7 @@ impl Room {
         match msg {
             ClientMsg::Hello { .. } => self.send(me, refuse("out_of_order", "already said hello")),
             ClientMsg::Ping => self.send(me, ServerMsg::Pong),
-            ClientMsg::Answer { sdp } => self.media(Media::Answer { conn, sdp }),
+            ClientMsg::Answer { sdp } => self.media(Media::Peer(PeerCmd::Answer { conn, sdp })),
             ClientMsg::RaiseHand | ClientMsg::LowerHand => {
                 if role != Role::Listener {
                     self.send(me, refuse("forbidden", "only listeners raise hands"));
@@ -488,10 +476,10 @@ impl Room {
                     self.send(me, refuse("forbidden", "listeners have no microphone here"));
                 } else {
                     self.members[me].muted = muted;
-                    self.media(Media::SetForward {
+                    self.media(Media::Peer(PeerCmd::SetForward {
                         conn,
                         forward: !muted,
-                    });
+                    }));
                     self.touched.insert(self.members[me].user.id);
                 }
             }
@@ -504,10 +492,10 @@ impl Room {
                 } else {
                     self.members[t].muted = true;
                     let c = self.members[t].conn;
-                    self.media(Media::SetForward {
+                    self.media(Media::Peer(PeerCmd::SetForward {
                         conn: c,
                         forward: false,
-                    });
+                    }));
                     self.send(t, ServerMsg::Muted { by: name });
                     self.touched.insert(self.members[t].user.id);
                 }
@@ -581,7 +569,8 @@ impl Room {
                         });
                     }
                     self.out.push(Effect::Close { conn: m.conn });
-                    self.out.push(Effect::Media(Media::Leave { conn: m.conn }));
+                    self.out
+                        .push(Effect::Media(Media::Peer(PeerCmd::Leave { conn: m.conn })));
                 }
                 self.ended = true;
                 self.out.push(Effect::Ended);
@@ -643,10 +632,10 @@ impl Room {
             }));
         }
         if was.on_stage() != role.on_stage() {
-            self.media(Media::SetPublish {
+            self.media(Media::Peer(PeerCmd::SetPublish {
                 conn: self.members[i].conn,
                 publish: role.on_stage(),
-            });
+            }));
         }
         self.send(i, ServerMsg::Role { role });
         self.touched.insert(self.members[i].user.id);
@@ -874,10 +863,12 @@ mod tests {
             match act {
                 Act::MakeCohost => assert_eq!(role_sent(&fx, b), Some(Cohost), "{case}"),
                 Act::MoveToAudience => assert_eq!(role_sent(&fx, b), Some(Listener), "{case}"),
-                Act::Mute => assert!(fx.contains(&Effect::Media(Media::SetForward {
-                    conn: b,
-                    forward: false
-                }))),
+                Act::Mute => {
+                    assert!(fx.contains(&Effect::Media(Media::Peer(PeerCmd::SetForward {
+                        conn: b,
+                        forward: false
+                    }))))
+                }
                 Act::Remove => {
                     assert!(fx.contains(&Effect::Close { conn: b }), "{case}");
                     let barred = fx.iter().any(|e| {
@@ -969,7 +960,7 @@ mod tests {
         });
         assert_eq!(refused(&fx, first).as_deref(), Some("replaced"));
         assert!(fx.contains(&Effect::Close { conn: first }));
-        assert!(fx.contains(&Effect::Media(Media::Leave { conn: first })));
+        assert!(fx.contains(&Effect::Media(Media::Peer(PeerCmd::Leave { conn: first }))));
         assert_eq!(t.room.len(), 2);
     }
 

@@ -16,7 +16,7 @@ use roomtape_sfu::{Command, Event, Forwarding, Input, Output, Sfu};
 
 use super::hub::HubMsg;
 use super::recording::{Tap, TapPacket};
-use super::{ConnId, MediaCmd, MediaEvent, SfuStats};
+use super::{ConnId, MediaCmd, MediaEvent, PeerCmd, SfuStats};
 /// Where the SFU listens and what it tells browsers.
 #[derive(Clone, Copy, Debug)]
 pub struct SfuAddr {
@@ -218,10 +218,14 @@ impl Driver {
                     publish,
                 }
             }
-            MediaCmd::Answer { conn, sdp } => Command::Answer { conn, sdp },
-            MediaCmd::SetPublish { conn, publish } => Command::SetPublish { conn, publish },
-            MediaCmd::SetForward { conn, forward } => Command::SetForward { conn, forward },
-            MediaCmd::Leave { conn } => {
+            MediaCmd::Peer(PeerCmd::Answer { conn, sdp }) => Command::Answer { conn, sdp },
+            MediaCmd::Peer(PeerCmd::SetPublish { conn, publish }) => {
+                Command::SetPublish { conn, publish }
+            }
+            MediaCmd::Peer(PeerCmd::SetForward { conn, forward }) => {
+                Command::SetForward { conn, forward }
+            }
+            MediaCmd::Peer(PeerCmd::Leave { conn }) => {
                 self.forget(conn);
                 Command::Leave { conn }
             }
