@@ -360,10 +360,13 @@ impl<R: RoomKey> Sfu<R> {
                     break t;
                 }
                 Ok(RtcOutput::Transmit(t)) => {
-                    debug_assert!(
-                        !(p.forwarder.exclusive() && p.is_rtp_on_our_track(&t.contents)),
-                        "str0m sent RTP on a track only the sealer may send on"
-                    );
+                    // Two senders on one SSRC would seal under the same GCM nonces: never
+                    // let it out, and fail loudly in debug builds.
+                    if p.forwarder.exclusive() && p.is_rtp_on_our_track(&t.contents) {
+                        debug_assert!(false, "str0m sent RTP on a track only the sealer uses");
+                        tracing::error!(conn, "str0m sent RTP on a sealed track; dropped");
+                        continue;
+                    }
                     p.forwarder.sent(
                         t.destination,
                         &t.contents,

@@ -104,3 +104,39 @@ impl<R> Peer<R> {
         self.outs.values().any(|t| t.ours == Some(ssrc))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::Forwarding;
+
+    #[test]
+    fn rtp_on_a_sealed_track_is_recognised_and_nothing_else_is() {
+        let now = Instant::now();
+        let (rtc, forwarder) = Forwarding::Str0m
+            .build(&str0m::RtcConfig::new(), now)
+            .expect("a connection");
+        let mut p = Peer::new(1u8, "s".into(), rtc, forwarder, false, now, 1);
+        let mut track = Track::new(Mid::from("a"));
+        track.ours = Some(0xdead_beef);
+        p.outs.insert(2, track);
+        let packet = |second: u8, ssrc: u32| {
+            let mut v = vec![0x80, second, 0, 1, 0, 0, 0, 0];
+            v.extend_from_slice(&ssrc.to_be_bytes());
+            v.extend_from_slice(&[0; 10]);
+            v
+        };
+        assert!(p.is_rtp_on_our_track(&packet(111, 0xdead_beef)));
+        assert!(
+            p.is_rtp_on_our_track(&packet(111 | 0x80, 0xdead_beef)),
+            "with the marker bit"
+        );
+        assert!(!p.is_rtp_on_our_track(&packet(111, 7)), "another SSRC");
+        assert!(
+            !p.is_rtp_on_our_track(&packet(200, 0xdead_beef)),
+            "a sender report"
+        );
+        assert!(!p.is_rtp_on_our_track(&[22, 254, 253]), "DTLS");
+        assert!(!p.is_rtp_on_our_track(&[0, 1, 0, 0]), "STUN");
+    }
+}
