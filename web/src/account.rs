@@ -13,7 +13,7 @@ use serde::Deserialize;
 use roomtape_core::Timestamp;
 
 use crate::api::{ApiJson, ApiPath};
-use crate::auth::{self, ClientAddr, Session};
+use crate::auth::{self, ClientAddr, Session, WriteSession};
 use crate::pages::{PageError, form_page, layout};
 use crate::{AppError, AppState};
 
@@ -575,11 +575,9 @@ pub async fn api_list_tokens(
 )]
 pub async fn api_create_token(
     State(state): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
+    WriteSession(session): WriteSession,
     ApiJson(f): ApiJson<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), AppError> {
-    session.check_csrf(auth::csrf_header(&headers))?;
     let (token, info) = issue_token(&state, &session, &f.name).await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { info, token })))
 }
@@ -600,11 +598,9 @@ pub async fn api_create_token(
 )]
 pub async fn api_revoke_token(
     State(state): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
+    WriteSession(session): WriteSession,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, AppError> {
-    session.check_csrf(auth::csrf_header(&headers))?;
     state.catalog.revoke_api_token(session.user.id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -160,6 +160,25 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
+/// A session whose request may change something: a bearer token, or a cookie with the
+/// session's CSRF token in the `X-CSRF-Token` header. API handlers that change state take this
+/// in place of [`Session`]; the check runs before the body is read, so a forged request's body
+/// is never parsed. (Forms carry the token in their body and check it with
+/// [`Session::check_csrf`].)
+#[derive(Clone, Debug)]
+pub struct WriteSession(pub Session);
+
+impl FromRequestParts<AppState> for WriteSession {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let session =
+            <Session as FromRequestParts<AppState>>::from_request_parts(parts, state).await?;
+        session.check_csrf(csrf_header(&parts.headers))?;
+        Ok(WriteSession(session))
+    }
+}
+
 impl OptionalFromRequestParts<AppState> for Session {
     type Rejection = AppError;
 

@@ -1,7 +1,7 @@
 //! Rooms: the lobby, creating a room, who may enter, invite links.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use maud::{Markup, html};
@@ -13,7 +13,7 @@ use roomtape_core::{
 
 use crate::account::{login_redirect, login_target};
 use crate::api::{ApiJson, ApiPath, ApiQuery};
-use crate::auth::{self, Session};
+use crate::auth::{self, Session, WriteSession};
 use crate::pages::{PageError, form_page, json_island, layout};
 use crate::{AppError, AppState};
 
@@ -427,11 +427,9 @@ pub struct Link {
 )]
 pub async fn api_create_room(
     State(state): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
+    WriteSession(session): WriteSession,
     ApiJson(f): ApiJson<NewRoom>,
 ) -> Result<(StatusCode, Json<RoomView>), AppError> {
-    session.check_csrf(auth::csrf_header(&headers))?;
     let room = f.into_room(&session)?;
     state.catalog.create_room(&room).await?;
     Ok((
@@ -815,11 +813,9 @@ fn ended_page(room: &Room, session: Option<&Session>) -> Response {
 )]
 pub async fn api_speaker_invite(
     State(state): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
+    WriteSession(session): WriteSession,
     ApiPath(id): ApiPath<RoomId>,
 ) -> Result<(StatusCode, Json<Link>), AppError> {
-    session.check_csrf(auth::csrf_header(&headers))?;
     let room = find_room(&state, id).await?;
     match entry(&state, &room, &session, None, None).await {
         Ok(Entry::Host | Entry::Cohost) => {}
@@ -859,11 +855,9 @@ pub async fn api_speaker_invite(
 )]
 pub async fn api_rotate_invite(
     State(state): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
+    WriteSession(session): WriteSession,
     ApiPath(id): ApiPath<RoomId>,
 ) -> Result<Json<Link>, AppError> {
-    session.check_csrf(auth::csrf_header(&headers))?;
     let room = find_room(&state, id).await?;
     if room.host_id != Some(session.user.id) {
         return Err(not_host(&state, &room, &session).await);
@@ -892,11 +886,9 @@ pub async fn api_rotate_invite(
 )]
 pub async fn api_revoke_invite(
     State(state): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
+    WriteSession(session): WriteSession,
     ApiPath(id): ApiPath<RoomId>,
 ) -> Result<StatusCode, AppError> {
-    session.check_csrf(auth::csrf_header(&headers))?;
     let room = find_room(&state, id).await?;
     if room.host_id != Some(session.user.id) {
         return Err(not_host(&state, &room, &session).await);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{Markup, html};
@@ -21,7 +21,7 @@ use roomtape_core::{
 
 use crate::account::login_redirect;
 use crate::api::{ApiJson, ApiPath, ApiQuery};
-use crate::auth::{self, Session};
+use crate::auth::{self, Session, WriteSession};
 use crate::pages::{PageError, layout};
 use crate::{AppError, AppState, ErrorBody};
 
@@ -316,11 +316,9 @@ pub async fn list_webhooks(
 )]
 pub async fn create_webhook(
     State(state): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
+    WriteSession(session): WriteSession,
     ApiJson(new): ApiJson<NewWebhook>,
 ) -> Result<(StatusCode, Json<CreatedJson>), AppError> {
-    session.check_csrf(auth::csrf_header(&headers))?;
     let (hook, secret) = register(&state, &session, &new.url, new.events.as_deref()).await?;
     let w = WebhookJson::from(&hook);
     Ok((
@@ -356,11 +354,9 @@ pub async fn create_webhook(
 )]
 pub async fn delete_webhook(
     State(state): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
+    WriteSession(session): WriteSession,
     ApiPath(id): ApiPath<WebhookId>,
 ) -> Result<StatusCode, AppError> {
-    session.check_csrf(auth::csrf_header(&headers))?;
     state.catalog.delete_webhook(session.user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1481,3 +1481,65 @@ async fn the_feed_describes_episodes_names_the_host_and_encloses_an_mp3_of_older
         .await
         .error(StatusCode::NOT_FOUND, "not_found");
 }
+
+/// A cookie session must send its CSRF token in `X-CSRF-Token` on every API write, and that is
+/// checked before the body is read; a bearer token needs none.
+#[tokio::test]
+async fn api_writes_by_cookie_need_the_csrf_header_before_anything_else() {
+    let api = api().await;
+    let ana = api.user("ana").await;
+    let (cookie_token, csrf) = (auth::secret(), auth::secret());
+    api.catalog
+        .create_session(
+            &auth::digest(&cookie_token),
+            ana.user.id,
+            &csrf,
+            Timestamp::now().add_millis(3_600_000),
+        )
+        .await
+        .unwrap();
+    let cookie = format!("{}={cookie_token}", auth::COOKIE_NAME);
+    let json = || Some(("application/json", br#"{"name": "laptop"}"#.to_vec()));
+    for (what, headers, body, want) in [
+        ("no header", vec![("cookie", cookie.as_str())], json(), 403),
+        (
+            "a wrong token",
+            vec![("cookie", cookie.as_str()), (auth::CSRF_HEADER, "forged")],
+            json(),
+            403,
+        ),
+        (
+            "no header and a body that is not JSON",
+            vec![("cookie", cookie.as_str())],
+            Some(("text/plain", b"x".to_vec())),
+            403,
+        ),
+        (
+            "the session's token",
+            vec![
+                ("cookie", cookie.as_str()),
+                (auth::CSRF_HEADER, csrf.as_str()),
+            ],
+            json(),
+            201,
+        ),
+    ] {
+        let r = api
+            .call(Method::POST, "/api/v1/tokens", None, &headers, body)
+            .await;
+        assert_eq!(r.status.as_u16(), want, "{what}: {}", r.text());
+        if want == 403 {
+            r.error(StatusCode::FORBIDDEN, "csrf");
+        }
+    }
+    // A bearer token cannot be forged by another site: no CSRF header needed.
+    let r = api
+        .send_json(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&ana),
+            serde_json::json!({"name": "ci"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+}
