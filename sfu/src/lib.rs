@@ -82,6 +82,7 @@ pub enum Command<R> {
     /// The participant left: their connection goes, and their track from everyone else's.
     Leave { conn: ConnId },
     /// Hand the room's received audio out as [`Event::Audio`] (a recording, captions), or stop.
+    /// Only for a room someone has joined; it ends when the last one leaves.
     Audio { room: R, on: bool },
 }
 
@@ -453,7 +454,9 @@ impl<R: RoomKey> Sfu<R> {
             }
             Command::Leave { conn } => self.remove(now, conn),
             Command::Audio { room, on } => {
-                if on {
+                // A room nobody is connected to has no audio to hand out, and would keep the
+                // flag for ever: the room asks again when someone joins.
+                if on && self.rooms.contains_key(&room) {
                     self.audio.insert(room);
                 } else {
                     self.audio.remove(&room);

@@ -232,7 +232,9 @@ impl Driver {
             MediaCmd::Tap { room, tap } => {
                 let on = tap.is_some();
                 match tap {
-                    Some(t) => self.taps.insert(room, t),
+                    // Kept while the room has connections, as the engine keeps its audio.
+                    Some(t) if self.rooms.contains_key(&room) => self.taps.insert(room, t),
+                    Some(_) => None,
                     None => self.taps.remove(&room),
                 };
                 Command::Audio { room, on }
