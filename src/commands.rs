@@ -489,6 +489,8 @@ pub async fn recover(ctx: &Context) -> anyhow::Result<()> {
 }
 
 pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
+    // Before anything can be asked to stop it.
+    let shutdown = shutdown_signal();
     let catalog = ctx.catalog_or_create().await?;
     let store = ctx.store()?;
     let report =
@@ -558,7 +560,7 @@ pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
         live,
     ));
     let limits = roomtape_web::Limits::from_config(&ctx.config.server);
-    roomtape_web::serve_with(listener, app, shutdown_signal(), limits).await?;
+    roomtape_web::serve_with(listener, app, shutdown, limits).await?;
     let _ = stop_tx.send(true);
     if let Some(w) = worker {
         let _ = w.await;
@@ -569,21 +571,26 @@ pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled, so a signal that comes during start-up (after the listener is
+/// bound, before the server loop runs) is not lost to the default action.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let int = signal(SignalKind::interrupt()).ok();
+    let term = signal(SignalKind::terminate()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(int) => {},
+            () = wait(term) => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
 
