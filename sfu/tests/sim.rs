@@ -75,6 +75,26 @@ struct Client {
     received: Vec<(u8, u32)>,
 }
 
+impl Client {
+    /// A participant that neither speaks nor has vanished, with nothing received yet.
+    fn new(conn: ConnId, addr: SocketAddr, rtc: Rtc, now: Instant) -> Self {
+        Client {
+            conn,
+            addr,
+            rtc,
+            timeout: now,
+            mic: None,
+            speak: false,
+            vanished: false,
+            mute_signaling: false,
+            connected: false,
+            sent: 0,
+            next_send: now,
+            received: Vec::new(),
+        }
+    }
+}
+
 /// A 20 ms Opus silence frame (code 0) tagged with who sent it and its number, in padding
 /// bytes a decoder ignores; forwarding never decodes.
 fn frame(conn: ConnId, n: u32) -> Vec<u8> {
@@ -130,18 +150,8 @@ impl Net {
             .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         self.clients.push(Client {
-            conn,
-            addr,
-            rtc,
-            timeout: self.now,
-            mic: None,
             speak,
-            vanished: false,
-            mute_signaling: false,
-            connected: false,
-            sent: 0,
-            next_send: self.now,
-            received: Vec::new(),
+            ..Client::new(conn, addr, rtc, self.now)
         });
         self.command(Command::Join {
             conn,
@@ -494,19 +504,10 @@ fn a_peer_that_never_connects_is_dropped(f: Forwarding) {
         .expect("the first connects");
     let silent = net.clients.len() as ConnId + 1;
     // Joins, gets its offer, never answers.
+    let rtc = Rtc::builder().build(net.now);
     net.clients.push(Client {
-        conn: silent,
-        addr: "10.0.1.99:4000".parse().unwrap(),
-        rtc: Rtc::builder().build(net.now),
-        timeout: net.now + Duration::from_secs(3600),
-        mic: None,
-        speak: false,
-        vanished: false,
         mute_signaling: true,
-        connected: false,
-        sent: 0,
-        next_send: net.now,
-        received: Vec::new(),
+        ..Client::new(silent, "10.0.1.99:4000".parse().unwrap(), rtc, net.now)
     });
     net.command(Command::Join {
         conn: silent,
