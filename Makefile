@@ -29,7 +29,7 @@ export ROOMTAPE_TEST_GECKODRIVER := $(GECKODRIVER)
 export ROOMTAPE_TEST_AXE := $(AXE)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build models models-test pytools devset geckodriver axe run locks lint test fuzz-check fuzz-build fuzz bench clean
+.PHONY: help setup peers build models models-test pytools devset geckodriver axe run locks lint test fuzz-check fuzz-build fuzz bench clean
 
 help:
 	@echo "make run    - install what is missing, build, provision models, start roomtape serve (ARGS=...)"
@@ -42,6 +42,10 @@ help:
 
 setup:
 	@bash scripts/setup.sh
+
+# The peers the benchmarks measure against (Debian's janus), for the tests and the benches.
+peers:
+	@bash scripts/setup.sh --peers
 
 build: setup
 	$(CARGO) build --release $(CARGO_FLAGS)
@@ -91,7 +95,7 @@ lint: locks
 	@echo "==> cargo clippy -D warnings"
 	$(CARGO) clippy --release --workspace --all-targets $(CARGO_FLAGS) -- -D warnings
 
-test: locks models-test pytools geckodriver axe devset
+test: locks models-test pytools peers geckodriver axe devset
 	@$(MAKE) --no-print-directory lint
 	@echo "==> cargo test"
 	$(CARGO) test --release --workspace $(CARGO_FLAGS)
@@ -116,13 +120,14 @@ fuzz: fuzz-build
 	target/fuzz/$(FUZZ_TARGET)/release/recorder -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/recorder
 	target/fuzz/$(FUZZ_TARGET)/release/sfu -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/sfu
 
-bench: models-test devset
+bench: models-test devset peers
 	./target/release/roomtape bench ingest
 	./target/release/roomtape bench transcribe --model tiny.en
 	./target/release/roomtape bench quality --model tiny.en
 	./target/release/roomtape bench quality --model base
 	./target/release/roomtape bench search
 	./target/release/roomtape bench search --meaning
+	./target/release/roomtape bench fanout --steps 1x200,4x200 --peer janus
 
 clean:
 	$(CARGO) clean

@@ -2,6 +2,7 @@
 # Installs what roomtape needs on a Debian machine, idempotently.
 #   scripts/setup.sh           install what is missing (as root), or say exactly what to run
 #   scripts/setup.sh --check   only report; exit 1 if something is missing
+#   scripts/setup.sh --peers   the peers the benchmarks measure against, and the tests of them
 set -euo pipefail
 
 # Debian packages the build, the tests and the service need.
@@ -16,8 +17,14 @@ PACKAGES=(
   firefox-esr                               # the second browser (geckodriver: make test)
 )
 
+# The other SFU `bench fanout --peer janus` runs the same rooms through (its tests too).
+PEER_PACKAGES=(janus)
+
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
+if [ "${1:-}" = "--peers" ]; then
+  PACKAGES=("${PEER_PACKAGES[@]}")
+fi
 
 say() { printf 'setup: %s\n' "$*"; }
 

@@ -5,10 +5,13 @@
 //! process, loss, the p99 forwarding delay, and the most listeners one speaker reaches here
 //! with under 0.5% loss. Then, for scale, the floor: the same number of datagrams of the same
 //! size to the same number of loopback sockets at the same rate, by a bare `sendto` loop, and
-//! how much of that rate per core the SFU reaches. With `--forwarding both`, the same run with
-//! str0m's own write path in place of the sealed fast path, and the ratio of the two.
+//! how much of that rate per core the SFU reaches. With `--compare true`, the same run with
+//! str0m's own write path in place of the sealed fast path, and the ratio of the two. With
+//! `--peer janus`, the same rooms through Janus (`bench_janus`), measured the same way, on
+//! adjacent lines, with the ratios.
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,13 +28,23 @@ use roomtape_web::live::sfu;
 
 /// The server half: prints `{"http", "room", "cookies"}` (the first `speakers` cookies are on
 /// stage), then answers each `stats` line on stdin with `{"forwarded"}`, until stdin closes.
-pub async fn server(participants: usize, speakers: usize, str0m: bool) -> anyhow::Result<()> {
+pub async fn server(
+    participants: usize,
+    speakers: usize,
+    str0m: bool,
+    ip: IpAddr,
+) -> anyhow::Result<()> {
     let forwarding = if str0m {
         Forwarding::Str0m
     } else {
         Forwarding::Sealed
     };
-    let (media, _) = sfu::start_with("127.0.0.1:0", "127.0.0.1", forwarding).await?;
+    let (media, _) = sfu::start_with(
+        &SocketAddr::new(ip, 0).to_string(),
+        &ip.to_string(),
+        forwarding,
+    )
+    .await?;
     let service =
         crate::bench_service::start("Fan-out", participants, speakers, Some(media)).await?;
     let (http, room, cookies, live) = (service.http, service.room, &service.cookies, &service.live);
@@ -91,7 +104,12 @@ impl Drop for ServerProc {
 struct Run {
     forwarded_per_s: f64,
     forwarded_per_cpu_s: f64,
+    /// Packets the peers received, per CPU-second of the SFU: the figure two SFUs are
+    /// compared by, whatever each counts as forwarded.
+    delivered_per_cpu_s: f64,
     sfu_cores: f64,
+    /// Cores the peers' process (this one) used meanwhile.
+    client_cores: f64,
     loss: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -102,6 +120,7 @@ async fn run_once(
     listeners: usize,
     seconds: f64,
     forwarding: Forwarding,
+    ip: IpAddr,
 ) -> anyhow::Result<Run> {
     let n = speakers + listeners;
     let exe = std::env::current_exe()?;
@@ -116,6 +135,8 @@ async fn run_once(
             &speakers.to_string(),
             "--str0m",
             &(forwarding == Forwarding::Str0m).to_string(),
+            "--ip",
+            &ip.to_string(),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -141,7 +162,7 @@ async fn run_once(
     let mut peers = Vec::new();
     for (i, cookie) in cookies.iter().enumerate() {
         let speak = i < speakers;
-        let peer = Arc::new(MediaClient::start(epoch, speak, !speak).await?);
+        let peer = Arc::new(MediaClient::start_on(ip, epoch, speak, !speak).await?);
         let mut req = format!("ws://{http}/rooms/{room}/ws").into_client_request()?;
         req.headers_mut().insert("cookie", cookie.parse()?);
         let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
@@ -172,36 +193,74 @@ async fn run_once(
         });
         peers.push(peer);
     }
-    // Everyone connected and the stage negotiated.
+    measure(
+        &peers,
+        &peers[..speakers],
+        n,
+        proc.child.id(),
+        seconds,
+        Some(&mut proc),
+    )
+    .await
+}
+
+/// Waits for every peer to connect, lets the room settle, then measures for `seconds`:
+/// `senders` are the speakers' peers, each frame goes to `n - 1` peers, `pid` is the SFU's
+/// process, and `server`, when there is one, counts the packets the SFU forwarded (otherwise
+/// the count is what the peers received).
+async fn measure(
+    peers: &[Arc<MediaClient>],
+    senders: &[Arc<MediaClient>],
+    n: usize,
+    pid: u32,
+    seconds: f64,
+    mut server: Option<&mut ServerProc>,
+) -> anyhow::Result<Run> {
     let start = Instant::now();
-    let limit = Duration::from_secs(30 + n as u64 / 10);
+    let limit = Duration::from_secs(30 + peers.len() as u64 / 10);
     while !peers.iter().all(|p| p.connected()) {
         if start.elapsed() > limit {
             let up = peers.iter().filter(|p| p.connected()).count();
-            bail!("{up} of {n} peers connected in {} s", limit.as_secs());
+            bail!(
+                "{up} of {} peers connected in {} s",
+                peers.len(),
+                limit.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let sent0: u64 = peers[..speakers].iter().map(|p| p.sent()).sum();
+    let sent0: u64 = senders.iter().map(|p| p.sent()).sum();
     let recv0: u64 = peers.iter().map(|p| p.received()).sum();
-    for p in &peers[speakers..] {
+    for p in peers {
         if let Ok(mut d) = p.delays.lock() {
             d.clear();
         }
     }
-    let fwd0 = proc.stats()?["forwarded"].as_u64().unwrap_or(0);
-    let cpu0 = cpu_seconds(proc.child.id());
+    let mut forwarded = || -> anyhow::Result<Option<u64>> {
+        Ok(match server.as_mut() {
+            Some(s) => Some(s.stats()?["forwarded"].as_u64().unwrap_or(0)),
+            None => None,
+        })
+    };
+    let fwd0 = forwarded()?;
+    let cpu0 = cpu_seconds(pid);
+    let own0 = stat_cpu_seconds("/proc/self/stat");
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(proc.child.id()) - cpu0;
-    let fwd = proc.stats()?["forwarded"].as_u64().unwrap_or(0) - fwd0;
-    let sent: u64 = peers[..speakers].iter().map(|p| p.sent()).sum::<u64>() - sent0;
+    let cpu = cpu_seconds(pid) - cpu0;
+    let own = stat_cpu_seconds("/proc/self/stat") - own0;
+    let fwd1 = forwarded()?;
+    let sent: u64 = senders.iter().map(|p| p.sent()).sum::<u64>() - sent0;
     let recv: u64 = peers.iter().map(|p| p.received()).sum::<u64>() - recv0;
+    let fwd = match (fwd0, fwd1) {
+        (Some(a), Some(b)) => b - a,
+        _ => recv,
+    };
     let mut delays: Vec<u32> = Vec::new();
-    for p in &peers[speakers..] {
+    for p in peers {
         if let Ok(d) = p.delays.lock() {
             delays.extend_from_slice(&d);
         }
@@ -218,8 +277,10 @@ async fn run_once(
     let expected = sent as f64 * (n - 1) as f64;
     Ok(Run {
         forwarded_per_s: fwd as f64 / wall,
-        forwarded_per_cpu_s: fwd as f64 / cpu.max(1e-6),
+        forwarded_per_cpu_s: fwd as f64 / cpu.max(0.01),
+        delivered_per_cpu_s: recv as f64 / cpu.max(0.01),
         sfu_cores: cpu / wall,
+        client_cores: own / wall,
         loss: if expected > 0.0 {
             (1.0 - recv as f64 / expected).max(0.0)
         } else {
@@ -232,77 +293,226 @@ async fn run_once(
 
 fn print(label: &str, r: &Run) {
     println!(
-        "{label:<28} {:>10.0} {:>12.0} {:>7.2} {:>8.3}% {:>8.2} {:>8.2}",
+        "{label:<38} {:>9.0} {:>11.0} {:>11.0} {:>6.2} {:>7.2} {:>7.3}% {:>7.2} {:>7.2}",
         r.forwarded_per_s,
         r.forwarded_per_cpu_s,
+        r.delivered_per_cpu_s,
         r.sfu_cores,
+        r.client_cores,
         r.loss * 100.0,
         r.p50_ms,
         r.p99_ms
     );
 }
 
-pub async fn run(
+/// The SFU a run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sfu {
+    Roomtape(Forwarding),
+    /// Janus with this many event loops (0: its default, a thread per PeerConnection).
+    Janus(usize),
+}
+
+/// Another SFU to run the same rooms through, in the same run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// Meetecho's Janus (Debian's `janus`), VideoRoom plugin
+    Janus,
+}
+
+pub struct Options {
+    /// (speakers, listeners) rooms measured in turn.
+    pub steps: Vec<(usize, usize)>,
+    pub seconds: f64,
+    pub ramp: bool,
+    pub compare: bool,
+    pub peer: Option<Peer>,
+    pub janus_loops: usize,
+}
+
+async fn run_sfu(
+    sfu: Sfu,
     speakers: usize,
     listeners: usize,
     seconds: f64,
-    ramp: bool,
-    compare: bool,
-) -> anyhow::Result<()> {
-    if speakers == 0 {
-        bail!("--speakers must be at least 1");
+    ip: IpAddr,
+) -> anyhow::Result<Run> {
+    match sfu {
+        Sfu::Roomtape(f) => run_once(speakers, listeners, seconds, f, ip).await,
+        Sfu::Janus(loops) => {
+            let janus = crate::bench_janus::Janus::start(ip, loops).await?;
+            let room =
+                crate::bench_janus::join(&janus, speakers, listeners, Instant::now()).await?;
+            measure(
+                &room.peers,
+                &room.peers[..speakers],
+                speakers + listeners,
+                janus.pid(),
+                seconds,
+                None,
+            )
+            .await
+        }
     }
-    if speakers + listeners < 2 {
-        bail!("a room of one forwards nothing: add listeners");
+}
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {one}s")
     }
+}
+
+pub async fn run(o: Options) -> anyhow::Result<()> {
+    for &(speakers, listeners) in &o.steps {
+        if speakers == 0 {
+            bail!("a room needs at least 1 speaker");
+        }
+        if speakers + listeners < 2 {
+            bail!("a room of one forwards nothing: add listeners");
+        }
+    }
+    let (janus, ip) = match o.peer {
+        Some(Peer::Janus) => {
+            if !crate::bench_janus::available() {
+                bail!("Janus is not installed: `make peers` installs Debian's janus package");
+            }
+            let name = format!("Janus {}", crate::bench_janus::version());
+            (
+                Some((Sfu::Janus(o.janus_loops), name)),
+                crate::bench_janus::host_ip()?,
+            )
+        }
+        None => (None, IpAddr::from(std::net::Ipv4Addr::LOCALHOST)),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     println!(
-        "SFU in its own process, str0m peers in this one, loopback; 50 frames/s per speaker\n\
-         {:<28} {:>10} {:>12} {:>7} {:>9} {:>8} {:>8}",
-        "run", "fwd pkt/s", "fwd/core-s", "cores", "loss", "p50 ms", "p99 ms"
+        "Each SFU in its own process, str0m peers in this one, loopback; 50 frames/s per speaker; \
+         {cores} cores\n\
+         fwd: packets the SFU counts as forwarded (for a peer SFU: what the peers received); \
+         dlv: packets the peers received; both per second of wall time or of the SFU's CPU time\n\
+         {:<38} {:>9} {:>11} {:>11} {:>6} {:>7} {:>8} {:>7} {:>7}",
+        "run",
+        "fwd pkt/s",
+        "fwd/core-s",
+        "dlv/core-s",
+        "SFU",
+        "clients",
+        "loss",
+        "p50 ms",
+        "p99 ms"
     );
-    let r = run_once(speakers, listeners, seconds, Forwarding::Sealed).await?;
-    print(&format!("{speakers} speakers, {listeners} listeners"), &r);
-    if compare {
-        let s = run_once(speakers, listeners, seconds, Forwarding::Str0m).await?;
-        print("  the same, str0m's own path", &s);
+    if !ip.is_loopback() {
         println!(
-            "sealed fast path / str0m's write path, packets per core-second: {:.2}",
-            r.forwarded_per_cpu_s / s.forwarded_per_cpu_s.max(1e-9)
+            "every SFU and peer on {ip}, this machine's own address (Janus gathers nothing on \
+             loopback; the kernel delivers it over the loopback device all the same)"
         );
     }
-    let floor = sendto_floor(
-        (speakers * FRAMES_PER_SECOND) as f64 * (speakers + listeners - 1) as f64,
-        speakers + listeners - 1,
-        seconds,
-    )
-    .await?;
-    println!(
-        "floor: a bare sendto loop, same datagrams, destinations and rate: {floor:.0} pkt/s per \
-         core; the SFU reaches {:.0}% of it",
-        100.0 * r.forwarded_per_cpu_s / floor
-    );
-    if ramp {
-        let mut best = 0;
-        let mut n = 50;
-        while n <= 3200 {
-            match run_once(1, n, seconds.min(8.0), Forwarding::Sealed).await {
-                Ok(r) => {
-                    print(&format!("1 speaker, {n} listeners"), &r);
-                    if r.loss >= 0.005 {
-                        break;
-                    }
+    for &(speakers, listeners) in &o.steps {
+        println!(
+            "-- {}, {}",
+            plural(speakers, "speaker"),
+            plural(listeners, "listener")
+        );
+        let r = run_sfu(
+            Sfu::Roomtape(Forwarding::Sealed),
+            speakers,
+            listeners,
+            o.seconds,
+            ip,
+        )
+        .await?;
+        print("roomtape", &r);
+        if o.compare {
+            let s = run_sfu(
+                Sfu::Roomtape(Forwarding::Str0m),
+                speakers,
+                listeners,
+                o.seconds,
+                ip,
+            )
+            .await?;
+            print("roomtape, str0m's write path", &s);
+            println!(
+                "  sealed fast path / str0m's write path, packets per core-second: {:.2}",
+                r.forwarded_per_cpu_s / s.forwarded_per_cpu_s.max(1e-9)
+            );
+        }
+        if let Some((sfu, name)) = &janus {
+            match run_sfu(*sfu, speakers, listeners, o.seconds, ip).await {
+                Ok(j) => {
+                    print(name, &j);
+                    println!(
+                        "  roomtape / {name}: {:.2}x the delivered packets per core-second; loss \
+                         {:.3}% vs {:.3}%; delay p50 {:.2} vs {:.2} ms, p99 {:.2} vs {:.2} ms",
+                        r.delivered_per_cpu_s / j.delivered_per_cpu_s.max(1e-9),
+                        r.loss * 100.0,
+                        j.loss * 100.0,
+                        r.p50_ms,
+                        j.p50_ms,
+                        r.p99_ms,
+                        j.p99_ms
+                    );
                 }
-                Err(e) => {
-                    println!("1 speaker, {n} listeners: {e:#}");
+                Err(e) => println!("{name}: {e:#}"),
+            }
+        }
+        let floor = sendto_floor(
+            (speakers * FRAMES_PER_SECOND) as f64 * (speakers + listeners - 1) as f64,
+            speakers + listeners - 1,
+            o.seconds,
+        )
+        .await?;
+        println!(
+            "floor: a bare sendto loop, same datagrams, destinations and rate: {floor:.0} pkt/s \
+             per core; roomtape reaches {:.0}% of it",
+            100.0 * r.forwarded_per_cpu_s / floor
+        );
+    }
+    if o.ramp {
+        let mut sfus = vec![(Sfu::Roomtape(Forwarding::Sealed), "roomtape".to_string())];
+        sfus.extend(janus.clone());
+        for (sfu, name) in sfus {
+            ramp(sfu, &name, o.seconds.min(8.0), cores, ip).await;
+        }
+    }
+    Ok(())
+}
+
+/// Doubles the listeners of one speaker from 50 until loss reaches 0.5%, and says whether the
+/// SFU or the peers' process was the limit.
+async fn ramp(sfu: Sfu, name: &str, seconds: f64, cores: f64, ip: IpAddr) {
+    let mut best = 0;
+    let mut n = 50;
+    let mut limit = " (the most this ramp tries)".to_string();
+    while n <= 3200 {
+        match run_sfu(sfu, 1, n, seconds, ip).await {
+            Ok(r) => {
+                print(&format!("{name}, 1 speaker, {n} listeners"), &r);
+                if r.loss >= 0.005 {
+                    limit = if r.sfu_cores + r.client_cores >= 0.9 * cores {
+                        format!(
+                            " (at {n} the machine was full: the SFU used {:.2} cores and the \
+                             peers {:.2}; the clients, not only the SFU, are the limit here)",
+                            r.sfu_cores, r.client_cores
+                        )
+                    } else {
+                        format!(" (at {n} the SFU used {:.2} cores)", r.sfu_cores)
+                    };
                     break;
                 }
             }
-            best = n;
-            n *= 2;
+            Err(e) => {
+                println!("{name}, 1 speaker, {n} listeners: {e:#}");
+                limit = format!(" ({n} did not run)");
+                break;
+            }
         }
-        println!("most listeners one speaker reaches with under 0.5% loss here: {best}");
+        best = n;
+        n *= 2;
     }
-    Ok(())
+    println!("{name}: most listeners one speaker reaches with under 0.5% loss here: {best}{limit}");
 }
 
 /// Frames a speaker sends a second (20 ms Opus frames).
@@ -354,5 +564,5 @@ async fn sendto_floor(rate: f64, destinations: usize, seconds: f64) -> anyhow::R
     for r in readers {
         r.abort();
     }
-    Ok(sent as f64 / cpu.max(1e-6))
+    Ok(sent as f64 / cpu.max(0.01))
 }

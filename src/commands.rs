@@ -616,6 +616,17 @@ pub enum BenchCommand {
         /// Listeners
         #[arg(long, default_value_t = 200)]
         listeners: usize,
+        /// Rooms measured in turn, as SPEAKERSxLISTENERS (e.g. 1x200,4x200), in place of
+        /// --speakers and --listeners
+        #[arg(long, value_delimiter = ',', value_parser = parse_step)]
+        steps: Vec<(usize, usize)>,
+        /// Run the same rooms through another SFU too, measured the same way
+        #[arg(long, value_enum)]
+        peer: Option<crate::bench_fanout::Peer>,
+        /// Janus's shared event loops (its `event_loops`; default: one per core, its best run
+        /// here); 0 for its default of a thread per PeerConnection
+        #[arg(long)]
+        janus_loops: Option<usize>,
         /// Seconds measured
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
@@ -637,6 +648,9 @@ pub enum BenchCommand {
         /// Forward through str0m's own write path
         #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
         str0m: bool,
+        /// The address to take media on
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: std::net::IpAddr,
     },
     /// One live room's task under a crowd: cost and delay of each change, drops
     Room {
@@ -709,6 +723,15 @@ pub enum BenchCommand {
     },
 }
 
+/// `4x200`: speakers and listeners.
+fn parse_step(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("`{s}`: expected SPEAKERSxLISTENERS, e.g. 4x200"))?;
+    let n = |v: &str| v.trim().parse::<usize>().map_err(|e| format!("`{s}`: {e}"));
+    Ok((n(a)?, n(b)?))
+}
+
 pub async fn bench(ctx: &Context, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ingest {
@@ -725,15 +748,34 @@ pub async fn bench(ctx: &Context, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Fanout {
             speakers,
             listeners,
+            steps,
+            peer,
+            janus_loops,
             seconds,
             ramp,
             compare,
-        } => crate::bench_fanout::run(speakers, listeners, seconds, ramp, compare).await,
+        } => {
+            crate::bench_fanout::run(crate::bench_fanout::Options {
+                steps: if steps.is_empty() {
+                    vec![(speakers, listeners)]
+                } else {
+                    steps
+                },
+                seconds,
+                ramp,
+                compare,
+                peer,
+                janus_loops: janus_loops
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            })
+            .await
+        }
         BenchCommand::FanoutServer {
             participants,
             speakers,
             str0m,
-        } => crate::bench_fanout::server(participants, speakers, str0m).await,
+            ip,
+        } => crate::bench_fanout::server(participants, speakers, str0m, ip).await,
         BenchCommand::Room {
             members,
             changes,

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{ArgAction, Parser, Subcommand};
 
 mod bench_fanout;
+mod bench_janus;
 mod bench_meaning;
 mod bench_peer;
 mod bench_quality;

@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod archive;
 mod bad_input;
+mod bench;
 mod browser;
 mod crash;
 mod quality;

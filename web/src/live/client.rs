@@ -1,14 +1,15 @@
 //! A headless participant: a full-ICE `str0m` peer on its own UDP socket that answers the
-//! server's offers, sends Opus frames on its microphone track while on stage, and counts what
-//! it receives. The protocol tests and `bench fanout` use it in place of a browser.
+//! server's offers (or, for servers where the client offers, as Janus's publishers do, makes
+//! one), sends Opus frames on its microphone track while on stage, and counts what it receives.
+//! The protocol tests and `bench fanout` use it in place of a browser.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use str0m::change::SdpOffer;
-use str0m::media::{Frequency, MediaTime, Mid};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
@@ -30,16 +31,29 @@ pub struct ClientCounters {
     pub quiet: AtomicBool,
 }
 
-type OfferJob = (
-    String,
-    Option<String>,
-    oneshot::Sender<Result<String, String>>,
-);
+/// What the peer's task is asked to do with SDP.
+enum Job {
+    /// Answer the server's offer; `mic` is the track to speak on.
+    Answer {
+        sdp: String,
+        mic: Option<String>,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Offer one send-only audio track (the microphone).
+    Offer {
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Take the server's answer to the pending offer.
+    Accept {
+        sdp: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+}
 
 /// A running headless participant.
 #[derive(Debug)]
 pub struct MediaClient {
-    offers: mpsc::UnboundedSender<OfferJob>,
+    offers: mpsc::UnboundedSender<Job>,
     pub counters: Arc<ClientCounters>,
     pub local: SocketAddr,
     task: tokio::task::JoinHandle<()>,
@@ -68,7 +82,23 @@ impl MediaClient {
     /// Binds a loopback socket and starts the peer. `speak` makes it send a frame every 20 ms
     /// once it has a microphone track; `epoch` is the shared clock for delay stamps.
     pub async fn start(epoch: Instant, speak: bool, collect_delays: bool) -> std::io::Result<Self> {
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        Self::start_on(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            epoch,
+            speak,
+            collect_delays,
+        )
+        .await
+    }
+
+    /// [`MediaClient::start`] on a socket of the given local address.
+    pub async fn start_on(
+        ip: std::net::IpAddr,
+        epoch: Instant,
+        speak: bool,
+        collect_delays: bool,
+    ) -> std::io::Result<Self> {
+        let socket = UdpSocket::bind((ip, 0)).await?;
         let local = socket.local_addr()?;
         let mut rtc = Rtc::builder()
             .clear_codecs()
@@ -102,9 +132,37 @@ impl MediaClient {
 
     /// Answers a server offer; `mic` is the track to speak on.
     pub async fn answer(&self, sdp: &str, mic: Option<&str>) -> Result<String, String> {
+        self.ask(|reply| Job::Answer {
+            sdp: sdp.to_string(),
+            mic: mic.map(str::to_string),
+            reply,
+        })
+        .await
+    }
+
+    /// Makes an offer of one send-only microphone track, for a server that expects the client
+    /// to offer; [`MediaClient::accept_answer`] takes the server's answer.
+    pub async fn offer(&self) -> Result<String, String> {
+        self.ask(|reply| Job::Offer { reply }).await
+    }
+
+    /// Takes the server's answer to the offer made by [`MediaClient::offer`].
+    pub async fn accept_answer(&self, sdp: &str) -> Result<(), String> {
+        self.ask(|reply| Job::Accept {
+            sdp: sdp.to_string(),
+            reply,
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn ask(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<String, String>>) -> Job,
+    ) -> Result<String, String> {
         let (tx, rx) = oneshot::channel();
         self.offers
-            .send((sdp.to_string(), mic.map(str::to_string), tx))
+            .send(job(tx))
             .map_err(|_| "client stopped".to_string())?;
         rx.await.map_err(|_| "client stopped".to_string())?
     }
@@ -127,7 +185,7 @@ async fn run(
     mut rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
-    mut offers: mpsc::UnboundedReceiver<OfferJob>,
+    mut offers: mpsc::UnboundedReceiver<Job>,
     counters: Arc<ClientCounters>,
     delays: Arc<std::sync::Mutex<Vec<u32>>>,
     epoch: Instant,
@@ -136,6 +194,7 @@ async fn run(
 ) {
     let mut buf = vec![0u8; 2000];
     let mut mic: Option<Mid> = None;
+    let mut pending: Option<(SdpPendingOffer, Mid)> = None;
     let mut next_send = Instant::now();
     let mut n: u64 = 0;
     let mut timeout: Instant;
@@ -184,17 +243,48 @@ async fn run(
                     let _ = rtc.handle_input(Input::Receive(Instant::now(), rcv));
                 }
             }
-            job = offers.recv() => {
-                let Some((sdp, m, reply)) = job else { return };
-                let out = SdpOffer::from_sdp_string(&sdp)
-                    .map_err(|e| e.to_string())
-                    .and_then(|o| rtc.sdp_api().accept_offer(o).map_err(|e| e.to_string()))
-                    .map(|a| a.to_sdp_string());
-                if out.is_ok() {
-                    mic = m.map(|s| Mid::from(s.as_str()));
+            job = offers.recv() => match job {
+                None => return,
+                Some(Job::Answer { sdp, mic: m, reply }) => {
+                    let out = SdpOffer::from_sdp_string(&sdp)
+                        .map_err(|e| e.to_string())
+                        .and_then(|o| rtc.sdp_api().accept_offer(o).map_err(|e| e.to_string()))
+                        .map(|a| a.to_sdp_string());
+                    if out.is_ok() {
+                        mic = m.map(|s| Mid::from(s.as_str()));
+                    }
+                    let _ = reply.send(out);
                 }
-                let _ = reply.send(out);
-            }
+                Some(Job::Offer { reply }) => {
+                    let mut api = rtc.sdp_api();
+                    let m = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+                    let out = match api.apply() {
+                        Some((offer, p)) => {
+                            pending = Some((p, m));
+                            Ok(offer.to_sdp_string())
+                        }
+                        None => Err("nothing to offer".to_string()),
+                    };
+                    let _ = reply.send(out);
+                }
+                Some(Job::Accept { sdp, reply }) => {
+                    let out = match pending.take() {
+                        None => Err("no offer is pending".to_string()),
+                        Some((p, m)) => SdpAnswer::from_sdp_string(&sdp)
+                            .map_err(|e| e.to_string())
+                            .and_then(|a| {
+                                rtc.sdp_api().accept_answer(p, a).map_err(|e| e.to_string())
+                            })
+                            .map(|()| {
+                                mic = Some(m);
+                                String::new()
+                            }),
+                    };
+                    // ICE starts on the next timeout: give it one now.
+                    let _ = rtc.handle_input(Input::Timeout(Instant::now()));
+                    let _ = reply.send(out);
+                }
+            },
             () = tokio::time::sleep_until(wake.into()) => {
                 let now = Instant::now();
                 let _ = rtc.handle_input(Input::Timeout(now));
