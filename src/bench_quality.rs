@@ -28,27 +28,27 @@ use roomtape_transcribe::{Engine, WindowRequest};
 use crate::bench_peer;
 
 #[derive(Debug, Deserialize)]
-struct Set {
-    name: String,
-    language: String,
+pub(crate) struct Set {
+    pub(crate) name: String,
+    pub(crate) language: String,
     #[serde(default)]
     source: String,
-    tracks: Vec<SetTrack>,
-    lines: Vec<RefLine>,
+    pub(crate) tracks: Vec<SetTrack>,
+    pub(crate) lines: Vec<RefLine>,
 }
 
 #[derive(Debug, Deserialize)]
-struct SetTrack {
-    speaker: String,
+pub(crate) struct SetTrack {
+    pub(crate) speaker: String,
     file: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
-struct RefLine {
-    track: usize,
+pub(crate) struct RefLine {
+    pub(crate) track: usize,
     start_ms: i64,
-    end_ms: i64,
-    text: String,
+    pub(crate) end_ms: i64,
+    pub(crate) text: String,
     #[serde(default)]
     words: Option<Vec<RefWord>>,
 }
@@ -96,7 +96,8 @@ struct Figures {
     secs: f64,
 }
 
-pub fn run(models_dir: &Path, model: &str, set_dir: &Path, threads: usize) -> anyhow::Result<()> {
+/// The dev set's sets (directories with a `set.json`), checked, by name.
+pub(crate) fn load_sets(set_dir: &Path) -> anyhow::Result<Vec<(PathBuf, Set)>> {
     let mut sets = Vec::new();
     for e in std::fs::read_dir(set_dir).with_context(|| {
         format!(
@@ -120,6 +121,25 @@ pub fn run(models_dir: &Path, model: &str, set_dir: &Path, threads: usize) -> an
         );
     }
     sets.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+    Ok(sets)
+}
+
+/// A set's tracks: 16 kHz mono samples.
+pub(crate) fn read_tracks(dir: &Path, set: &Set) -> anyhow::Result<Vec<Vec<i16>>> {
+    set.tracks
+        .iter()
+        .map(|t| {
+            let mut r = hound::WavReader::open(dir.join(&t.file))?;
+            if r.spec().channels != 1 || r.spec().sample_rate != RATE as u32 {
+                bail!("{}: expected 16 kHz mono", t.file.display());
+            }
+            Ok(r.samples::<i16>().collect::<Result<Vec<_>, _>>()?)
+        })
+        .collect()
+}
+
+pub fn run(models_dir: &Path, model: &str, set_dir: &Path, threads: usize) -> anyhow::Result<()> {
+    let sets = load_sets(set_dir)?;
     let (name, path) = roomtape_transcribe::models::resolve(model, models_dir)?;
     let engine = Engine::load(&path, &name, threads)?;
     let peer_model = bench_peer::model(models_dir, engine.name());
@@ -269,27 +289,15 @@ struct Translated {
 
 /// Transcribes one set both ways; returns the figures and the room's length in seconds.
 #[allow(clippy::type_complexity)]
-fn measure(
-    engine: &Engine,
-    dir: &Path,
-    set: &Set,
-    peer_model: Option<&Path>,
-) -> anyhow::Result<(Figures, Figures, Option<Figures>, f64, Option<Translated>)> {
-    let work = tempfile::tempdir()?;
-    // The room goes in through the real import: one track per channel.
-    let pcm: Vec<Vec<i16>> = set
-        .tracks
-        .iter()
-        .map(|t| {
-            let mut r = hound::WavReader::open(dir.join(&t.file))?;
-            if r.spec().channels != 1 || r.spec().sample_rate != RATE as u32 {
-                bail!("{}: expected 16 kHz mono", t.file.display());
-            }
-            Ok(r.samples::<i16>().collect::<Result<Vec<_>, _>>()?)
-        })
-        .collect::<anyhow::Result<_>>()?;
+/// A room of 16 kHz tracks, one per speaker, through the real import (one track per channel of
+/// one WAV) into an archive under `work`.
+pub(crate) fn import_room(
+    pcm: &[Vec<i16>],
+    speakers: &[String],
+    work: &Path,
+) -> anyhow::Result<(LocalStore, roomtape_core::Manifest)> {
     let len = pcm.iter().map(Vec::len).max().unwrap_or(0);
-    let wav = work.path().join("room.wav");
+    let wav = work.join("room.wav");
     let spec = hound::WavSpec {
         channels: pcm.len() as u16,
         sample_rate: RATE as u32,
@@ -298,16 +306,34 @@ fn measure(
     };
     let mut w = hound::WavWriter::create(&wav, spec)?;
     for i in 0..len {
-        for t in &pcm {
+        for t in pcm {
             w.write_sample(t.get(i).copied().unwrap_or(0))?;
         }
     }
     w.finalize()?;
-    let store = LocalStore::new(work.path().join("archives"))?;
+    let store = LocalStore::new(work.join("archives"))?;
     let mut opts = ImportOptions::from_config(&roomtape_core::ImportConfig::default());
     opts.split_channels = pcm.len() > 1;
-    opts.speakers = set.tracks.iter().map(|t| t.speaker.clone()).collect();
+    opts.speakers = speakers.to_vec();
     let manifest = roomtape_ingest::import_file(&wav, &store, &opts, &mut |_| {})?.release();
+    Ok((store, manifest))
+}
+
+/// Ours, the plain model, the peer, the seconds of audio, the translations.
+type Measured = (Figures, Figures, Option<Figures>, f64, Option<Translated>);
+
+fn measure(
+    engine: &Engine,
+    dir: &Path,
+    set: &Set,
+    peer_model: Option<&Path>,
+) -> anyhow::Result<Measured> {
+    let work = tempfile::tempdir()?;
+    // The room goes in through the real import: one track per channel.
+    let pcm = read_tracks(dir, set)?;
+    let len = pcm.iter().map(Vec::len).max().unwrap_or(0);
+    let speakers: Vec<String> = set.tracks.iter().map(|t| t.speaker.clone()).collect();
+    let (store, manifest) = import_room(&pcm, &speakers, work.path())?;
     let seconds = len as f64 / RATE as f64;
     let abort = Arc::new(AtomicBool::new(false));
 

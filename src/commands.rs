@@ -709,6 +709,28 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Live captions: K speakers of real speech fed at real time through the captioner; lag
+    /// to final and partial captions, word error against the offline transcript, CPU
+    Captions {
+        /// Installed model name or ggml path
+        #[arg(long, default_value = "tiny.en")]
+        model: String,
+        /// The dev set (make devset)
+        #[arg(long, default_value = "target/devset")]
+        set: PathBuf,
+        /// Speakers at once, one run each
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4])]
+        speakers: Vec<usize>,
+        /// Seconds of each track fed
+        #[arg(long, default_value_t = 90.0)]
+        seconds: f64,
+        /// Whisper threads (the captions budget)
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// New audio between decodes of a speaker, ms (captions.step_ms)
+        #[arg(long, default_value_t = roomtape_transcribe::captions::CaptionSettings::default().step_ms)]
+        step_ms: u32,
+    },
     /// Transcription cost and accuracy against the naive way and the speech-only bound
     Transcribe {
         /// Installed model name or ggml path
@@ -776,6 +798,22 @@ pub async fn bench(ctx: &Context, cmd: BenchCommand) -> anyhow::Result<()> {
             str0m,
             ip,
         } => crate::bench_fanout::server(participants, speakers, str0m, ip).await,
+        BenchCommand::Captions {
+            model,
+            set,
+            speakers,
+            seconds,
+            threads,
+            step_ms,
+        } => {
+            let models = layout::models(ctx.data_dir());
+            tokio::task::spawn_blocking(move || {
+                crate::bench_captions::run(
+                    &models, &model, &set, &speakers, seconds, threads, step_ms,
+                )
+            })
+            .await?
+        }
         BenchCommand::Room {
             members,
             changes,

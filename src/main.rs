@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{ArgAction, Parser, Subcommand};
 
+mod bench_captions;
 mod bench_fanout;
 mod bench_janus;
 mod bench_meaning;

@@ -6,8 +6,10 @@
 //! - [`vad`]: where each speaker talks; only that is sent to Whisper;
 //! - [`pipeline`]: tracks → windows → segments → one transcript;
 //! - [`export`]: WebVTT, SRT, JSON and text;
-//! - [`worker`]: the job loop over the catalog's queue.
+//! - [`worker`]: the job loop over the catalog's queue;
+//! - [`captions`]: live captions, each speaker's audio as it arrives, one model for every room.
 
+pub mod captions;
 pub mod ct2;
 mod engine;
 mod error;

@@ -162,7 +162,7 @@ pub fn pack(pcm: &[f32], regions: &[Region]) -> Vec<Window> {
 }
 
 /// Whisper's stock phrases for silence and noise, and other lines that are not speech.
-fn is_non_speech(text: &str) -> bool {
+pub(crate) fn is_non_speech(text: &str) -> bool {
     let t = text.trim();
     if t.is_empty()
         || t.chars()
