@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use roomtape_transcribe::Engine;
-use roomtape_transcribe::captions::{CaptionKind, CaptionSettings, Captioner, Word};
+use roomtape_transcribe::captions::{CaptionKind, CaptionSettings, Captioner, Word, norm};
 use roomtape_transcribe::metrics::{wer, words};
 use roomtape_transcribe::pipeline::{self, RATE};
 use roomtape_transcribe::vad::VadSettings;
@@ -71,13 +71,6 @@ fn quantile(v: &mut [f64], q: f64) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     v[((q * v.len() as f64) as usize).min(v.len() - 1)]
-}
-
-fn norm(w: &str) -> String {
-    w.chars()
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(char::to_lowercase)
-        .collect()
 }
 
 /// The offline transcript of the same tracks (the worker's pipeline), one text per track.

@@ -103,8 +103,8 @@ pub struct Caption {
     pub words: Vec<Word>,
 }
 
-/// The words of `text` compared the way agreement needs: lower case, letters and digits only.
-fn norm(w: &str) -> String {
+/// A word compared the way agreement needs: lower case, letters and digits only.
+pub fn norm(w: &str) -> String {
     w.chars()
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
