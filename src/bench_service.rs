@@ -70,6 +70,7 @@ pub async fn start(
         host_id: users.first().map(|u| u.id),
         state: RoomState::Open,
         invite_token: None,
+        captions: true,
         created_at: Timestamp::now(),
         ended_at: None,
     };

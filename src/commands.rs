@@ -552,6 +552,7 @@ pub async fn serve(ctx: Context, listen: Option<String>) -> anyhow::Result<()> {
         sfu.advertised
     );
     let live = roomtape_web::live::Live::new(catalog.clone(), store.clone(), config, Some(media));
+    crate::transcribe_cmd::start_captions(&ctx, &live);
     let app = roomtape_web::app(roomtape_web::AppState::new(
         catalog.clone(),
         store,

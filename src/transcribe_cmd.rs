@@ -373,3 +373,39 @@ fn worker_config(ctx: &Context, lease_seconds: u32) -> WorkerConfig {
         ..WorkerConfig::new(Duration::from_secs(u64::from(lease_seconds)))
     }
 }
+
+/// Gives the live rooms a caption engine (`[captions]`): one model and one thread for every
+/// room. Off, with a warning, when its model is not installed.
+pub fn start_captions(ctx: &Context, live: &Arc<roomtape_web::live::Live>) {
+    let c = &ctx.config.captions;
+    if !c.enabled {
+        return;
+    }
+    let engine = match models::resolve(&c.model, &layout::models(ctx.data_dir()))
+        .and_then(|(name, path)| Engine::load(&path, &name, c.threads.max(1) as usize))
+    {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            tracing::warn!(
+                "live captions are off: model {:?} (captions.model) could not be loaded: {e:#}",
+                c.model
+            );
+            return;
+        }
+    };
+    let settings = roomtape_transcribe::captions::CaptionSettings {
+        step_ms: c.step_ms.clamp(200, 3000),
+        threads: c.threads.max(1) as usize,
+        ..Default::default()
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let captioner = roomtape_transcribe::captions::Captioner::start(
+        engine,
+        settings,
+        Box::new(move |key: &roomtape_core::CaptionKey, caption| {
+            let _ = tx.send((key.clone(), caption));
+        }),
+    );
+    live.set_captions(Arc::new(captioner), rx);
+    tracing::info!(model = %c.model, "live captions on");
+}

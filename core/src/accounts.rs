@@ -104,6 +104,8 @@ pub struct Room {
     pub invite_token: Option<String>,
     pub created_at: Timestamp,
     pub ended_at: Option<Timestamp>,
+    /// Live captions are offered in the room (its host may turn them off).
+    pub captions: bool,
 }
 
 /// A role that outlives a connection.
@@ -164,7 +166,7 @@ pub fn clean_text(what: &str, s: &str, max: usize, allow_empty: bool) -> Result<
 }
 
 const USER_COLUMNS: &str = "id, username, display_name, is_admin, created_at";
-const ROOM_COLUMNS: &str = "id, title, description, language, scheduled_at, visibility, host_id, state, invite_token, created_at, ended_at";
+const ROOM_COLUMNS: &str = "id, title, description, language, scheduled_at, visibility, host_id, state, invite_token, created_at, ended_at, captions";
 
 fn user_from_row(row: &SqliteRow) -> Result<User> {
     Ok(User {
@@ -194,6 +196,7 @@ fn room_from_row(row: &SqliteRow) -> Result<Room> {
         invite_token: row.try_get("invite_token")?,
         created_at: Timestamp(row.try_get("created_at")?),
         ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(Timestamp),
+        captions: row.try_get("captions")?,
     })
 }
 
@@ -464,7 +467,7 @@ impl Catalog {
     /// Creates a room.
     pub async fn create_room(&self, room: &Room) -> Result<()> {
         sqlx::query(&format!(
-            "INSERT INTO rooms ({ROOM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO rooms ({ROOM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(room.id.to_string())
         .bind(&room.title)
@@ -477,6 +480,7 @@ impl Catalog {
         .bind(&room.invite_token)
         .bind(room.created_at.0)
         .bind(room.ended_at.map(|t| t.0))
+        .bind(room.captions)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -512,6 +516,16 @@ impl Catalog {
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Turns live captions on or off for a room.
+    pub async fn set_room_captions(&self, id: RoomId, on: bool) -> Result<()> {
+        sqlx::query("UPDATE rooms SET captions = ? WHERE id = ?")
+            .bind(on)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

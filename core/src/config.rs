@@ -23,6 +23,7 @@ pub struct Config {
     pub recorder: RecorderConfig,
     pub import: ImportConfig,
     pub transcribe: TranscribeConfig,
+    pub captions: CaptionsConfig,
     pub search: SearchConfig,
     pub webhooks: WebhooksConfig,
 }
@@ -109,6 +110,33 @@ pub struct TranscribeConfig {
     /// (Whisper's translate task; a multilingual model; English is the only target Whisper
     /// has). `off`: transcripts only.
     pub translate: Translate,
+}
+
+/// `[captions]`: live captions in rooms.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptionsConfig {
+    /// Whether the server makes live captions at all (each room's host may still turn them
+    /// off). A missing model turns them off with a warning.
+    pub enabled: bool,
+    /// An installed model's name or a path to a ggml file (tiny.en suits a small machine).
+    pub model: String,
+    /// Whisper threads for captions: one captioning thread serves every room, and each
+    /// decode uses this many.
+    pub threads: u32,
+    /// New speech between two decodes of a speaker, ms (longer under load, up to 3 s).
+    pub step_ms: u32,
+}
+
+impl Default for CaptionsConfig {
+    fn default() -> Self {
+        CaptionsConfig {
+            enabled: true,
+            model: "tiny.en".into(),
+            threads: 1,
+            step_ms: 1000,
+        }
+    }
 }
 
 /// Whether transcripts get English translations.
@@ -286,6 +314,7 @@ impl Default for Config {
             recorder: RecorderConfig::default(),
             import: ImportConfig::default(),
             transcribe: TranscribeConfig::default(),
+            captions: CaptionsConfig::default(),
             search: SearchConfig::default(),
             webhooks: WebhooksConfig::default(),
         }

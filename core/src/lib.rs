@@ -8,6 +8,7 @@
 
 mod accounts;
 mod archive;
+mod captions;
 mod catalog;
 mod config;
 mod error;
@@ -26,10 +27,11 @@ pub use accounts::{
 pub use archive::{
     AppendFile, ArchiveStore, LocalStore, MemoryStore, OpenFile, ReadFile, StoreLock, check_key,
 };
+pub use captions::{Caption, CaptionKey, CaptionKind, CaptionWord, LiveCaptions};
 pub use catalog::Catalog;
 pub use config::{
     Config, ImportConfig, IpCidr, Meaning, MediaConfig, RecorderConfig, SearchConfig, ServerConfig,
-    TranscribeConfig, Translate, WebhooksConfig,
+    TranscribeConfig, Translate, WebhooksConfig, CaptionsConfig,
 };
 pub use error::{Error, Result};
 pub use id::{DeliveryId, JobId, RecordingId, RoomId, SpeakerId, TrackId, UserId, WebhookId};

@@ -195,7 +195,7 @@ impl FromStr for RecordingState {
 }
 
 /// Who spoke on a track.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Speaker {
     /// Stable identity (a user's, or one made at import).
     pub id: SpeakerId,

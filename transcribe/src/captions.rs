@@ -66,42 +66,7 @@ impl Default for CaptionSettings {
     }
 }
 
-/// A word in room time (ms since the room's origin).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct Word {
-    pub text: String,
-    pub start_ms: i64,
-    pub end_ms: i64,
-    /// Whisper's probability for the word (1 when not known).
-    #[serde(skip)]
-    pub p: f32,
-}
-
-/// What a caption is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CaptionKind {
-    /// The latest guess at what follows the final text; replaced by the next one.
-    Partial,
-    /// Committed: never changes.
-    Final,
-    /// The machine cannot keep up: captions stop for a while (the text says why).
-    Paused,
-    /// Captions go on.
-    Resumed,
-}
-
-/// One caption of one speaker.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct Caption {
-    pub kind: CaptionKind,
-    pub text: String,
-    /// Room time of the first and last word, ms.
-    pub start_ms: i64,
-    pub end_ms: i64,
-    /// Each word with its room time.
-    pub words: Vec<Word>,
-}
+pub use roomtape_core::{Caption, CaptionKind, CaptionWord as Word};
 
 /// A word compared the way agreement needs: lower case, letters and digits only.
 pub fn norm(w: &str) -> String {
@@ -581,6 +546,20 @@ impl<K: Clone + Eq + Hash + Send + 'static> Captioner<K> {
         let mut s = *self.stats.lock().unwrap_or_else(|p| p.into_inner());
         s.dropped = self.dropped.load(std::sync::atomic::Ordering::Relaxed);
         s
+    }
+}
+
+impl roomtape_core::LiveCaptions for Captioner<roomtape_core::CaptionKey> {
+    fn open(&self, key: roomtape_core::CaptionKey, origin: Instant) {
+        Captioner::open(self, key, origin);
+    }
+
+    fn packet(&self, key: &roomtape_core::CaptionKey, payload: Vec<u8>, timestamp: u32, at: Instant) {
+        Captioner::packet(self, key.clone(), payload, timestamp, at);
+    }
+
+    fn close(&self, key: &roomtape_core::CaptionKey) {
+        Captioner::close(self, key.clone());
     }
 }
 

@@ -25,6 +25,7 @@ use roomtape_core::Cursor;
 
 use crate::{AppError, AppState, ErrorBody, account, rooms};
 
+pub mod captions;
 pub mod jobs;
 pub mod recordings;
 
@@ -98,6 +99,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(account::api_revoke_token))
         .routes(routes!(rooms::api_list_rooms, rooms::api_create_room))
         .routes(routes!(rooms::api_get_room))
+        .routes(routes!(captions::room_captions))
         .routes(routes!(rooms::api_rotate_invite, rooms::api_revoke_invite))
         .routes(routes!(rooms::api_speaker_invite))
         .routes(routes!(recordings::list_recordings))

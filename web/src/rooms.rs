@@ -47,9 +47,16 @@ pub struct NewRoom {
     #[serde(default)]
     #[schema(value_type = Visibility)]
     visibility: String,
+    /// Offer live captions in the room (default `true`; its host may change it live).
+    #[serde(default = "yes")]
+    captions: bool,
     #[serde(default)]
     #[schema(ignore)]
     _csrf: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn parse_time(s: &str) -> Result<Option<Timestamp>, AppError> {
@@ -93,6 +100,7 @@ impl NewRoom {
             host_id: Some(host.user.id),
             state: RoomState::Open,
             invite_token: (visibility == Visibility::Private).then(auth::secret),
+            captions: self.captions,
             created_at: Timestamp::now(),
             ended_at: None,
         })
@@ -340,6 +348,12 @@ fn room_form(session: &Session) -> Markup {
                 label.row { input type="radio" name="visibility" value="public" checked; " Public — listed in the lobby" }
                 label.row { input type="radio" name="visibility" value="unlisted"; " Unlisted — anyone with the link" }
                 label.row { input type="radio" name="visibility" value="private"; " Private — invite link only" }
+            }
+            label { "Live captions"
+                select name="captions" {
+                    option value="true" selected { "Offered to everyone in the room" }
+                    option value="false" { "Off" }
+                }
             }
             button type="submit" { "Create room" }
         }
@@ -713,6 +727,16 @@ fn live_page(
                     ul.stage #stage {}
                     h2 { "Listening" }
                     ul.audience #audience {}
+                    section.captions-box #captions-box hidden aria-labelledby="captions-h" {
+                        div.captions-head {
+                            h2 #captions-h { "Live captions" }
+                            button #captions-toggle type="button" aria-pressed="false" { "Show captions" }
+                        }
+                        p #captions-state.hint hidden {}
+                        // Final lines only are announced; the line being said is shown, not read.
+                        div #captions.captions role="log" aria-live="polite" hidden {}
+                        p #captions-partial.captions-partial aria-hidden="true" hidden {}
+                    }
                     div.controls {
                         button #hand type="button" { "Raise hand" }
                         button #accept type="button" hidden { "Join the stage" }
@@ -725,6 +749,7 @@ fn live_page(
                             h2 { "Host" }
                             div.controls {
                                 button #record type="button" { "Start recording" }
+                                button #captions-allow type="button" hidden { "Turn captions off for the room" }
                                 button #speaker-link type="button" { "Invite link to speak" }
                                 button #end type="button" { "End room" }
                             }

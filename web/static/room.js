@@ -18,7 +18,16 @@ const state = {
   ended: false,
   // The microphone was refused or is missing: this page listens only.
   noMic: false,
+  // Whether the room offers captions ("unavailable", "off", "on"), and whether I asked for them.
+  captions: "unavailable",
+  showCaptions: false,
+  // Final caption lines on screen, oldest first, and each speaker's partial.
+  lines: [],
+  partials: new Map(),
 };
+// Caption lines kept on screen.
+const MAX_LINES = 8;
+const CAPTIONS_KEY = "roomtape.captions";
 let ws = null;
 let pc = null;
 let micStream = null;
@@ -80,6 +89,20 @@ async function handle(m) {
       state.byId = new Map(m.people.map((p) => [p.id, p]));
       setRecording(m.recording);
       if (m.recording) notice("This room is being recorded.");
+      state.captions = m.captions;
+      // Captions stay on for whoever turned them on before.
+      if (localStorage.getItem(CAPTIONS_KEY) === "on" && m.captions === "on") setCaptions(true);
+      break;
+    case "captions_offered":
+      state.captions = m.captions;
+      if (m.captions !== "on") {
+        state.partials.clear();
+      } else if (state.showCaptions) {
+        send({ type: "captions", on: true });
+      }
+      break;
+    case "caption":
+      caption(m);
       break;
     case "offer":
       await answer(m);
@@ -253,6 +276,94 @@ function setRecording(on) {
   if (r) r.textContent = on ? "Stop recording" : "Start recording";
 }
 
+function setCaptions(on) {
+  state.showCaptions = on;
+  localStorage.setItem(CAPTIONS_KEY, on ? "on" : "off");
+  if (!on) state.partials.clear();
+  send({ type: "captions", on });
+}
+
+// A speaker's final text joins their last line (while it is the last one and short), or starts
+// a new one; their partial is replaced.
+function caption(m) {
+  if (m.kind === "partial") {
+    if (m.text) state.partials.set(m.speaker, { name: m.name, text: m.text });
+    else state.partials.delete(m.speaker);
+    return;
+  }
+  state.partials.delete(m.speaker);
+  if (m.kind !== "final") {
+    // Paused or resumed: the server says why, as a line of its own.
+    state.partials.clear();
+    if (m.text) addLine({ speaker: null, name: "", text: m.text });
+    return;
+  }
+  const last = state.lines[state.lines.length - 1];
+  if (last && last.speaker === m.speaker && last.text.length < 160) {
+    last.text += " " + m.text;
+    last.changed = true;
+  } else {
+    addLine({ speaker: m.speaker, name: m.name, text: m.text });
+  }
+}
+
+function addLine(l) {
+  l.changed = true;
+  state.lines.push(l);
+  while (state.lines.length > MAX_LINES) state.lines.shift().el?.remove();
+}
+
+function fillLine(el, l) {
+  el.className = l.speaker ? "line" : "line note";
+  el.replaceChildren();
+  if (l.speaker) {
+    el.dataset.speaker = l.speaker;
+    const who = document.createElement("b");
+    who.className = "who";
+    who.textContent = l.name + ": ";
+    el.appendChild(who);
+  }
+  el.append(l.text);
+}
+
+function renderCaptions() {
+  const box = $("captions-box");
+  const offered = state.captions === "on";
+  box.hidden = state.closed || state.captions === "unavailable";
+  const toggle = $("captions-toggle");
+  toggle.hidden = !offered;
+  toggle.textContent = state.showCaptions ? "Hide captions" : "Show captions";
+  toggle.setAttribute("aria-pressed", String(state.showCaptions));
+  const st = $("captions-state");
+  st.hidden = offered;
+  st.textContent = offered ? "" : "The host turned captions off in this room.";
+  const list = $("captions");
+  const show = offered && state.showCaptions;
+  list.hidden = !show;
+  // Each line keeps its element: the live region announces what is added or changed, and
+  // lines already read are not written again.
+  for (const l of state.lines) {
+    if (!l.el) {
+      l.el = document.createElement("p");
+      list.appendChild(l.el);
+    }
+    if (l.changed) {
+      fillLine(l.el, l);
+      list.scrollTop = list.scrollHeight;
+    }
+    l.changed = false;
+  }
+  const partial = $("captions-partial");
+  const parts = [...state.partials.values()];
+  partial.hidden = !show || parts.length === 0;
+  partial.textContent = parts.map((p) => `${p.name}: ${p.text}`).join(" · ");
+  const allow = $("captions-allow");
+  if (allow) {
+    allow.hidden = state.captions === "unavailable";
+    allow.textContent = offered ? "Turn captions off for the room" : "Offer captions in the room";
+  }
+}
+
 function teardown() {
   pc?.close();
   pc = null;
@@ -377,6 +488,7 @@ function render() {
   const host = $("host-controls");
   if (host) host.hidden = state.closed;
   $("room").classList.toggle("closed", state.closed);
+  renderCaptions();
 }
 
 $("hand").addEventListener("click", () => {
@@ -413,6 +525,13 @@ $("leave").addEventListener("click", () => {
 $("record")?.addEventListener("click", () =>
   send({ type: state.recording ? "stop_recording" : "start_recording" }),
 );
+$("captions-toggle").addEventListener("click", () => {
+  setCaptions(!state.showCaptions);
+  render();
+});
+$("captions-allow")?.addEventListener("click", () =>
+  send({ type: "allow_captions", on: state.captions !== "on" }),
+);
 $("end")?.addEventListener("click", () => {
   if (confirm("End the room for everyone?")) send({ type: "end_room" });
 });
@@ -433,6 +552,8 @@ window.roomtape = {
   state: () => ({
     ...state,
     speaking: [...state.speaking],
+    partials: [...state.partials.values()],
+    lines: state.lines.map(({ speaker, name, text }) => ({ speaker, name, text })),
     connection: pc ? `${pc.iceConnectionState}/${pc.connectionState}/${pc.signalingState}` : null,
   }),
   inbound: async () => {

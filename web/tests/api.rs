@@ -1011,6 +1011,7 @@ async fn rooms_page_by_cursor_and_private_rooms_stay_hidden() {
         host_id: Some(olga.user.id),
         state: RoomState::Ended,
         invite_token: None,
+        captions: true,
         created_at: Timestamp::now(),
         ended_at: Some(Timestamp::now()),
     };

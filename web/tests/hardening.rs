@@ -433,6 +433,7 @@ async fn a_private_room_answers_outsiders_as_a_missing_room_does() {
         host_id: Some(olga.id),
         state,
         invite_token: Some("letmein".into()),
+        captions: true,
         created_at: Timestamp::now(),
         ended_at: None,
     };
@@ -538,6 +539,7 @@ async fn a_room_link_opened_signed_out_leads_through_sign_up_back_into_the_room(
         host_id: Some(olga.id),
         state: RoomState::Open,
         invite_token: (visibility == Visibility::Private).then(|| "letmein".into()),
+        captions: true,
         created_at: Timestamp::now(),
         ended_at: None,
     };
@@ -647,6 +649,7 @@ async fn a_server_can_keep_guests_out() {
         host_id: Some(olga.id),
         state: RoomState::Open,
         invite_token: None,
+        captions: true,
         created_at: Timestamp::now(),
         ended_at: None,
     };
@@ -798,6 +801,7 @@ async fn a_scheduled_room_has_a_calendar_file_for_whoever_may_open_its_link() {
         host_id: Some(olga.id),
         state: RoomState::Open,
         invite_token: Some("letmein".into()),
+        captions: true,
         created_at: Timestamp::now(),
         ended_at: None,
     };

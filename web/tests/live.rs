@@ -105,6 +105,7 @@ impl Server {
             host_id: Some(host.id),
             state: RoomState::Open,
             invite_token: (visibility == Visibility::Private).then(|| "letmein".to_string()),
+            captions: true,
             created_at: Timestamp::now(),
             ended_at: None,
         };
@@ -430,6 +431,7 @@ async fn the_lobby_shows_a_room_as_live_while_someone_is_in_it() {
         host_id: Some(ana.id),
         state: RoomState::Open,
         invite_token: None,
+        captions: true,
         created_at: Timestamp::now().add_millis(-2 * 3_600_000),
         ended_at: None,
     };

@@ -387,6 +387,7 @@ impl Site {
             host_id: Some(host.id),
             state: RoomState::Open,
             invite_token: None,
+            captions: true,
             created_at: now.add_millis(-age_ms),
             ended_at: None,
         };
@@ -493,6 +494,7 @@ fn a_room_is_live_while_someone_is_in_it_and_listed_while_about_to_start() {
         host_id: None,
         state: RoomState::Open,
         invite_token: None,
+        captions: true,
         created_at: now.add_millis(-age_min * MIN),
         ended_at: None,
     };

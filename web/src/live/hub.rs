@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
-use roomtape_core::{Room as RoomRow, RoomId, User};
+use roomtape_core::{Caption, Room as RoomRow, RoomId, Speaker, User};
 
+use super::captions::{CaptionEvent, FeedMsg};
 use super::outbox::Outbox;
 use super::protocol::{ClientMsg, Role};
 use super::recording::RecordingSession;
@@ -44,6 +45,14 @@ pub enum HubMsg {
     Media(MediaEvent),
     /// The recording asked for has started (or could not); sent by the task that started it.
     RecordingStarted(Result<RecordingSession, String>),
+    /// A live caption of the speaker on `conn`.
+    Caption {
+        conn: ConnId,
+        speaker: Speaker,
+        caption: Caption,
+    },
+    /// API consumers following the room's captions now.
+    Watchers(usize),
 }
 
 /// A running room's handle.
@@ -78,6 +87,11 @@ pub(super) struct Hub {
     rx: mpsc::UnboundedReceiver<HubMsg>,
     self_tx: mpsc::UnboundedSender<HubMsg>,
     persist: mpsc::UnboundedSender<Persist>,
+    /// The room's time zero (captions are timed from it), and when it was by the clock.
+    origin: std::time::Instant,
+    origin_wall: roomtape_core::Timestamp,
+    /// Whether the room's speakers are captioned.
+    captioning: bool,
 }
 
 impl Hub {
@@ -88,7 +102,7 @@ impl Hub {
         let count = Arc::new(AtomicUsize::new(0));
         let pending = Arc::new(AtomicUsize::new(0));
         let hub = Hub {
-            room: Room::new(room),
+            room: Room::new(room, live.captions_available()),
             live,
             conns: HashMap::new(),
             recording: None,
@@ -99,7 +113,15 @@ impl Hub {
             rx,
             self_tx: tx.clone(),
             persist,
+            origin: std::time::Instant::now(),
+            origin_wall: roomtape_core::Timestamp::now(),
+            captioning: false,
         };
+        // Consumers may follow the room's captions before anyone is in it.
+        let watchers = hub.live.feeds.watchers(hub.room.id());
+        if watchers > 0 {
+            let _ = tx.send(HubMsg::Watchers(watchers));
+        }
         tokio::spawn(hub.run());
         HubHandle { tx, count, pending }
     }
@@ -169,6 +191,16 @@ impl Hub {
             HubMsg::Media(MediaEvent::Gone { conn }) => In::MediaGone { conn },
             HubMsg::Media(MediaEvent::Error { conn, message }) => In::MediaError { conn, message },
             HubMsg::Media(MediaEvent::Speaking { conns }) => In::Speaking { conns },
+            HubMsg::Caption {
+                conn,
+                speaker,
+                caption,
+            } => In::Caption {
+                conn,
+                speaker,
+                caption,
+            },
+            HubMsg::Watchers(n) => In::Watchers(n),
             HubMsg::RecordingStarted(r) => In::RecordingStarted(match r {
                 Ok(session) => {
                     self.started = Some(session);
@@ -201,6 +233,16 @@ impl Hub {
         self.live.media(MediaCmd::Tap {
             room: self.id(),
             tap: self.recording.as_ref().filter(|_| on).map(|r| r.tap()),
+        });
+    }
+
+    fn captions(&self) {
+        self.live.media(MediaCmd::Captions {
+            room: self.id(),
+            feed: self
+                .live
+                .caption_feed(self.origin)
+                .filter(|_| self.captioning),
         });
     }
 
@@ -245,6 +287,35 @@ impl Hub {
                         out.recording(on);
                     }
                 }
+                Effect::CaptionsOffered { captions } => {
+                    for out in self.greeted() {
+                        out.captions_offered(captions);
+                    }
+                    self.live
+                        .feeds
+                        .publish(self.id(), FeedMsg::Offered(captions));
+                }
+                Effect::Caption {
+                    to,
+                    user,
+                    speaker,
+                    caption,
+                } => {
+                    let event = Arc::new(CaptionEvent::new(
+                        user,
+                        &speaker,
+                        caption,
+                        self.origin_wall,
+                    ));
+                    for conn in to {
+                        if let Some(c) = self.conns.get(&conn) {
+                            c.out.caption(&event);
+                        }
+                    }
+                    self.live
+                        .feeds
+                        .publish(self.id(), FeedMsg::Caption(event));
+                }
                 Effect::Media(m) => self.media(m),
                 Effect::Persist(p) => {
                     let _ = self.persist.send(p);
@@ -278,14 +349,17 @@ impl Hub {
                         }
                     }
                 }
-                Effect::Ending => self.live.ending(self.id()),
+                Effect::Ending => {
+                    self.live.ending(self.id());
+                    self.live.feeds.publish(self.id(), FeedMsg::Ended);
+                }
                 Effect::Ended => {}
             }
         }
         self.effects = fx;
     }
 
-    fn media(&self, m: Media) {
+    fn media(&mut self, m: Media) {
         let cmd = match m {
             Media::Join {
                 conn,
@@ -304,6 +378,14 @@ impl Hub {
                 if self.recording.is_some() {
                     self.tap(true);
                 }
+                if self.captioning {
+                    self.captions();
+                }
+                return;
+            }
+            Media::Captions { on } => {
+                self.captioning = on;
+                self.captions();
                 return;
             }
             Media::Peer(p) => MediaCmd::Peer(p),
@@ -319,6 +401,11 @@ async fn persist_loop(live: Arc<Live>, room: RoomId, mut rx: mpsc::UnboundedRece
             Persist::Role { user, role } => {
                 if let Err(e) = live.catalog.set_room_role(room, user, role).await {
                     tracing::error!(%room, "storing a role failed: {e}");
+                }
+            }
+            Persist::Captions { on } => {
+                if let Err(e) = live.catalog.set_room_captions(room, on).await {
+                    tracing::error!(%room, "storing the room's captions setting failed: {e}");
                 }
             }
             Persist::End => {

@@ -42,12 +42,16 @@ impl Kind {
             | ClientMsg::MoveToAudience { .. }
             | ClientMsg::MakeCohost { .. }
             | ClientMsg::Remove { .. } => Kind::Moderate,
-            ClientMsg::StartRecording | ClientMsg::StopRecording | ClientMsg::EndRoom => Kind::Room,
+            ClientMsg::StartRecording
+            | ClientMsg::StopRecording
+            | ClientMsg::AllowCaptions { .. }
+            | ClientMsg::EndRoom => Kind::Room,
             ClientMsg::Answer { .. } => Kind::Answer,
             ClientMsg::Ping => Kind::Ping,
-            ClientMsg::Hello { .. } | ClientMsg::AcceptInvite | ClientMsg::DeclineInvite => {
-                Kind::Other
-            }
+            ClientMsg::Hello { .. }
+            | ClientMsg::AcceptInvite
+            | ClientMsg::DeclineInvite
+            | ClientMsg::Captions { .. } => Kind::Other,
         }
     }
 

@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 
-use roomtape_core::{ArchiveStore, Catalog, Config, Room, RoomId, Speaker};
+use roomtape_core::{ArchiveStore, Catalog, Config, LiveCaptions, Room, RoomId, Speaker};
 
+pub mod captions;
 pub mod client;
 pub mod hub;
 pub mod limits;
@@ -42,6 +43,11 @@ pub enum MediaCmd {
     Peer(PeerCmd),
     /// Record the room's audio into `tap` (or stop).
     Tap { room: RoomId, tap: Option<Tap> },
+    /// Caption the room's speakers with `feed` (or stop).
+    Captions {
+        room: RoomId,
+        feed: Option<captions::CaptionFeed>,
+    },
     /// What the SFU holds now (tests, benchmarks, leak checks).
     Stats(tokio::sync::oneshot::Sender<SfuStats>),
 }
@@ -120,6 +126,10 @@ pub struct Live {
     /// Recordings being finished beside their rooms, and a wake-up when one is done.
     finishing: AtomicUsize,
     finished: Notify,
+    /// The live caption engine, when this server captions.
+    captions: OnceLock<Arc<dyn LiveCaptions>>,
+    /// Each room's caption feed for API consumers.
+    feeds: captions::Feeds,
 }
 
 /// How long an ended room is remembered beside the catalog (longer than any request takes).
@@ -143,6 +153,8 @@ impl Live {
             ending: Mutex::new(HashMap::new()),
             finishing: AtomicUsize::new(0),
             finished: Notify::new(),
+            captions: OnceLock::new(),
+            feeds: captions::Feeds::default(),
         })
     }
 
@@ -184,6 +196,13 @@ impl Live {
                 }
             }
             _ => true,
+        }
+    }
+
+    /// A message to the room's task, if it is running (nobody is in a room without one).
+    pub(crate) fn tell_room(&self, room: RoomId, m: HubMsg) {
+        if let Some(h) = self.hubs().get(&room) {
+            let _ = h.tx.send(m);
         }
     }
 

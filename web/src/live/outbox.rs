@@ -8,13 +8,16 @@
 //! costs each member at most the final state.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
 use roomtape_core::UserId;
 
-use super::protocol::{Person, ServerMsg};
+use roomtape_core::CaptionKind;
+
+use super::captions::CaptionEvent;
+use super::protocol::{Person, RoomCaptions, ServerMsg};
 
 /// Most messages for one member alone that may wait. They answer the member's own requests
 /// (which its connection rate-limits) or come from moderators' rare actions, so a member that
@@ -36,7 +39,27 @@ struct Pending {
     presence: BTreeMap<UserId, Option<Person>>,
     speaking: Option<Vec<UserId>>,
     recording: Option<bool>,
+    offered: Option<RoomCaptions>,
+    /// Final captions (and notices) in order, the oldest dropped past [`CAPTIONS_CAP`].
+    captions: VecDeque<Arc<CaptionEvent>>,
+    /// Each speaker's latest partial caption.
+    partials: BTreeMap<UserId, Arc<CaptionEvent>>,
     closed: bool,
+}
+
+/// Final captions kept for a member who is slow to read; past that the oldest go (captions
+/// are for reading now, and a member who cannot keep up is not dropped for them).
+pub const CAPTIONS_CAP: usize = 64;
+
+fn caption_msg(c: &CaptionEvent) -> ServerMsg {
+    ServerMsg::Caption {
+        speaker: c.speaker.id,
+        name: c.speaker.name.clone(),
+        kind: c.kind,
+        text: c.text.clone(),
+        start_ms: c.start_ms,
+        end_ms: c.end_ms,
+    }
 }
 
 /// The member's queue of its own messages is full: it has stopped reading.
@@ -94,6 +117,26 @@ impl Outbox {
         self.set(|p| p.recording = Some(on));
     }
 
+    pub fn captions_offered(&self, captions: RoomCaptions) {
+        self.set(|p| p.offered = Some(captions));
+    }
+
+    /// A caption: a speaker's partial replaces the one not yet sent; a final (or notice) makes
+    /// it stale and is queued.
+    pub fn caption(&self, c: &Arc<CaptionEvent>) {
+        self.set(|p| {
+            if c.kind == CaptionKind::Partial {
+                p.partials.insert(c.speaker.id, c.clone());
+            } else {
+                p.partials.remove(&c.speaker.id);
+                if p.captions.len() >= CAPTIONS_CAP {
+                    p.captions.pop_front();
+                }
+                p.captions.push_back(c.clone());
+            }
+        });
+    }
+
     fn set(&self, f: impl FnOnce(&mut Pending)) {
         {
             let mut p = self.pending();
@@ -135,6 +178,15 @@ impl Outbox {
         if let Some(on) = p.recording.take() {
             out.push(ServerMsg::Recording { on });
         }
+        if let Some(captions) = p.offered.take() {
+            out.push(ServerMsg::CaptionsOffered { captions });
+        }
+        out.extend(p.captions.drain(..).map(|c| caption_msg(&c)));
+        out.extend(
+            std::mem::take(&mut p.partials)
+                .into_values()
+                .map(|c| caption_msg(&c)),
+        );
         out
     }
 

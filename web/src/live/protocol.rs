@@ -55,8 +55,27 @@ pub enum ClientMsg {
     },
     StartRecording,
     StopRecording,
+    /// Show me live captions (or stop).
+    Captions {
+        on: bool,
+    },
+    /// Host or co-host: offer live captions in the room (or turn them off for everyone).
+    AllowCaptions {
+        on: bool,
+    },
     EndRoom,
     Ping,
+}
+
+/// Whether a room offers live captions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomCaptions {
+    /// This server does not caption (no model, or `captions.enabled` is off).
+    Unavailable,
+    /// Its host turned them off.
+    Off,
+    On,
 }
 
 /// Roles in a live room.
@@ -104,6 +123,8 @@ pub enum ServerMsg {
         role: Role,
         title: String,
         recording: bool,
+        /// Whether the room offers live captions (ask for them with `captions`).
+        captions: RoomCaptions,
         people: Vec<Person>,
     },
     /// A new session description to answer (the server always offers; the client answers).
@@ -137,6 +158,21 @@ pub enum ServerMsg {
     },
     Recording {
         on: bool,
+    },
+    /// The room's host turned captions on or off.
+    CaptionsOffered {
+        captions: RoomCaptions,
+    },
+    /// A live caption of one speaker, to those who asked for captions. A speaker's `partial`
+    /// replaces their previous one; `final` text is never changed.
+    Caption {
+        speaker: UserId,
+        name: String,
+        kind: roomtape_core::CaptionKind,
+        text: String,
+        /// Room time (ms since the room's live session began).
+        start_ms: i64,
+        end_ms: i64,
     },
     /// You were removed; the connection closes.
     Removed,

@@ -7,9 +7,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use roomtape_core::{RoomId, Speaker, SpeakerId, StoredRole, User, UserId};
+use roomtape_core::{Caption, RoomId, Speaker, SpeakerId, StoredRole, User, UserId};
 
-use super::protocol::{ClientMsg, Person, Role, ServerMsg, VERSION};
+use super::protocol::{ClientMsg, Person, Role, RoomCaptions, ServerMsg, VERSION};
 use super::recording::RecordingInfo;
 use super::{ConnId, PeerCmd};
 
@@ -48,6 +48,14 @@ pub enum In {
     },
     /// The recording asked for by [`Effect::StartRecording`] has started (or could not).
     RecordingStarted(Result<(), String>),
+    /// A live caption of the speaker on `conn`.
+    Caption {
+        conn: ConnId,
+        speaker: Speaker,
+        caption: Caption,
+    },
+    /// How many API consumers follow the room's captions now.
+    Watchers(usize),
     /// The room's task is stopping (nobody is left): a recording stops with it, and whatever
     /// comes after is handled as after the room's end.
     Stop,
@@ -64,6 +72,8 @@ pub enum Media {
         publish: bool,
     },
     Peer(PeerCmd),
+    /// Caption the room's speakers (someone is watching), or stop.
+    Captions { on: bool },
 }
 
 /// A catalog write, made in order beside the room.
@@ -72,6 +82,9 @@ pub enum Persist {
     Role {
         user: UserId,
         role: Option<StoredRole>,
+    },
+    Captions {
+        on: bool,
     },
     End,
 }
@@ -105,6 +118,17 @@ pub enum Effect {
     Recording {
         on: bool,
     },
+    /// To everyone greeted: whether the room offers captions.
+    CaptionsOffered {
+        captions: RoomCaptions,
+    },
+    /// A caption to the members who asked for captions (`to`) and to the room's caption feed.
+    Caption {
+        to: Vec<ConnId>,
+        user: UserId,
+        speaker: Speaker,
+        caption: Caption,
+    },
     Media(Media),
     Persist(Persist),
     /// Start a recording beside the room; its result comes back as `In::RecordingStarted`.
@@ -131,6 +155,8 @@ struct Member {
     invited: bool,
     speaking: bool,
     hello: bool,
+    /// Asked to be shown captions.
+    captions: bool,
 }
 
 /// The recording, as the room sees it.
@@ -156,6 +182,12 @@ pub struct Room {
     /// People who may have changed (or left) since the last presence.
     touched: HashSet<UserId>,
     recording: Rec,
+    /// Whether the room offers captions.
+    captions: RoomCaptions,
+    /// API consumers following the captions.
+    watchers: usize,
+    /// Whether the room's speakers are being captioned (as last asked of the SFU).
+    captioning: bool,
     /// A moderator ended the room.
     ended: bool,
     /// The room's task is stopping.
@@ -164,13 +196,22 @@ pub struct Room {
 }
 
 impl Room {
-    pub fn new(room: roomtape_core::Room) -> Self {
+    /// `captions`: whether this server can caption at all.
+    pub fn new(room: roomtape_core::Room, captions: bool) -> Self {
+        let captions = match (captions, room.captions) {
+            (false, _) => RoomCaptions::Unavailable,
+            (true, false) => RoomCaptions::Off,
+            (true, true) => RoomCaptions::On,
+        };
         Room {
             room,
             members: Vec::new(),
             shown: HashMap::new(),
             touched: HashSet::new(),
             recording: Rec::Off,
+            captions,
+            watchers: 0,
+            captioning: false,
             ended: false,
             closed: false,
             out: Vec::new(),
@@ -212,12 +253,19 @@ impl Room {
                 }
                 In::Speaking { conns } => self.speaking(&conns),
                 In::RecordingStarted(r) => self.recording_started(r),
+                In::Caption {
+                    conn,
+                    speaker,
+                    caption,
+                } => self.caption(conn, speaker, caption),
+                In::Watchers(n) => self.watchers = n,
                 In::Stop => {
                     self.stop_recording();
                     self.closed = true;
                 }
             }
         }
+        self.captions_wanted();
         std::mem::swap(&mut self.out, effects);
     }
 
@@ -317,6 +365,41 @@ impl Room {
         }
     }
 
+    /// Captions are made while the room offers them and someone watches; never after the
+    /// room's end.
+    fn captions_wanted(&mut self) {
+        let want = !self.ended
+            && !self.closed
+            && self.captions == RoomCaptions::On
+            && (self.watchers > 0 || self.members.iter().any(|m| m.hello && m.captions));
+        if want != self.captioning {
+            self.captioning = want;
+            self.media(Media::Captions { on: want });
+        }
+    }
+
+    fn caption(&mut self, conn: ConnId, speaker: Speaker, caption: Caption) {
+        if !self.captioning {
+            return;
+        }
+        let user = self.idx(conn).map_or_else(
+            || UserId::from(speaker.id.as_uuid()),
+            |i| self.members[i].user.id,
+        );
+        let to = self
+            .members
+            .iter()
+            .filter(|m| m.hello && m.captions)
+            .map(|m| m.conn)
+            .collect();
+        self.out.push(Effect::Caption {
+            to,
+            user,
+            speaker,
+            caption,
+        });
+    }
+
     fn join(&mut self, conn: ConnId, user: User, guest: bool, role: Role) {
         // One connection per person: a second tab takes over.
         if let Some(i) = self.by_user(user.id) {
@@ -338,6 +421,7 @@ impl Room {
             invited: false,
             speaking: false,
             hello: false,
+            captions: false,
         });
     }
 
@@ -396,6 +480,7 @@ impl Room {
             role: m.role,
             title: self.room.title.clone(),
             recording: self.recording == Rec::On,
+            captions: self.captions,
             people,
         };
         let (speaker, publish) = (Self::speaker_of(m), m.role.on_stage());
@@ -552,6 +637,39 @@ impl Room {
                 } else {
                     self.stop_recording();
                     self.out.push(Effect::Recording { on: false });
+                }
+            }
+            ClientMsg::Captions { on } => {
+                if on && self.captions != RoomCaptions::On {
+                    let why = if self.captions == RoomCaptions::Off {
+                        "the host turned captions off in this room"
+                    } else {
+                        "this server does not make live captions"
+                    };
+                    self.send(me, refuse("captions_off", why));
+                }
+                self.members[me].captions = on;
+            }
+            ClientMsg::AllowCaptions { on } => {
+                if !role.moderates() {
+                    return self.deny(me);
+                }
+                if self.captions == RoomCaptions::Unavailable {
+                    return self.send(
+                        me,
+                        refuse("unavailable", "this server does not make live captions"),
+                    );
+                }
+                let captions = if on {
+                    RoomCaptions::On
+                } else {
+                    RoomCaptions::Off
+                };
+                if captions != self.captions {
+                    self.captions = captions;
+                    self.room.captions = on;
+                    self.out.push(Effect::Persist(Persist::Captions { on }));
+                    self.out.push(Effect::CaptionsOffered { captions });
                 }
             }
             ClientMsg::EndRoom => {
@@ -740,11 +858,12 @@ mod tests {
                 host_id: None,
                 state: RoomState::Open,
                 invite_token: None,
+                captions: true,
                 created_at: Timestamp::now(),
                 ended_at: None,
             };
             let mut t = T {
-                room: Room::new(row),
+                room: Room::new(row, true),
                 users: HashMap::new(),
             };
             let host = t.enter("Ana", Role::Host, false);
@@ -801,6 +920,120 @@ mod tests {
             } if *c == conn => Some(*role),
             _ => None,
         })
+    }
+
+    fn captions_asked(fx: &[Effect]) -> Option<bool> {
+        fx.iter().find_map(|e| match e {
+            Effect::Media(Media::Captions { on }) => Some(*on),
+            _ => None,
+        })
+    }
+
+    fn a_caption(text: &str) -> Caption {
+        Caption {
+            kind: roomtape_core::CaptionKind::Final,
+            text: text.into(),
+            start_ms: 0,
+            end_ms: 500,
+            words: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_room_is_captioned_only_while_someone_watches_and_its_host_allows_it() {
+        let (mut t, host) = T::new();
+        let l = t.enter("Bo", Role::Listener, true);
+        // (who, message, captioning asked for (Some) or unchanged (None), error for the sender)
+        let table: &[(ConnId, ClientMsg, Option<bool>, Option<&str>)] = &[
+            (l, ClientMsg::Captions { on: true }, Some(true), None),
+            (l, ClientMsg::Captions { on: true }, None, None),
+            (l, ClientMsg::AllowCaptions { on: false }, None, Some("forbidden")),
+            (host, ClientMsg::AllowCaptions { on: false }, Some(false), None),
+            (l, ClientMsg::Captions { on: true }, None, Some("captions_off")),
+            (host, ClientMsg::AllowCaptions { on: true }, Some(true), None),
+            (l, ClientMsg::Captions { on: false }, Some(false), None),
+        ];
+        for (i, (who, msg, asked, err)) in table.iter().enumerate() {
+            let fx = t.say(*who, msg.clone());
+            assert_eq!(captions_asked(&fx), *asked, "step {i}: {msg:?}: {fx:?}");
+            assert_eq!(refused(&fx, *who).as_deref(), *err, "step {i}: {msg:?}");
+        }
+        // API consumers count as watchers; the room's end stops captions.
+        assert_eq!(captions_asked(&t.run(In::Watchers(2))), Some(true));
+        assert_eq!(captions_asked(&t.run(In::Watchers(1))), None);
+        let fx = t.say(host, ClientMsg::EndRoom);
+        assert_eq!(captions_asked(&fx), Some(false));
+    }
+
+    #[test]
+    fn the_host_turning_captions_off_is_stored_and_told_to_everyone() {
+        let (mut t, host) = T::new();
+        let fx = t.say(host, ClientMsg::AllowCaptions { on: false });
+        assert!(fx.contains(&Effect::Persist(Persist::Captions { on: false })));
+        assert!(fx.contains(&Effect::CaptionsOffered {
+            captions: RoomCaptions::Off
+        }));
+        // Saying it again changes nothing.
+        let fx = t.say(host, ClientMsg::AllowCaptions { on: false });
+        assert!(fx.is_empty(), "{fx:?}");
+        // A newcomer is welcomed with it.
+        let fx = {
+            let conn = 99;
+            t.users.insert(conn, user("Cy"));
+            t.run(In::Join {
+                conn,
+                user: t.users[&conn].clone(),
+                guest: false,
+                role: Role::Listener,
+            });
+            t.say(conn, ClientMsg::Hello { v: VERSION })
+        };
+        assert!(fx.iter().any(|e| matches!(
+            e,
+            Effect::Send {
+                msg: ServerMsg::Welcome {
+                    captions: RoomCaptions::Off,
+                    ..
+                },
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn captions_go_to_those_who_asked_for_them_and_nowhere_when_nobody_watches() {
+        let (mut t, host) = T::new();
+        let a = t.enter("Bo", Role::Listener, false);
+        let _b = t.enter("Cy", Role::Listener, false);
+        let speaker = Room::speaker_of(&t.room.members[0]);
+        let said = |t: &mut T| {
+            t.run(In::Caption {
+                conn: host,
+                speaker: speaker.clone(),
+                caption: a_caption("Welcome."),
+            })
+        };
+        assert!(said(&mut t).is_empty(), "nobody watches: no caption");
+        t.say(a, ClientMsg::Captions { on: true });
+        let fx = said(&mut t);
+        match &fx[..] {
+            [Effect::Caption { to, user, .. }] => {
+                assert_eq!(to, &vec![a]);
+                assert_eq!(*user, t.id(host));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_server_without_captions_refuses_to_turn_them_on() {
+        let (mut t, host) = T::new();
+        t.room.captions = RoomCaptions::Unavailable;
+        let fx = t.say(host, ClientMsg::AllowCaptions { on: true });
+        assert_eq!(refused(&fx, host).as_deref(), Some("unavailable"));
+        let fx = t.say(host, ClientMsg::Captions { on: true });
+        assert_eq!(refused(&fx, host).as_deref(), Some("captions_off"));
+        assert_eq!(captions_asked(&fx), None);
     }
 
     #[derive(Clone, Copy, Debug)]

@@ -1,8 +1,8 @@
 //! The SFU's driver: one UDP socket and one task around the sans-IO engine of
 //! `roomtape-sfu`. It feeds the engine datagrams, the rooms' commands and its timeouts with
 //! the time they happened, sends what it says to send, and routes its events: offers, a peer
-//! gone and who is speaking to the room's task, received audio to the room's recorder. All the
-//! rules are the engine's; nothing here decides.
+//! gone and who is speaking to the room's task, received audio to the room's recorder and to the
+//! caption engine. All the rules are the engine's; nothing here decides.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -11,9 +11,10 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use roomtape_core::{RoomId, Speaker};
+use roomtape_core::{CaptionKey, RoomId, Speaker};
 use roomtape_sfu::{Command, Event, Forwarding, Input, Output, Sfu};
 
+use super::captions::CaptionFeed;
 use super::hub::HubMsg;
 use super::recording::{Tap, TapPacket};
 use super::{ConnId, MediaCmd, MediaEvent, PeerCmd, SfuStats};
@@ -62,6 +63,7 @@ pub async fn start_with(
         conns: HashMap::new(),
         rooms: HashMap::new(),
         taps: HashMap::new(),
+        captioned: HashMap::new(),
     };
     tokio::spawn(driver.run(rx));
     Ok((tx, SfuAddr { bound, advertised }))
@@ -79,6 +81,18 @@ fn default_route_ip() -> Option<IpAddr> {
 struct Conn {
     room: RoomId,
     speaker: Speaker,
+    /// Its audio is open in the caption engine.
+    captioned: bool,
+}
+
+impl Conn {
+    fn caption_key(&self, conn: ConnId) -> CaptionKey {
+        CaptionKey {
+            room: self.room,
+            conn,
+            speaker: self.speaker.clone(),
+        }
+    }
 }
 
 struct Driver {
@@ -89,6 +103,8 @@ struct Driver {
     rooms: HashMap<RoomId, (mpsc::UnboundedSender<HubMsg>, usize)>,
     /// Recorded rooms' recorders.
     taps: HashMap<RoomId, Tap>,
+    /// Captioned rooms' engine and time zero.
+    captioned: HashMap<RoomId, CaptionFeed>,
 }
 
 impl Driver {
@@ -169,7 +185,19 @@ impl Driver {
             }
             Event::Speaking { room, conns } => self.to_room(room, MediaEvent::Speaking { conns }),
             Event::Audio { room, conn, packet } => {
-                if let (Some(tap), Some(c)) = (self.taps.get(&room), self.conns.get(&conn)) {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                if let Some(feed) = self.captioned.get(&room) {
+                    let key = c.caption_key(conn);
+                    if !c.captioned {
+                        c.captioned = true;
+                        feed.engine.open(key.clone(), feed.origin);
+                    }
+                    feed.engine
+                        .packet(&key, packet.payload.clone(), packet.timestamp, packet.at);
+                }
+                if let Some(tap) = self.taps.get(&room) {
                     tap.send(TapPacket {
                         speaker: c.speaker.clone(),
                         ssrc: packet.stream,
@@ -183,17 +211,45 @@ impl Driver {
         }
     }
 
-    /// A connection the engine no longer has; its room's recorder goes with the last one.
+    /// A connection the engine no longer has; its room's recorder and captions go with the
+    /// last one.
     fn forget(&mut self, conn: ConnId) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        if c.captioned
+            && let Some(feed) = self.captioned.get(&c.room)
+        {
+            feed.engine.close(&c.caption_key(conn));
+        }
         if let Some((_, n)) = self.rooms.get_mut(&c.room) {
             *n -= 1;
             if *n == 0 {
                 self.rooms.remove(&c.room);
                 self.taps.remove(&c.room);
+                self.captioned.remove(&c.room);
             }
+        }
+    }
+
+    /// Stops captioning a room: each of its open speakers is closed in the engine.
+    fn uncaption(&mut self, room: RoomId) {
+        let Some(feed) = self.captioned.remove(&room) else {
+            return;
+        };
+        for (conn, c) in &mut self.conns {
+            if c.room == room && c.captioned {
+                c.captioned = false;
+                feed.engine.close(&c.caption_key(*conn));
+            }
+        }
+    }
+
+    /// Whether the engine hands out a room's audio: while it is recorded or captioned.
+    fn audio(&self, room: RoomId) -> Command<RoomId> {
+        Command::Audio {
+            room,
+            on: self.taps.contains_key(&room) || self.captioned.contains_key(&room),
         }
     }
 
@@ -208,7 +264,12 @@ impl Driver {
                 events,
             } => {
                 let stream = speaker.id.to_string();
-                if self.conns.insert(conn, Conn { room, speaker }).is_none() {
+                let c = Conn {
+                    room,
+                    speaker,
+                    captioned: false,
+                };
+                if self.conns.insert(conn, c).is_none() {
                     self.rooms.entry(room).or_insert((events, 0)).1 += 1;
                 }
                 Command::Join {
@@ -230,14 +291,24 @@ impl Driver {
                 Command::Leave { conn }
             }
             MediaCmd::Tap { room, tap } => {
-                let on = tap.is_some();
                 match tap {
                     // Kept while the room has connections, as the engine keeps its audio.
                     Some(t) if self.rooms.contains_key(&room) => self.taps.insert(room, t),
                     Some(_) => None,
                     None => self.taps.remove(&room),
                 };
-                Command::Audio { room, on }
+                self.audio(room)
+            }
+            MediaCmd::Captions { room, feed } => {
+                match feed {
+                    Some(f) if self.rooms.contains_key(&room) => {
+                        // The same engine and origin as before: nothing changes.
+                        self.captioned.entry(room).or_insert(f);
+                    }
+                    Some(_) => {}
+                    None => self.uncaption(room),
+                }
+                self.audio(room)
             }
             MediaCmd::Stats(reply) => {
                 let s = self.sfu.stats();
