@@ -30,8 +30,8 @@ pub use archive::{
 pub use captions::{Caption, CaptionKey, CaptionKind, CaptionWord, LiveCaptions};
 pub use catalog::Catalog;
 pub use config::{
-    Config, ImportConfig, IpCidr, Meaning, MediaConfig, RecorderConfig, SearchConfig, ServerConfig,
-    TranscribeConfig, Translate, WebhooksConfig, CaptionsConfig,
+    CaptionsConfig, Config, ImportConfig, IpCidr, Meaning, MediaConfig, RecorderConfig,
+    SearchConfig, ServerConfig, TranscribeConfig, Translate, WebhooksConfig,
 };
 pub use error::{Error, Result};
 pub use id::{DeliveryId, JobId, RecordingId, RoomId, SpeakerId, TrackId, UserId, WebhookId};

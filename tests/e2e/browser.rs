@@ -499,16 +499,7 @@ fn a_live_room_in_two_browsers_is_recorded_per_speaker_and_transcribed() {
         // The sentence looped while they spoke, and segments may cut it anywhere: the best
         // window of the speaker's words, as long as the sentence (±2 words), counts.
         let words: Vec<&str> = said.iter().flat_map(|s| s.split_whitespace()).collect();
-        let n = sentence.split_whitespace().count();
-        let mut best = f64::INFINITY;
-        for start in 0..words.len() {
-            for len in n.saturating_sub(2)..=n + 2 {
-                if len == 0 || start + len > words.len() {
-                    continue;
-                }
-                best = best.min(wer(sentence, &words[start..start + len].join(" ")));
-            }
-        }
+        let best = best_window_wer(sentence, &words);
         assert!(
             best <= 0.34,
             "{name} said {sentence:?}; the transcript has {said:?}"
@@ -1002,4 +993,189 @@ fn a_firefox_listener_on_a_phone_sized_screen_hears_takes_the_stage_and_is_recor
         let secs = opusdec_seconds(f, &scratch);
         assert!(secs > 2.0, "{} holds {secs} s", f.display());
     }
+}
+
+/// The best word error rate of `sentence` against any run of `words` about as long as it (a
+/// looping sentence can be cut anywhere).
+fn best_window_wer(sentence: &str, words: &[&str]) -> f64 {
+    let n = sentence.split_whitespace().count();
+    let mut best = f64::INFINITY;
+    for start in 0..words.len() {
+        for len in n.saturating_sub(2)..=n + 2 {
+            if len == 0 || start + len > words.len() {
+                continue;
+            }
+            best = best.min(wer(sentence, &words[start..start + len].join(" ")));
+        }
+    }
+    best
+}
+
+/// Follows a room's captions over `GET /api/v1/rooms/{id}/captions` (as a guest) on a thread
+/// of its own; each SSE event comes out as (event, data).
+fn follow_captions(
+    addr: &str,
+    room: &str,
+) -> std::sync::mpsc::Receiver<(String, serde_json::Value)> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /api/v1/rooms/{room}/captions HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut event = String::new();
+        for line in BufReader::new(s).lines() {
+            let Ok(line) = line else { return };
+            if let Some(e) = line.strip_prefix("event: ") {
+                event = e.to_string();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                let v = serde_json::from_str(d).unwrap_or(serde_json::Value::Null);
+                if tx.send((std::mem::take(&mut event), v)).is_err() {
+                    return;
+                }
+            } else if line.starts_with("HTTP/1.1 ") && !line.contains(" 200 ") {
+                let _ = tx.send(("status".into(), serde_json::json!(line)));
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Issue 18: a listener with captions on sees what the host says, with the host's name, a few
+/// seconds after it is said; an API consumer's SSE stream carries the same final captions; the
+/// room is not recorded, and no audio reaches the disk.
+#[test]
+fn a_listener_with_captions_on_reads_the_hosts_sentence_with_the_hosts_name() {
+    let env = Env::new();
+    let host_wav = voice(&env, "host", HOST_SENTENCE, "en-us+m3");
+    let (server, addr) = env.serve_with(&[
+        ("ROOMTAPE_CAPTIONS_MODEL", &test_model()),
+        ("ROOMTAPE_CAPTIONS_THREADS", "1"),
+    ]);
+    let base = format!("http://{addr}");
+    let driver = Driver::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (line, lag, sse) = rt.block_on(async {
+        let host = browser(&driver, &host_wav).await;
+        let listener = browser_without_mic(&driver).await;
+        let result = async {
+            signup(&host, &base, "ana", "Ana Lima").await;
+            let room_url = new_room(&host, &base, "Library news", "public").await;
+            let room = room_url.rsplit('/').next().unwrap().to_string();
+            // Its host offers captions: the switch says so.
+            wait_for(
+                &host,
+                "#captions-allow:not([hidden])",
+                "the host's captions switch",
+            )
+            .await;
+            let sse = follow_captions(&addr, &room);
+            let (first, data) = sse.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(
+                (first.as_str(), &data["captions"]),
+                ("state", &serde_json::json!("on"))
+            );
+
+            // A guest listener turns captions on.
+            listener.goto(&room_url).await.unwrap();
+            wait_for(
+                &listener,
+                "#audience li.person",
+                "the listener in the audience",
+            )
+            .await;
+            hears(&listener, "the listener", 50.0).await;
+            click(
+                &listener,
+                "#captions-toggle:not([hidden])",
+                "the captions toggle",
+            )
+            .await;
+            wait_for(&listener, "#captions:not([hidden])", "the captions panel").await;
+            audit(&listener, "the live room, with captions on").await;
+            let on = Instant::now();
+            // The sentence loops (3 s of speech, 3 s of silence): it is on screen within a
+            // few seconds of its next saying.
+            let line = loop {
+                let s = state(&listener).await;
+                let found = s["lines"].as_array().and_then(|ls| {
+                    ls.iter().find(|l| {
+                        let text = l["text"].as_str().unwrap_or("");
+                        let words: Vec<&str> = text.split_whitespace().collect();
+                        l["name"] == "Ana Lima" && best_window_wer(HOST_SENTENCE, &words) <= 0.25
+                    })
+                });
+                if let Some(l) = found {
+                    break l.clone();
+                }
+                assert!(
+                    on.elapsed() < Duration::from_secs(30),
+                    "no caption of the host's sentence after 30 s: {s}\nlog: {}",
+                    std::fs::read_to_string(env.path("serve.log")).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            let lag = on.elapsed();
+            // The live region holds it, under the speaker's name.
+            let shown = listener
+                .find(Locator::Css("#captions[aria-live=polite] .line"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(shown.starts_with("Ana Lima: "), "{shown:?}");
+            host.execute("window.confirm = () => true; return null", vec![])
+                .await
+                .unwrap();
+            click(&host, "#end", "the end button").await;
+            until(&listener, "the room to end", |s| s["closed"] == true).await;
+            (line, lag, sse)
+        }
+        .await;
+        let _ = host.close().await;
+        let _ = listener.close().await;
+        result
+    });
+    drop(driver);
+    eprintln!(
+        "caption on screen {:.1} s after captions were turned on",
+        lag.as_secs_f64()
+    );
+    // The SSE stream: the same finals, under the host's name, and its end.
+    let mut finals = Vec::new();
+    let mut ended = false;
+    while let Ok((event, data)) = sse.recv_timeout(Duration::from_secs(10)) {
+        match event.as_str() {
+            "caption" if data["kind"] == "final" => {
+                assert_eq!(data["speaker"]["name"], "Ana Lima", "{data}");
+                assert!(
+                    data["end_ms"].as_i64() >= data["start_ms"].as_i64(),
+                    "{data}"
+                );
+                finals.push(data["text"].as_str().unwrap().to_string());
+            }
+            "ended" => {
+                ended = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(ended, "the stream says the room ended");
+    let all = finals.join(" ");
+    let text = line["text"].as_str().unwrap();
+    assert!(
+        all.contains(text),
+        "the page's line {text:?} is in the SSE finals {finals:?}"
+    );
+    // Not recorded: no archive, nothing of the room's audio on disk.
+    let archives = env.data().join("archives");
+    let files = std::fs::read_dir(&archives).map_or(0, |d| d.count());
+    assert_eq!(files, 0, "audio under {}", archives.display());
+    server.stop();
 }

@@ -554,7 +554,13 @@ impl roomtape_core::LiveCaptions for Captioner<roomtape_core::CaptionKey> {
         Captioner::open(self, key, origin);
     }
 
-    fn packet(&self, key: &roomtape_core::CaptionKey, payload: Vec<u8>, timestamp: u32, at: Instant) {
+    fn packet(
+        &self,
+        key: &roomtape_core::CaptionKey,
+        payload: Vec<u8>,
+        timestamp: u32,
+        at: Instant,
+    ) {
         Captioner::packet(self, key.clone(), payload, timestamp, at);
     }
 

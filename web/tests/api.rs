@@ -1544,3 +1544,60 @@ async fn api_writes_by_cookie_need_the_csrf_header_before_anything_else() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
 }
+
+#[tokio::test]
+async fn room_captions_keep_the_rooms_access_rules_and_say_when_there_are_none() {
+    let api = api().await;
+    let olga = api.user("olga").await;
+    let otto = api.user("otto").await;
+    let made = |v: Value| {
+        let api = &api;
+        let olga = &olga;
+        async move {
+            let a = api
+                .send_json(Method::POST, "/api/v1/rooms", Some(olga), v)
+                .await;
+            assert_eq!(a.status, StatusCode::CREATED);
+            a.json()
+        }
+    };
+    // A room is made with captions offered unless its host says otherwise.
+    let public = made(json!({"title": "Open"})).await;
+    assert_eq!(public["captions"], true);
+    let quiet = made(json!({"title": "Quiet", "captions": false})).await;
+    assert_eq!(quiet["captions"], false);
+    let private = made(json!({"title": "Secret", "visibility": "private"})).await;
+    let captions = |r: &Value| format!("/api/v1/rooms/{}/captions", r["id"].as_str().unwrap());
+    // Outsiders of a private room learn nothing; this server (no model) makes no captions.
+    api.get(&captions(&private), Some(&otto))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    api.get(&captions(&private), None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    api.get(&captions(&public), None)
+        .await
+        .error(StatusCode::CONFLICT, "captions_unavailable");
+    api.get(&captions(&private), Some(&olga))
+        .await
+        .error(StatusCode::CONFLICT, "captions_unavailable");
+    api.get("/api/v1/rooms/not-a-room/captions", None)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_parameter");
+    api.get(&format!("/api/v1/rooms/{}/captions", RoomId::new()), None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    let id: RoomId = public["id"].as_str().unwrap().parse().unwrap();
+    api.catalog.end_room(id).await.unwrap();
+    api.get(&captions(&public), None)
+        .await
+        .error(StatusCode::GONE, "ended");
+    api.send_json(
+        Method::POST,
+        "/api/v1/rooms",
+        Some(&olga),
+        json!({"title": "Odd", "captions": "maybe"}),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "bad_body");
+}

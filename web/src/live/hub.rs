@@ -301,20 +301,14 @@ impl Hub {
                     speaker,
                     caption,
                 } => {
-                    let event = Arc::new(CaptionEvent::new(
-                        user,
-                        &speaker,
-                        caption,
-                        self.origin_wall,
-                    ));
+                    let event =
+                        Arc::new(CaptionEvent::new(user, &speaker, caption, self.origin_wall));
                     for conn in to {
                         if let Some(c) = self.conns.get(&conn) {
                             c.out.caption(&event);
                         }
                     }
-                    self.live
-                        .feeds
-                        .publish(self.id(), FeedMsg::Caption(event));
+                    self.live.feeds.publish(self.id(), FeedMsg::Caption(event));
                 }
                 Effect::Media(m) => self.media(m),
                 Effect::Persist(p) => {

@@ -243,6 +243,10 @@ mod tests {
             Ok(ClientMsg::Hello { v: 1 })
         );
         assert_eq!(parse(r#"{"type":"raise_hand"}"#), Ok(ClientMsg::RaiseHand));
+        assert_eq!(
+            parse(r#"{"type":"captions","on":true}"#),
+            Ok(ClientMsg::Captions { on: true })
+        );
         for bad in [
             "",
             "null",
@@ -252,6 +256,9 @@ mod tests {
             r#"{"type":"hello","v":"one"}"#,
             r#"{"type":"raise_hand","extra":1}"#,
             r#"{"type":"mute","user":"not-a-uuid"}"#,
+            r#"{"type":"captions"}"#,
+            r#"{"type":"captions","on":"yes"}"#,
+            r#"{"type":"allow_captions","on":true,"for":"all"}"#,
             "\u{0}\u{1}",
         ] {
             match parse(bad) {

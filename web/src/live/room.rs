@@ -73,7 +73,9 @@ pub enum Media {
     },
     Peer(PeerCmd),
     /// Caption the room's speakers (someone is watching), or stop.
-    Captions { on: bool },
+    Captions {
+        on: bool,
+    },
 }
 
 /// A catalog write, made in order beside the room.
@@ -947,10 +949,30 @@ mod tests {
         let table: &[(ConnId, ClientMsg, Option<bool>, Option<&str>)] = &[
             (l, ClientMsg::Captions { on: true }, Some(true), None),
             (l, ClientMsg::Captions { on: true }, None, None),
-            (l, ClientMsg::AllowCaptions { on: false }, None, Some("forbidden")),
-            (host, ClientMsg::AllowCaptions { on: false }, Some(false), None),
-            (l, ClientMsg::Captions { on: true }, None, Some("captions_off")),
-            (host, ClientMsg::AllowCaptions { on: true }, Some(true), None),
+            (
+                l,
+                ClientMsg::AllowCaptions { on: false },
+                None,
+                Some("forbidden"),
+            ),
+            (
+                host,
+                ClientMsg::AllowCaptions { on: false },
+                Some(false),
+                None,
+            ),
+            (
+                l,
+                ClientMsg::Captions { on: true },
+                None,
+                Some("captions_off"),
+            ),
+            (
+                host,
+                ClientMsg::AllowCaptions { on: true },
+                Some(true),
+                None,
+            ),
             (l, ClientMsg::Captions { on: false }, Some(false), None),
         ];
         for (i, (who, msg, asked, err)) in table.iter().enumerate() {
